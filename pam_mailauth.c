@@ -1,0 +1,172 @@
+/* pam_mailauth: PAM glue only. Parse arguments, load the config, get user and password, ask the
+ * core, map its answer to a PAM code (to_pam_code is the only place that does), log one line. */
+#define PAM_SM_AUTH
+#define PAM_SM_ACCOUNT
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <security/pam_ext.h>
+#include <security/pam_modules.h>
+
+#include "config.h"
+#include "log.h"
+#include "mailauth.h"
+
+#define PAM_EXPORT __attribute__((visibility("default")))
+
+struct module_args {
+    const char *config_path;
+    bool debug;
+    bool quiet;
+};
+
+static void parse_args(pam_handle_t *pamh, int argc, const char **argv, struct module_args *a)
+{
+    static const char config_prefix[] = "config=";
+
+    *a = (struct module_args){.config_path = CONFIG_DEFAULT_PATH};
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, config_prefix, sizeof(config_prefix) - 1) == 0 &&
+            arg[sizeof(config_prefix) - 1] != '\0')
+            a->config_path = arg + sizeof(config_prefix) - 1;
+        else if (strcmp(arg, "debug") == 0)
+            a->debug = true;
+        else if (strcmp(arg, "quiet") == 0)
+            a->quiet = true;
+        else if (strcmp(arg, "use_first_pass") == 0 || strcmp(arg, "try_first_pass") == 0 ||
+                 strcmp(arg, "use_authtok") == 0)
+            continue; /* read by pam_get_authtok() itself */
+        else
+            pam_syslog(pamh, LOG_ERR, "unknown module argument ignored: %s", arg);
+    }
+}
+
+MA_PRINTF(3, 0)
+static void pam_log_sink(void *ctx, int priority, const char *fmt, va_list ap)
+{
+    pam_vsyslog((pam_handle_t *)ctx, priority, fmt, ap);
+}
+
+static int to_pam_code(enum mailauth_result r)
+{
+    switch (r) {
+    case MAILAUTH_OK:
+        return PAM_SUCCESS;
+    case MAILAUTH_REJECTED:
+    case MAILAUTH_BADINPUT:
+        return PAM_AUTH_ERR;
+    case MAILAUTH_DENIED:
+        return PAM_USER_UNKNOWN;
+    case MAILAUTH_UNAVAIL:
+        return PAM_AUTHINFO_UNAVAIL;
+    }
+    return PAM_AUTH_ERR; /* never reached; never a success by accident */
+}
+
+static int log_priority(enum mailauth_result r)
+{
+    switch (r) {
+    case MAILAUTH_OK:
+        return LOG_INFO;
+    case MAILAUTH_UNAVAIL:
+        return LOG_ERR;
+    case MAILAUTH_REJECTED:
+    case MAILAUTH_BADINPUT:
+    case MAILAUTH_DENIED:
+        break;
+    }
+    return LOG_NOTICE;
+}
+
+static void log_outcome(pam_handle_t *pamh, enum mailauth_result r,
+                        const struct mailauth_report *rep)
+{
+    if (r == MAILAUTH_OK) {
+        pam_syslog(pamh, LOG_INFO, "user=%s result=accepted server=%s address=%s elapsed_ms=%ld",
+                   rep->user, rep->label, rep->address, rep->elapsed_ms);
+        return;
+    }
+    pam_syslog(pamh, log_priority(r),
+               "user=%s result=%s server=%s address=%s elapsed_ms=%ld attempts=%u reason=\"%s\"",
+               rep->user, mailauth_result_name(r), rep->label[0] != '\0' ? rep->label : "-",
+               rep->address[0] != '\0' ? rep->address : "-", rep->elapsed_ms, rep->attempts,
+               rep->reason);
+}
+
+/* Tell the user only what helps and reveals nothing about the account. */
+static void tell_user(pam_handle_t *pamh, int flags, const struct module_args *a,
+                      enum mailauth_result r)
+{
+    if (a->quiet || (flags & PAM_SILENT) != 0 || r != MAILAUTH_UNAVAIL)
+        return;
+    pam_error(pamh, "The mail server is unavailable; please try again later.");
+}
+
+static int authenticate(pam_handle_t *pamh, int flags, const struct module_args *a,
+                        const struct mailauth_config *cfg)
+{
+    const struct logger log = {.sink = pam_log_sink, .ctx = pamh, .debug = a->debug};
+    struct mailauth_report rep;
+    const char *user = NULL;
+    const char *password = NULL;
+    enum mailauth_result r;
+    int rc;
+
+    rc = pam_get_user(pamh, &user, NULL);
+    if (rc != PAM_SUCCESS || user == NULL) {
+        pam_syslog(pamh, LOG_ERR, "cannot get the user name: %s", pam_strerror(pamh, rc));
+        return rc == PAM_CONV_AGAIN ? PAM_INCOMPLETE : PAM_USER_UNKNOWN;
+    }
+    rc = pam_get_authtok(pamh, PAM_AUTHTOK, &password, NULL);
+    if (rc != PAM_SUCCESS || password == NULL) {
+        pam_syslog(pamh, LOG_NOTICE, "cannot get the password: %s", pam_strerror(pamh, rc));
+        return rc == PAM_CONV_AGAIN ? PAM_INCOMPLETE : PAM_AUTH_ERR;
+    }
+    r = mailauth_check(cfg, user, strlen(user), password, strlen(password), &log, &rep);
+    log_outcome(pamh, r, &rep);
+    tell_user(pamh, flags, a, r);
+    if (r != MAILAUTH_OK && cfg->fail_delay_ms > 0)
+        pam_fail_delay(pamh, (unsigned)cfg->fail_delay_ms * 1000u);
+    return to_pam_code(r);
+}
+
+PAM_EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    struct module_args args;
+    struct mailauth_config *cfg = NULL;
+    struct logger log;
+    int rc;
+
+    parse_args(pamh, argc, argv, &args);
+    log = (struct logger){.sink = pam_log_sink, .ctx = pamh, .debug = args.debug};
+    if (config_load_file(args.config_path, &log, &cfg) != CONFIG_OK) {
+        pam_syslog(pamh, LOG_ERR, "configuration %s is unusable; see the error above",
+                   args.config_path);
+        return PAM_SERVICE_ERR;
+    }
+    rc = authenticate(pamh, flags, &args, cfg);
+    config_free(cfg);
+    return rc;
+}
+
+PAM_EXPORT int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    (void)pamh;
+    (void)flags;
+    (void)argc;
+    (void)argv;
+    return PAM_SUCCESS;
+}
+
+PAM_EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    (void)pamh;
+    (void)flags;
+    (void)argc;
+    (void)argv;
+    return PAM_IGNORE;
+}

@@ -1,0 +1,213 @@
+/* The server walk: servers in file order, within a server its host/port pairs in order, within
+ * a host every address until one connects (net.c). The first acceptance wins; a refusal ends
+ * that server and, with on_reject = stop, the walk. */
+#include "mailauth.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "imap.h"
+#include "policy.h"
+#include "pop3.h"
+
+const char *proto_result_name(enum proto_result r)
+{
+    switch (r) {
+    case PROTO_OK:
+        return "accepted";
+    case PROTO_EAUTHFAIL:
+        return "refused";
+    case PROTO_EIO:
+        return "unreachable";
+    case PROTO_EPROTO:
+        return "protocol error";
+    case PROTO_ETLS:
+        return "TLS failure";
+    case PROTO_EINSECURE:
+        return "insecure";
+    case PROTO_ETEMP:
+        return "temporarily unavailable";
+    }
+    return "?";
+}
+
+const char *mailauth_result_name(enum mailauth_result r)
+{
+    switch (r) {
+    case MAILAUTH_OK:
+        return "accepted";
+    case MAILAUTH_REJECTED:
+        return "refused";
+    case MAILAUTH_UNAVAIL:
+        return "unavailable";
+    case MAILAUTH_BADINPUT:
+        return "invalid input";
+    case MAILAUTH_DENIED:
+        return "denied by policy";
+    }
+    return "?";
+}
+
+/* Replace every occurrence of the secret in text by "<redacted>": a hostile server could echo
+ * the password back in the error text we log. */
+static void redact(char *text, size_t cap, const char *secret, size_t secret_len)
+{
+    static const char mark[] = "<redacted>";
+    char clean[sizeof(((struct errbuf *)0)->text)];
+    size_t left = strlen(text);
+    const char *p = text;
+    size_t o = 0;
+
+    if (secret_len == 0 || memmem(text, left, secret, secret_len) == NULL)
+        return;
+    while (left > 0 && o + 1 < sizeof(clean)) {
+        if (left >= secret_len && memcmp(p, secret, secret_len) == 0) {
+            size_t n = sizeof(mark) - 1;
+            if (o + n >= sizeof(clean))
+                break;
+            memcpy(clean + o, mark, n);
+            o += n;
+            p += secret_len;
+            left -= secret_len;
+            continue;
+        }
+        clean[o++] = *p++;
+        left--;
+    }
+    clean[o] = '\0';
+    secret_wipe(text, cap);
+    snprintf(text, cap, "%s", clean);
+}
+
+static void make_target(const struct mailauth_config *cfg, const struct config_server *srv,
+                        const struct config_endpoint *ep, struct login_target *t)
+{
+    *t = (struct login_target){
+        .label = srv->label,
+        .protocol = srv->protocol,
+        .host = ep->host,
+        .port = ep->port,
+        .tls = ep->tls,
+        .verify = srv->verify,
+        .allow_cleartext = srv->allow_cleartext,
+        .apop = srv->apop,
+        .ca_file = srv->ca_file != NULL || srv->ca_dir != NULL ? srv->ca_file : cfg->ca_file,
+        .ca_dir = srv->ca_file != NULL || srv->ca_dir != NULL ? srv->ca_dir : cfg->ca_dir,
+        .connect_timeout_ms = cfg->connect_timeout_ms,
+        .timeout_ms = cfg->timeout_ms,
+    };
+}
+
+static void note_attempt(struct mailauth_report *rep, const struct login_target *t,
+                         const struct login_outcome *o, bool append)
+{
+    size_t used = strlen(rep->reason);
+
+    snprintf(rep->label, sizeof(rep->label), "%s", t->label);
+    snprintf(rep->address, sizeof(rep->address), "%s", o->address);
+    if (!append || used == 0)
+        used = 0;
+    else if (used + 2 < sizeof(rep->reason))
+        used += (size_t)snprintf(rep->reason + used, sizeof(rep->reason) - used, "; ");
+    if (used < sizeof(rep->reason))
+        snprintf(rep->reason + used, sizeof(rep->reason) - used, "%s %s: %s", t->label,
+                 o->address, o->reason.text[0] != '\0' ? o->reason.text : proto_result_name(o->result));
+}
+
+static enum proto_result try_target(const struct login_target *t, const struct login_creds *c,
+                                    const struct logger *log, struct login_outcome *o)
+{
+    if (!t->verify && t->tls != TLS_MODE_NONE)
+        log_msg(log, LOG_WARNING, "server \"%s\" %s:%u: verify = false: the certificate is NOT "
+                                  "checked; anyone on the path can collect passwords",
+                t->label, t->host, t->port);
+    if (t->protocol == PROTOCOL_POP3)
+        return pop3_login(t, c, log, o);
+    return imap_login(t, c, log, o);
+}
+
+/* Try one server's endpoints. PROTO_OK and PROTO_EAUTHFAIL end the server; anything else
+ * moves on to the next endpoint. Returns the last result. */
+static enum proto_result walk_server(const struct mailauth_config *cfg,
+                                     const struct config_server *srv,
+                                     const struct login_creds *c, const struct logger *log,
+                                     struct mailauth_report *rep)
+{
+    enum proto_result r = PROTO_EIO;
+
+    for (size_t i = 0; i < srv->n_endpoints; i++) {
+        struct login_target t;
+        struct login_outcome o = {0};
+
+        make_target(cfg, srv, &srv->endpoints[i], &t);
+        r = try_target(&t, c, log, &o);
+        rep->attempts++;
+        redact(o.reason.text, sizeof(o.reason.text), c->password, c->password_len);
+        log_debug(log, "server \"%s\" %s (%s, tls %s): %s%s%s", t.label, o.address,
+                  protocol_name(t.protocol), tls_mode_name(t.tls), proto_result_name(r),
+                  o.reason.text[0] != '\0' ? ": " : "", o.reason.text);
+        /* Failures accumulate into the report; a decision replaces them. */
+        note_attempt(rep, &t, &o, r != PROTO_OK && r != PROTO_EAUTHFAIL);
+        if (r == PROTO_OK || r == PROTO_EAUTHFAIL)
+            return r;
+    }
+    return r;
+}
+
+enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const char *user,
+                                    size_t user_len, const char *password, size_t password_len,
+                                    const struct logger *log, struct mailauth_report *rep)
+{
+    int64_t start = clock_now_ms();
+    enum mailauth_result res = MAILAUTH_UNAVAIL;
+    struct errbuf err = {{0}};
+    struct login_creds creds;
+    bool tried = false;
+    enum policy_result pr;
+    struct mailauth_report refusal;
+
+    memset(rep, 0, sizeof(*rep));
+    memset(&refusal, 0, sizeof(refusal));
+    text_sanitize(rep->user, sizeof(rep->user), user, user_len);
+    pr = policy_map_user(&cfg->user, user, user_len, rep->user, sizeof(rep->user), &err);
+    if (pr == POLICY_OK)
+        pr = policy_check_password(password, password_len, &err);
+    if (pr != POLICY_OK) {
+        snprintf(rep->reason, sizeof(rep->reason), "%s; nothing sent", err.text);
+        res = pr == POLICY_EDENIED ? MAILAUTH_DENIED : MAILAUTH_BADINPUT;
+        goto out;
+    }
+    creds = (struct login_creds){rep->user, strlen(rep->user), password, password_len};
+    for (size_t i = 0; i < cfg->n_servers; i++) {
+        const struct config_server *srv = &cfg->servers[i];
+        enum proto_result r;
+
+        if (!policy_server_serves(srv, rep->user))
+            continue;
+        tried = true;
+        r = walk_server(cfg, srv, &creds, log, rep);
+        if (r == PROTO_OK) {
+            res = MAILAUTH_OK;
+            goto out;
+        }
+        if (r == PROTO_EAUTHFAIL) {
+            res = MAILAUTH_REJECTED;
+            refusal = *rep;
+            if (cfg->on_reject == ON_REJECT_STOP)
+                goto out;
+            /* later failures must not hide that this server refused */
+            rep->reason[0] = '\0';
+        }
+    }
+    if (res == MAILAUTH_REJECTED) {
+        refusal.attempts = rep->attempts;
+        *rep = refusal;
+    }
+    if (!tried) {
+        snprintf(rep->reason, sizeof(rep->reason), "no server serves the user's domain");
+        res = MAILAUTH_DENIED;
+    }
+out:
+    rep->elapsed_ms = (long)(clock_now_ms() - start);
+    return res;
+}

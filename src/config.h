@@ -1,0 +1,88 @@
+/* The configuration file: parsed with libconfuse, validated, turned into plain structs.
+ * Names are config_*, not cfg_*, because libconfuse owns the cfg_ prefix. */
+#ifndef MAILAUTH_CONFIG_H
+#define MAILAUTH_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "log.h"
+#include "proto.h"
+
+#define CONFIG_MAX_BYTES (256 * 1024)
+#define CONFIG_DEFAULT_PATH "/etc/security/pam_mailauth.conf"
+
+enum config_result {
+    CONFIG_OK,
+    CONFIG_EIO,     /* cannot open or read the file, or it is unsafe (owner, mode, link) */
+    CONFIG_EINVAL,  /* syntax or validation error; file:line was logged */
+    CONFIG_ENOMEM,
+};
+
+enum on_reject { ON_REJECT_NEXT, ON_REJECT_STOP };
+
+struct config_endpoint {
+    char *host;
+    unsigned port;
+    enum tls_mode tls;
+};
+
+struct config_server {
+    char *label;
+    enum mail_protocol protocol;
+    struct config_endpoint *endpoints;
+    size_t n_endpoints;
+    bool verify;
+    bool allow_cleartext;
+    enum apop_mode apop;
+    char *ca_file;
+    char *ca_dir;
+    char **domains; /* routing: NULL/0 means every domain */
+    size_t n_domains;
+};
+
+struct config_user_policy {
+    bool lowercase;
+    char *append_domain; /* NULL: none */
+    bool strip_domain;
+    char **allowed_domains;
+    size_t n_allowed_domains;
+    char **deny_users;
+    size_t n_deny_users;
+};
+
+struct mailauth_config {
+    int timeout_ms;
+    int connect_timeout_ms;
+    enum on_reject on_reject;
+    int fail_delay_ms;
+    char *ca_file;
+    char *ca_dir;
+    struct config_user_policy user;
+    struct config_server *servers;
+    size_t n_servers;
+};
+
+/* Parse a NUL-terminated buffer; name is used in error messages ("file:line: ...").
+ * Returns CONFIG_OK, CONFIG_EINVAL or CONFIG_ENOMEM; *out is set only on CONFIG_OK. */
+enum config_result config_parse_buffer(const char *buf, size_t len, const char *name,
+                                       const struct logger *log, struct mailauth_config **out);
+
+/* Open path safely (no symlink, regular file, owned by root or the caller, not group/world
+ * writable, at most CONFIG_MAX_BYTES) and parse it. Returns CONFIG_OK, CONFIG_EIO,
+ * CONFIG_EINVAL or CONFIG_ENOMEM. */
+enum config_result config_load_file(const char *path, const struct logger *log,
+                                    struct mailauth_config **out);
+
+void config_free(struct mailauth_config *cfg);
+
+/* Overwrite # and // comments with spaces, keeping quoted text (exposed for tests). */
+void config_blank_line_comments(char *buf, size_t len);
+
+/* The names of every option the parser knows, NULL-terminated (for the documentation test). */
+const char *const *config_option_names(void);
+
+const char *protocol_name(enum mail_protocol p);
+const char *tls_mode_name(enum tls_mode m);
+
+#endif

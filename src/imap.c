@@ -1,0 +1,644 @@
+#include "imap.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "sasl.h"
+#include "stream.h"
+
+#define MAX_REPLY_LINES 10000
+
+/* ---- pure parsers (unit-tested and fuzzed) ---- */
+
+static bool atom_is(const char *p, size_t n, const char *w)
+{
+    return strlen(w) == n && strncasecmp(p, w, n) == 0;
+}
+
+static enum imap_status status_of(const char *p, size_t n)
+{
+    if (atom_is(p, n, "OK"))
+        return IMAP_ST_OK;
+    if (atom_is(p, n, "NO"))
+        return IMAP_ST_NO;
+    if (atom_is(p, n, "BAD"))
+        return IMAP_ST_BAD;
+    if (atom_is(p, n, "BYE"))
+        return IMAP_ST_BYE;
+    if (atom_is(p, n, "PREAUTH"))
+        return IMAP_ST_PREAUTH;
+    return IMAP_ST_NONE;
+}
+
+/* A trailing "{N}" announces N bytes of literal data after this line. Returns false when the
+ * count is absurd; *has tells whether there is one. */
+static bool find_trailing_literal(const char *line, size_t len, bool *has, size_t *count)
+{
+    size_t i;
+    size_t n = 0;
+
+    *has = false;
+    *count = 0;
+    if (len < 3 || line[len - 1] != '}')
+        return true;
+    i = len - 1;
+    while (i > 0 && line[i - 1] >= '0' && line[i - 1] <= '9')
+        i--;
+    if (i == 0 || line[i - 1] != '{' || i == len - 1)
+        return true; /* "}" without "{digits": just text */
+    for (size_t k = i; k < len - 1; k++) {
+        n = n * 10 + (size_t)(line[k] - '0');
+        if (n > IMAP_MAX_LITERAL)
+            return false;
+    }
+    *has = true;
+    *count = n;
+    return true;
+}
+
+/* After a status word: optional "[code]" then text. */
+static bool parse_code_and_text(const char *p, size_t n, struct imap_reply *r)
+{
+    if (n > 0 && p[0] == '[') {
+        const char *close = memchr(p, ']', n);
+        if (close == NULL)
+            return false;
+        r->code = p + 1;
+        r->code_len = (size_t)(close - p) - 1;
+        n -= (size_t)(close - p) + 1;
+        p = close + 1;
+        if (n > 0 && p[0] == ' ') {
+            p++;
+            n--;
+        }
+    }
+    r->data = p;
+    r->data_len = n;
+    return true;
+}
+
+static bool parse_status_line(const char *p, size_t n, struct imap_reply *r)
+{
+    const char *sp = memchr(p, ' ', n);
+    size_t word = sp != NULL ? (size_t)(sp - p) : n;
+
+    r->status = status_of(p, word);
+    if (r->status == IMAP_ST_NONE) {
+        r->data = p;
+        r->data_len = n;
+        return true;
+    }
+    if (sp == NULL) {
+        r->data = p + n;
+        r->data_len = 0;
+        return true;
+    }
+    return parse_code_and_text(sp + 1, n - word - 1, r);
+}
+
+static bool malformed(struct imap_reply *r)
+{
+    r->kind = IMAP_MALFORMED;
+    return false;
+}
+
+bool imap_parse_reply(const char *line, size_t len, const char *tag, struct imap_reply *r)
+{
+    size_t tag_len = strlen(tag);
+    const char *sp;
+
+    memset(r, 0, sizeof(*r));
+    if (len == 0)
+        return malformed(r);
+    if (line[0] == '+' && (len == 1 || line[1] == ' ')) {
+        r->kind = IMAP_CONTINUATION;
+        r->data = len > 2 ? line + 2 : line + len;
+        r->data_len = len > 2 ? len - 2 : 0;
+        return true;
+    }
+    if (!find_trailing_literal(line, len, &r->has_literal, &r->literal_len))
+        return malformed(r);
+    if (len >= 2 && line[0] == '*' && line[1] == ' ') {
+        r->kind = IMAP_UNTAGGED;
+        if (!parse_status_line(line + 2, len - 2, r))
+            return malformed(r);
+        return true;
+    }
+    sp = memchr(line, ' ', len);
+    if (sp == NULL || sp == line)
+        return malformed(r);
+    if ((size_t)(sp - line) != tag_len || memcmp(line, tag, tag_len) != 0) {
+        r->kind = IMAP_OTHER_TAG;
+        return true;
+    }
+    r->kind = IMAP_TAGGED;
+    if (!parse_status_line(sp + 1, len - tag_len - 1, r))
+        return malformed(r);
+    if (r->status != IMAP_ST_OK && r->status != IMAP_ST_NO && r->status != IMAP_ST_BAD)
+        return malformed(r);
+    return true;
+}
+
+void imap_caps_parse(const char *list, size_t len, struct imap_caps *caps)
+{
+    size_t i = 0;
+
+    caps->known = true;
+    while (i < len) {
+        size_t start;
+        while (i < len && list[i] == ' ')
+            i++;
+        start = i;
+        while (i < len && list[i] != ' ')
+            i++;
+        const char *w = list + start;
+        size_t n = i - start;
+        if (atom_is(w, n, "STARTTLS"))
+            caps->starttls = true;
+        else if (atom_is(w, n, "LOGINDISABLED"))
+            caps->logindisabled = true;
+        else if (atom_is(w, n, "AUTH=PLAIN"))
+            caps->auth_plain = true;
+        else if (atom_is(w, n, "SASL-IR"))
+            caps->sasl_ir = true;
+        else if (atom_is(w, n, "LITERAL+"))
+            caps->literal_plus = true;
+        else if (atom_is(w, n, "LITERAL-"))
+            caps->literal_minus = true;
+    }
+}
+
+void imap_caps_from_code(const struct imap_reply *r, struct imap_caps *caps)
+{
+    static const char word[] = "CAPABILITY";
+    size_t n = sizeof(word) - 1;
+
+    if (r->code == NULL || r->code_len < n || strncasecmp(r->code, word, n) != 0)
+        return;
+    if (r->code_len > n && r->code[n] != ' ')
+        return;
+    *caps = (struct imap_caps){0};
+    imap_caps_parse(r->code + n, r->code_len - n, caps);
+}
+
+bool imap_no_is_unavailable(const struct imap_reply *r)
+{
+    static const char *const codes[] = {"UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT",
+                                        "PRIVACYREQUIRED"};
+
+    if (r->code == NULL)
+        return false;
+    for (size_t i = 0; i < MA_ARRAY_LEN(codes); i++) {
+        size_t n = strlen(codes[i]);
+        if (r->code_len >= n && strncasecmp(r->code, codes[i], n) == 0 &&
+            (r->code_len == n || r->code[n] == ' '))
+            return true;
+    }
+    return false;
+}
+
+bool imap_can_quote(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == 0 || c == '\r' || c == '\n' || c > 0x7f)
+            return false;
+    }
+    return true;
+}
+
+size_t imap_quote(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+
+    if (!imap_can_quote(s, n) || cap < 3)
+        return 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            if (o + 1 >= cap)
+                return 0;
+            out[o++] = '\\';
+        }
+        if (o + 1 >= cap)
+            return 0;
+        out[o++] = s[i];
+    }
+    if (o + 2 > cap)
+        return 0;
+    out[o++] = '"';
+    out[o] = '\0';
+    return o;
+}
+
+/* ---- the dialogue ---- */
+
+struct imap_session {
+    const struct login_target *t;
+    const struct login_creds *c;
+    const struct logger *log;
+    struct login_outcome *out;
+    struct stream *s;
+    struct imap_caps caps;
+    unsigned next_tag;
+    char tag[16];
+    char bye[128]; /* text of an untagged BYE, if one came */
+};
+
+static void quote_reply(char *dst, size_t cap, const char *line, size_t len)
+{
+    text_sanitize(dst, cap, line, len > 120 ? 120 : len);
+}
+
+static void new_tag(struct imap_session *is)
+{
+    snprintf(is->tag, sizeof(is->tag), "A%u", ++is->next_tag);
+}
+
+static enum proto_result sent(enum stream_result r)
+{
+    return stream_result_to_proto(r);
+}
+
+/* Untagged data: note BYE, take CAPABILITY, skip literals that follow the line. */
+static enum proto_result absorb_untagged(struct imap_session *is, const struct imap_reply *r)
+{
+    static const char cap_word[] = "CAPABILITY";
+    size_t n = sizeof(cap_word) - 1;
+    bool more = r->has_literal;
+    size_t count = r->literal_len;
+
+    if (r->status == IMAP_ST_BYE)
+        quote_reply(is->bye, sizeof(is->bye), r->data, r->data_len);
+    imap_caps_from_code(r, &is->caps);
+    if (r->status == IMAP_ST_NONE && r->data_len >= n &&
+        strncasecmp(r->data, cap_word, n) == 0 && (r->data_len == n || r->data[n] == ' ')) {
+        is->caps = (struct imap_caps){0};
+        imap_caps_parse(r->data + n, r->data_len - n, &is->caps);
+    }
+    while (more) {
+        const char *line;
+        size_t len;
+        enum stream_result sr = stream_skip(is->s, count, &is->out->reason);
+        if (sr == STREAM_OK)
+            sr = stream_read_line(is->s, &line, &len, &is->out->reason);
+        if (sr != STREAM_OK)
+            return stream_result_to_proto(sr);
+        /* The response goes on after the literal; only a further literal matters. */
+        if (!find_trailing_literal(line, len, &more, &count)) {
+            errbuf_set(&is->out->reason, "literal of more than %d bytes in a reply",
+                       IMAP_MAX_LITERAL);
+            return PROTO_EPROTO;
+        }
+    }
+    return PROTO_OK;
+}
+
+static enum proto_result connection_lost(struct imap_session *is, enum stream_result sr)
+{
+    if (sr == STREAM_EEOF && is->bye[0] != '\0') {
+        errbuf_set(&is->out->reason, "server said BYE: \"%s\"", is->bye);
+        return PROTO_ETEMP;
+    }
+    return stream_result_to_proto(sr);
+}
+
+/* Read until something other than untagged data arrives: a continuation (when want_cont) or
+ * the tagged reply to is->tag. Anything else is a protocol error. */
+static enum proto_result read_until(struct imap_session *is, const char *what, bool want_cont,
+                                    struct imap_reply *r)
+{
+    const char *line;
+    size_t len;
+    char q[128];
+
+    for (int i = 0; i < MAX_REPLY_LINES; i++) {
+        enum stream_result sr = stream_read_line(is->s, &line, &len, &is->out->reason);
+        enum proto_result pr;
+        if (sr != STREAM_OK)
+            return connection_lost(is, sr);
+        imap_parse_reply(line, len, is->tag, r);
+        switch (r->kind) {
+        case IMAP_UNTAGGED:
+            pr = absorb_untagged(is, r);
+            if (pr != PROTO_OK)
+                return pr;
+            continue;
+        case IMAP_TAGGED:
+            return PROTO_OK;
+        case IMAP_CONTINUATION:
+            if (want_cont)
+                return PROTO_OK;
+            break;
+        case IMAP_OTHER_TAG:
+        case IMAP_MALFORMED:
+            break;
+        }
+        quote_reply(q, sizeof(q), line, len);
+        errbuf_set(&is->out->reason, "unexpected reply to %s: \"%s\"", what, q);
+        return PROTO_EPROTO;
+    }
+    errbuf_set(&is->out->reason, "more than %d untagged lines after %s", MAX_REPLY_LINES, what);
+    return PROTO_EPROTO;
+}
+
+/* Send a command without arguments and wait for its tagged reply. */
+static enum proto_result simple_command(struct imap_session *is, const char *verb,
+                                        struct imap_reply *r)
+{
+    enum proto_result pr;
+
+    new_tag(is);
+    pr = sent(stream_sendf(is->s, &is->out->reason, NULL, "%s %s", is->tag, verb));
+    if (pr == PROTO_OK)
+        pr = read_until(is, verb, false, r);
+    return pr;
+}
+
+static enum proto_result ask_capabilities(struct imap_session *is)
+{
+    struct imap_reply r;
+    enum proto_result pr;
+
+    is->caps = (struct imap_caps){0};
+    pr = simple_command(is, "CAPABILITY", &r);
+    if (pr != PROTO_OK)
+        return pr;
+    if (r.status != IMAP_ST_OK || !is->caps.known) {
+        errbuf_set(&is->out->reason, "CAPABILITY failed or listed nothing");
+        return PROTO_EPROTO;
+    }
+    return PROTO_OK;
+}
+
+static enum proto_result read_greeting(struct imap_session *is)
+{
+    const char *line;
+    size_t len;
+    struct imap_reply r;
+    char q[128];
+    enum stream_result sr = stream_read_line(is->s, &line, &len, &is->out->reason);
+
+    if (sr != STREAM_OK)
+        return stream_result_to_proto(sr);
+    imap_parse_reply(line, len, "", &r);
+    quote_reply(q, sizeof(q), line, len);
+    if (r.kind != IMAP_UNTAGGED || r.status == IMAP_ST_NONE || r.status == IMAP_ST_NO ||
+        r.status == IMAP_ST_BAD) {
+        errbuf_set(&is->out->reason, "not an IMAP greeting: \"%s\"", q);
+        return PROTO_EPROTO;
+    }
+    if (r.status == IMAP_ST_BYE) {
+        errbuf_set(&is->out->reason, "server refused service: \"%s\"", q);
+        return PROTO_ETEMP;
+    }
+    if (r.status == IMAP_ST_PREAUTH) {
+        /* Logged in without credentials: nothing here can vouch for the password. */
+        errbuf_set(&is->out->reason, "server greeted with PREAUTH; cannot check credentials");
+        return PROTO_EPROTO;
+    }
+    imap_caps_from_code(&r, &is->caps);
+    return PROTO_OK;
+}
+
+static enum proto_result start_tls(struct imap_session *is)
+{
+    struct imap_reply r;
+    enum proto_result pr;
+
+    if (!is->caps.known && (pr = ask_capabilities(is)) != PROTO_OK)
+        return pr;
+    if (!is->caps.starttls) {
+        errbuf_set(&is->out->reason,
+                   "server does not offer STARTTLS; tls = starttls: password not sent");
+        return PROTO_EINSECURE;
+    }
+    pr = simple_command(is, "STARTTLS", &r);
+    if (pr != PROTO_OK)
+        return pr;
+    if (r.status != IMAP_ST_OK) {
+        errbuf_set(&is->out->reason, "server refused STARTTLS; tls = starttls: password not sent");
+        return PROTO_EINSECURE;
+    }
+    pr = stream_result_to_proto(stream_start_tls(is->s, &is->out->reason));
+    if (pr != PROTO_OK)
+        return pr;
+    /* Capabilities seen before TLS may have been forged: ask again. */
+    return ask_capabilities(is);
+}
+
+static enum proto_result check_cleartext(struct imap_session *is)
+{
+    if (stream_is_tls(is->s) || is->t->allow_cleartext || stream_peer_is_loopback(is->s))
+        return PROTO_OK;
+    errbuf_set(&is->out->reason, "refusing to send the password in clear to %s (tls = none; "
+                                 "set allow_cleartext = true to permit it)",
+               is->s->address);
+    return PROTO_EINSECURE;
+}
+
+/* A command line being assembled, with a parallel trace in which secrets are redacted. */
+struct cmd_line {
+    char text[STREAM_MAX_COMMAND + 1];
+    size_t len;
+    char trace[256];
+    size_t trace_len;
+    bool overflow;
+};
+
+static void cmd_put(struct cmd_line *cl, const char *s, size_t n, bool secret)
+{
+    const char *shown = secret ? "<redacted>" : s;
+    size_t shown_len = secret ? strlen(shown) : n;
+
+    if (cl->len + n >= sizeof(cl->text)) {
+        cl->overflow = true;
+        return;
+    }
+    memcpy(cl->text + cl->len, s, n);
+    cl->len += n;
+    cl->text[cl->len] = '\0';
+    if (cl->trace_len + shown_len < sizeof(cl->trace)) {
+        memcpy(cl->trace + cl->trace_len, shown, shown_len);
+        cl->trace_len += shown_len;
+        cl->trace[cl->trace_len] = '\0';
+    }
+}
+
+static enum proto_result cmd_send(struct imap_session *is, struct cmd_line *cl)
+{
+    enum proto_result pr = PROTO_EIO;
+
+    if (cl->overflow)
+        errbuf_set(&is->out->reason, "command too long");
+    else
+        pr = sent(stream_sendf(is->s, &is->out->reason, cl->trace, "%s", cl->text));
+    secret_wipe(cl, sizeof(*cl));
+    return pr;
+}
+
+/* Append one astring argument: quoted when possible, else a literal. A synchronizing literal
+ * sends the line so far and waits for the server's "+"; a tagged reply instead ends the
+ * command early (*done is set, r holds it). */
+static enum proto_result put_astring(struct imap_session *is, struct cmd_line *cl,
+                                     const char *s, size_t n, bool secret, struct imap_reply *r,
+                                     bool *done)
+{
+    char quoted[2 * 1024 + 3];
+    char prefix[32];
+    bool non_sync = is->caps.literal_plus || (is->caps.literal_minus && n <= 4096);
+    enum proto_result pr;
+    size_t q = imap_quote(s, n, quoted, sizeof(quoted));
+
+    if (q > 0) {
+        cmd_put(cl, quoted, q, secret);
+        secret_wipe(quoted, sizeof(quoted));
+        return PROTO_OK;
+    }
+    secret_wipe(quoted, sizeof(quoted));
+    snprintf(prefix, sizeof(prefix), "{%zu%s}", n, non_sync ? "+" : "");
+    cmd_put(cl, prefix, strlen(prefix), false);
+    pr = cmd_send(is, cl);
+    if (pr == PROTO_OK && !non_sync) {
+        pr = read_until(is, "literal", true, r);
+        *done = pr == PROTO_OK && r->kind == IMAP_TAGGED;
+    }
+    if (pr == PROTO_OK && !*done)
+        cmd_put(cl, s, n, secret);
+    return pr;
+}
+
+static enum proto_result send_login(struct imap_session *is, struct imap_reply *r)
+{
+    struct cmd_line cl = {0};
+    bool done = false;
+    enum proto_result pr;
+
+    new_tag(is);
+    cmd_put(&cl, is->tag, strlen(is->tag), false);
+    cmd_put(&cl, " LOGIN ", 7, false);
+    pr = put_astring(is, &cl, is->c->user, is->c->user_len, false, r, &done);
+    if (pr == PROTO_OK && !done) {
+        cmd_put(&cl, " ", 1, false);
+        pr = put_astring(is, &cl, is->c->password, is->c->password_len, true, r, &done);
+    }
+    if (pr == PROTO_OK && !done)
+        pr = cmd_send(is, &cl);
+    secret_wipe(&cl, sizeof(cl));
+    if (pr == PROTO_OK && !done)
+        pr = read_until(is, "LOGIN", false, r);
+    return pr;
+}
+
+static enum proto_result send_authenticate_plain(struct imap_session *is, struct imap_reply *r)
+{
+    char b64[SASL_PLAIN_B64_MAX];
+    enum proto_result pr;
+
+    if (sasl_plain_encode(is->c, b64, sizeof(b64)) == 0) {
+        errbuf_set(&is->out->reason, "credentials too long for SASL PLAIN");
+        return PROTO_EIO;
+    }
+    new_tag(is);
+    if (is->caps.sasl_ir) {
+        pr = sent(stream_sendf(is->s, &is->out->reason, "AUTHENTICATE PLAIN <redacted>",
+                               "%s AUTHENTICATE PLAIN %s", is->tag, b64));
+    } else {
+        pr = sent(stream_sendf(is->s, &is->out->reason, NULL, "%s AUTHENTICATE PLAIN", is->tag));
+        if (pr == PROTO_OK)
+            pr = read_until(is, "AUTHENTICATE", true, r);
+        if (pr == PROTO_OK && r->kind == IMAP_CONTINUATION)
+            pr = sent(stream_sendf(is->s, &is->out->reason, "<redacted>", "%s", b64));
+        else if (pr == PROTO_OK)
+            goto out; /* tagged reply instead of "+": the command is over */
+    }
+    if (pr == PROTO_OK)
+        pr = read_until(is, "AUTHENTICATE", false, r);
+    if (pr == PROTO_OK && r->kind == IMAP_CONTINUATION) {
+        errbuf_set(&is->out->reason, "server asked for more after AUTHENTICATE PLAIN");
+        pr = PROTO_EPROTO;
+    }
+out:
+    secret_wipe(b64, sizeof(b64));
+    return pr;
+}
+
+static enum proto_result judge(struct imap_session *is, const char *what,
+                               const struct imap_reply *r)
+{
+    char q[160];
+
+    quote_reply(q, sizeof(q), r->code != NULL ? r->code - 1 : r->data,
+                r->code != NULL ? (size_t)(r->data + r->data_len - r->code + 1) : r->data_len);
+    switch (r->status) {
+    case IMAP_ST_OK:
+        return PROTO_OK;
+    case IMAP_ST_NO:
+        if (imap_no_is_unavailable(r)) {
+            errbuf_set(&is->out->reason, "server temporarily unavailable (%s): \"%s\"", what, q);
+            return PROTO_ETEMP;
+        }
+        errbuf_set(&is->out->reason, "server refused credentials (%s): \"%s\"", what, q);
+        return PROTO_EAUTHFAIL;
+    default:
+        errbuf_set(&is->out->reason, "server rejected %s as malformed: \"%s\"", what, q);
+        return PROTO_EPROTO;
+    }
+}
+
+static enum proto_result login(struct imap_session *is)
+{
+    struct imap_reply r;
+    enum proto_result pr;
+
+    pr = stream_result_to_proto(
+        stream_open(is->t, clock_now_ms() + is->t->timeout_ms, is->log, &is->s, &is->out->reason));
+    if (is->s != NULL)
+        snprintf(is->out->address, sizeof(is->out->address), "%s", is->s->address);
+    if (pr != PROTO_OK)
+        return pr;
+    is->s->secret = is->c->password;
+    is->s->secret_len = is->c->password_len;
+    pr = read_greeting(is);
+    if (pr == PROTO_OK && is->t->tls == TLS_MODE_STARTTLS)
+        pr = start_tls(is);
+    else if (pr == PROTO_OK && !is->caps.known)
+        pr = ask_capabilities(is);
+    if (pr == PROTO_OK)
+        pr = check_cleartext(is);
+    if (pr != PROTO_OK)
+        return pr;
+    if (!is->caps.logindisabled) {
+        pr = send_login(is, &r);
+        return pr == PROTO_OK ? judge(is, "LOGIN", &r) : pr;
+    }
+    if (!is->caps.auth_plain) {
+        errbuf_set(&is->out->reason, "server has LOGINDISABLED and does not offer AUTH=PLAIN");
+        return PROTO_EINSECURE;
+    }
+    pr = send_authenticate_plain(is, &r);
+    return pr == PROTO_OK ? judge(is, "AUTHENTICATE PLAIN", &r) : pr;
+}
+
+enum proto_result imap_login(const struct login_target *t, const struct login_creds *c,
+                             const struct logger *log, struct login_outcome *out)
+{
+    struct imap_session is = {.t = t, .c = c, .log = log, .out = out};
+    enum proto_result r;
+
+    errbuf_clear(&out->reason);
+    snprintf(out->address, sizeof(out->address), "%s:%u", t->host, t->port);
+    r = login(&is);
+    if (is.s != NULL) {
+        struct errbuf ignored;
+        /* LOGOUT when the dialogue ended cleanly; never wait for its answer. */
+        if (r == PROTO_OK || r == PROTO_EAUTHFAIL) {
+            new_tag(&is);
+            stream_sendf(is.s, &ignored, NULL, "%s LOGOUT", is.tag);
+        }
+        stream_close(is.s);
+    }
+    out->result = r;
+    return r;
+}

@@ -1,0 +1,35 @@
+/* The core's entry point: check a user's password against the configured mail servers.
+ * Knows nothing of PAM; the PAM glue maps the result. */
+#ifndef MAILAUTH_H
+#define MAILAUTH_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "log.h"
+
+enum mailauth_result {
+    MAILAUTH_OK,       /* a server accepted the credentials */
+    MAILAUTH_REJECTED, /* a server was reached and refused them, none accepted */
+    MAILAUTH_UNAVAIL,  /* no server gave an answer */
+    MAILAUTH_BADINPUT, /* malformed user name or password: nothing was sent */
+    MAILAUTH_DENIED,   /* deny_users/allowed_domains, or no server serves the user's domain */
+};
+
+struct mailauth_report {
+    char user[256];         /* the mapped name the servers saw */
+    char label[64];         /* the server that decided, or the last one tried */
+    char address[80];
+    char reason[512];       /* plain words; never contains the password */
+    long elapsed_ms;
+    unsigned attempts;      /* server addresses contacted */
+};
+
+/* password_len is the real length (NUL bytes inside are refused). */
+enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const char *user,
+                                    size_t user_len, const char *password, size_t password_len,
+                                    const struct logger *log, struct mailauth_report *report);
+
+const char *mailauth_result_name(enum mailauth_result r);
+
+#endif

@@ -1,0 +1,472 @@
+#include "pop3.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/evp.h>
+
+#include "sasl.h"
+#include "stream.h"
+
+#define CAPA_MAX_LINES 200
+
+/* ---- pure parsers (unit-tested and fuzzed) ---- */
+
+enum pop3_reply pop3_reply_classify(const char *line, size_t len)
+{
+    if (len >= 3 && memcmp(line, "+OK", 3) == 0 && (len == 3 || line[3] == ' '))
+        return POP3_REPLY_OK;
+    if (len >= 4 && memcmp(line, "-ERR", 4) == 0 && (len == 4 || line[4] == ' '))
+        return POP3_REPLY_ERR;
+    if (len >= 1 && line[0] == '+' && (len == 1 || line[1] == ' '))
+        return POP3_REPLY_CONT;
+    return POP3_REPLY_INVALID;
+}
+
+bool pop3_err_is_unavailable(const char *line, size_t len)
+{
+    static const char *const codes[] = {"[SYS/TEMP]", "[SYS/PERM]", "[IN-USE]", "[LOGIN-DELAY]"};
+
+    if (len < 6 || line[4] != ' ' || line[5] != '[')
+        return false;
+    for (size_t i = 0; i < MA_ARRAY_LEN(codes); i++) {
+        size_t n = strlen(codes[i]);
+        if (len - 5 >= n && strncasecmp(line + 5, codes[i], n) == 0)
+            return true;
+    }
+    return false;
+}
+
+bool pop3_apop_timestamp(const char *greeting, size_t len, char *out, size_t cap)
+{
+    const char *lt = memchr(greeting, '<', len);
+    const char *gt;
+    size_t n;
+    int ats = 0;
+    size_t at_pos = 0;
+
+    if (lt == NULL)
+        return false;
+    gt = memchr(lt, '>', len - (size_t)(lt - greeting));
+    if (gt == NULL)
+        return false;
+    n = (size_t)(gt - lt) + 1;
+    if (n > POP3_APOP_TIMESTAMP_MAX || n + 1 > cap)
+        return false;
+    for (size_t i = 1; i + 1 < n; i++) {
+        unsigned char c = (unsigned char)lt[i];
+        if (c < 0x21 || c > 0x7e || c == '<')
+            return false;
+        if (c == '@') {
+            ats++;
+            at_pos = i;
+        }
+    }
+    if (ats != 1 || at_pos == 1 || at_pos == n - 2)
+        return false;
+    memcpy(out, lt, n);
+    out[n] = '\0';
+    return true;
+}
+
+bool pop3_apop_digest(const char *timestamp, const char *password, size_t password_len,
+                      char hex_out[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_MD *md5 = EVP_MD_fetch(NULL, "MD5", NULL);
+    bool ok = false;
+
+    if (ctx == NULL || md5 == NULL)
+        goto out;
+    if (EVP_DigestInit_ex(ctx, md5, NULL) != 1 ||
+        EVP_DigestUpdate(ctx, timestamp, strlen(timestamp)) != 1 ||
+        EVP_DigestUpdate(ctx, password, password_len) != 1 ||
+        EVP_DigestFinal_ex(ctx, md, &md_len) != 1 || md_len != 16)
+        goto out;
+    for (unsigned i = 0; i < 16; i++) {
+        hex_out[2 * i] = hex[md[i] >> 4];
+        hex_out[2 * i + 1] = hex[md[i] & 0x0f];
+    }
+    hex_out[32] = '\0';
+    ok = true;
+out:
+    secret_wipe(md, sizeof(md));
+    EVP_MD_CTX_free(ctx); /* cleanses the digest state */
+    EVP_MD_free(md5);
+    return ok;
+}
+
+static bool word_is(const char *p, size_t n, const char *w)
+{
+    return strlen(w) == n && strncasecmp(p, w, n) == 0;
+}
+
+void pop3_capa_line(const char *line, size_t len, struct pop3_caps *caps)
+{
+    size_t i = 0;
+    size_t first_end;
+
+    while (i < len && line[i] != ' ')
+        i++;
+    first_end = i;
+    if (word_is(line, first_end, "USER"))
+        caps->user = true;
+    else if (word_is(line, first_end, "STLS"))
+        caps->stls = true;
+    if (!word_is(line, first_end, "SASL"))
+        return;
+    while (i < len) {
+        size_t start;
+        while (i < len && line[i] == ' ')
+            i++;
+        start = i;
+        while (i < len && line[i] != ' ')
+            i++;
+        if (word_is(line + start, i - start, "PLAIN"))
+            caps->sasl_plain = true;
+    }
+}
+
+/* ---- the dialogue ---- */
+
+struct pop3_session {
+    const struct login_target *t;
+    const struct login_creds *c;
+    const struct logger *log;
+    struct login_outcome *out;
+    int64_t deadline_ms;
+    struct stream *s;
+    bool have_timestamp;
+    char timestamp[POP3_APOP_TIMESTAMP_MAX + 1];
+};
+
+static void quote_reply(char *dst, size_t cap, const char *line, size_t len)
+{
+    text_sanitize(dst, cap, line, len > 120 ? 120 : len);
+}
+
+/* Read one status reply. PROTO_OK with *kind set, or the stream failure. An unrecognised reply
+ * is PROTO_EPROTO: only a well-formed +OK may ever count as success. */
+static enum proto_result read_reply(struct pop3_session *ps, const char *what,
+                                    enum pop3_reply *kind, const char **line, size_t *len)
+{
+    enum stream_result r = stream_read_line(ps->s, line, len, &ps->out->reason);
+    char q[128];
+
+    if (r != STREAM_OK)
+        return stream_result_to_proto(r);
+    *kind = pop3_reply_classify(*line, *len);
+    if (*kind == POP3_REPLY_INVALID) {
+        quote_reply(q, sizeof(q), *line, *len);
+        errbuf_set(&ps->out->reason, "unexpected reply to %s: \"%s\"", what, q);
+        return PROTO_EPROTO;
+    }
+    return PROTO_OK;
+}
+
+/* Turn an -ERR to a credential-bearing command into a result. */
+static enum proto_result refused(struct pop3_session *ps, const char *what, const char *line,
+                                 size_t len)
+{
+    char q[128];
+
+    quote_reply(q, sizeof(q), line, len);
+    if (pop3_err_is_unavailable(line, len)) {
+        errbuf_set(&ps->out->reason, "server temporarily unavailable (%s): \"%s\"", what, q);
+        return PROTO_ETEMP;
+    }
+    errbuf_set(&ps->out->reason, "server refused credentials (%s): \"%s\"", what, q);
+    return PROTO_EAUTHFAIL;
+}
+
+static enum proto_result sent(enum stream_result r)
+{
+    return stream_result_to_proto(r);
+}
+
+static enum proto_result start_tls(struct pop3_session *ps)
+{
+    enum pop3_reply kind;
+    const char *line;
+    size_t len;
+    char q[128];
+    enum proto_result r = sent(stream_sendf(ps->s, &ps->out->reason, NULL, "STLS"));
+
+    if (r == PROTO_OK)
+        r = read_reply(ps, "STLS", &kind, &line, &len);
+    if (r != PROTO_OK)
+        return r;
+    if (kind != POP3_REPLY_OK) {
+        quote_reply(q, sizeof(q), line, len);
+        errbuf_set(&ps->out->reason,
+                   "server refused STLS (\"%s\"); tls = starttls: password not sent", q);
+        return PROTO_EINSECURE;
+    }
+    return stream_result_to_proto(stream_start_tls(ps->s, &ps->out->reason));
+}
+
+/* Connect, read the greeting, STLS when configured. */
+static enum proto_result open_session(struct pop3_session *ps)
+{
+    enum pop3_reply kind;
+    const char *line;
+    size_t len;
+    char q[128];
+    enum proto_result r;
+
+    r = stream_result_to_proto(
+        stream_open(ps->t, ps->deadline_ms, ps->log, &ps->s, &ps->out->reason));
+    if (ps->s != NULL)
+        snprintf(ps->out->address, sizeof(ps->out->address), "%s", ps->s->address);
+    if (r != PROTO_OK)
+        return r;
+    ps->s->secret = ps->c->password;
+    ps->s->secret_len = ps->c->password_len;
+    r = read_reply(ps, "greeting", &kind, &line, &len);
+    if (r != PROTO_OK)
+        return r;
+    if (kind != POP3_REPLY_OK) {
+        quote_reply(q, sizeof(q), line, len);
+        errbuf_set(&ps->out->reason, "server refused service: \"%s\"", q);
+        return kind == POP3_REPLY_ERR ? PROTO_ETEMP : PROTO_EPROTO;
+    }
+    ps->have_timestamp =
+        pop3_apop_timestamp(line, len, ps->timestamp, sizeof(ps->timestamp));
+    if (ps->t->tls == TLS_MODE_STARTTLS)
+        return start_tls(ps);
+    return PROTO_OK;
+}
+
+static enum proto_result try_apop(struct pop3_session *ps)
+{
+    char digest[33];
+    char trace[320];
+    enum pop3_reply kind;
+    const char *line;
+    size_t len;
+    enum proto_result r;
+
+    if (!pop3_apop_digest(ps->timestamp, ps->c->password, ps->c->password_len, digest)) {
+        errbuf_set(&ps->out->reason, "cannot compute the APOP digest (MD5 unavailable)");
+        return PROTO_EIO;
+    }
+    snprintf(trace, sizeof(trace), "APOP %.*s <digest redacted>", (int)ps->c->user_len,
+             ps->c->user);
+    r = sent(stream_sendf(ps->s, &ps->out->reason, trace, "APOP %.*s %s",
+                                         (int)ps->c->user_len, ps->c->user, digest));
+    secret_wipe(digest, sizeof(digest));
+    if (r == PROTO_OK)
+        r = read_reply(ps, "APOP", &kind, &line, &len);
+    if (r != PROTO_OK)
+        return r;
+    if (kind == POP3_REPLY_OK)
+        return PROTO_OK;
+    if (kind == POP3_REPLY_ERR)
+        return refused(ps, "APOP", line, len);
+    errbuf_set(&ps->out->reason, "unexpected continuation after APOP");
+    return PROTO_EPROTO;
+}
+
+/* The password may travel in clear only over TLS, to loopback, or with allow_cleartext. */
+static enum proto_result check_cleartext(struct pop3_session *ps)
+{
+    if (stream_is_tls(ps->s) || ps->t->allow_cleartext || stream_peer_is_loopback(ps->s))
+        return PROTO_OK;
+    errbuf_set(&ps->out->reason, "refusing to send the password in clear to %s (tls = none; "
+                                 "set allow_cleartext = true to permit it)",
+               ps->s->address);
+    return PROTO_EINSECURE;
+}
+
+/* CAPA, multi-line, dot-terminated. */
+static enum proto_result read_capa(struct pop3_session *ps, struct pop3_caps *caps)
+{
+    enum pop3_reply kind;
+    const char *line;
+    size_t len;
+    enum proto_result r = sent(stream_sendf(ps->s, &ps->out->reason, NULL, "CAPA"));
+
+    if (r == PROTO_OK)
+        r = read_reply(ps, "CAPA", &kind, &line, &len);
+    if (r != PROTO_OK || kind != POP3_REPLY_OK)
+        return r != PROTO_OK ? r : PROTO_OK; /* no CAPA: no capabilities known */
+    for (int i = 0; i < CAPA_MAX_LINES; i++) {
+        enum stream_result sr = stream_read_line(ps->s, &line, &len, &ps->out->reason);
+        if (sr != STREAM_OK)
+            return stream_result_to_proto(sr);
+        if (len == 1 && line[0] == '.')
+            return PROTO_OK;
+        if (len > 0 && line[0] == '.') {
+            line++;
+            len--;
+        }
+        pop3_capa_line(line, len, caps);
+    }
+    errbuf_set(&ps->out->reason, "CAPA reply longer than %d lines", CAPA_MAX_LINES);
+    return PROTO_EPROTO;
+}
+
+static enum proto_result try_auth_plain(struct pop3_session *ps)
+{
+    char b64[SASL_PLAIN_B64_MAX];
+    enum pop3_reply kind;
+    const char *line;
+    size_t len;
+    enum proto_result r = check_cleartext(ps);
+
+    if (r != PROTO_OK)
+        return r;
+    if (sasl_plain_encode(ps->c, b64, sizeof(b64)) == 0) {
+        errbuf_set(&ps->out->reason, "credentials too long for SASL PLAIN");
+        return PROTO_EIO;
+    }
+    r = sent(stream_sendf(ps->s, &ps->out->reason, "AUTH PLAIN <redacted>",
+                                         "AUTH PLAIN %s", b64));
+    secret_wipe(b64, sizeof(b64));
+    if (r == PROTO_OK)
+        r = read_reply(ps, "AUTH PLAIN", &kind, &line, &len);
+    if (r != PROTO_OK)
+        return r;
+    if (kind == POP3_REPLY_OK)
+        return PROTO_OK;
+    if (kind == POP3_REPLY_ERR)
+        return refused(ps, "AUTH PLAIN", line, len);
+    errbuf_set(&ps->out->reason, "server asked for more after AUTH PLAIN's initial response");
+    return PROTO_EPROTO;
+}
+
+/* USER was refused: if the server has no USER command but SASL PLAIN, use that instead. */
+static enum proto_result after_user_refused(struct pop3_session *ps, const char *line, size_t len)
+{
+    struct pop3_caps caps = {0};
+    char q[128];
+    enum proto_result r;
+
+    if (pop3_err_is_unavailable(line, len))
+        return refused(ps, "USER", line, len);
+    quote_reply(q, sizeof(q), line, len);
+    r = read_capa(ps, &caps);
+    if (r != PROTO_OK)
+        return r;
+    if (!caps.user && caps.sasl_plain)
+        return try_auth_plain(ps);
+    if (!caps.user) {
+        errbuf_set(&ps->out->reason,
+                   "server refused USER (\"%s\") and offers no SASL PLAIN", q);
+        return PROTO_EPROTO;
+    }
+    errbuf_set(&ps->out->reason, "server refused the user name (USER): \"%s\"", q);
+    return PROTO_EAUTHFAIL;
+}
+
+static enum proto_result send_user(struct pop3_session *ps, enum pop3_reply *kind,
+                                   const char **line, size_t *len)
+{
+    enum proto_result r = sent(stream_sendf(ps->s, &ps->out->reason, NULL, "USER %.*s", (int)ps->c->user_len,
+                         ps->c->user));
+
+    if (r == PROTO_OK)
+        r = read_reply(ps, "USER", kind, line, len);
+    return r;
+}
+
+static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconnect)
+{
+    enum pop3_reply kind;
+    const char *line;
+    size_t len;
+    enum proto_result r = check_cleartext(ps);
+
+    if (r != PROTO_OK)
+        return r;
+    r = send_user(ps, &kind, &line, &len);
+    if (r == PROTO_EIO && may_reconnect) {
+        /* Some servers drop the line after a refused APOP: start over once (RFC 1939 allows
+         * it) and read the new greeting before anything else. */
+        log_debug(ps->log, "%s %s: connection lost after APOP was refused; reconnecting",
+                  ps->out->address, ps->t->label);
+        stream_close(ps->s);
+        ps->s = NULL;
+        r = open_session(ps);
+        if (r == PROTO_OK)
+            r = check_cleartext(ps);
+        if (r == PROTO_OK)
+            r = send_user(ps, &kind, &line, &len);
+    }
+    if (r != PROTO_OK)
+        return r;
+    if (kind == POP3_REPLY_ERR)
+        return after_user_refused(ps, line, len);
+    if (kind != POP3_REPLY_OK) {
+        errbuf_set(&ps->out->reason, "unexpected continuation after USER");
+        return PROTO_EPROTO;
+    }
+    r = sent(stream_sendf(ps->s, &ps->out->reason, "PASS <redacted>", "PASS %.*s",
+                                         (int)ps->c->password_len, ps->c->password));
+    if (r == PROTO_OK)
+        r = read_reply(ps, "PASS", &kind, &line, &len);
+    if (r != PROTO_OK)
+        return r;
+    if (kind == POP3_REPLY_OK)
+        return PROTO_OK;
+    if (kind == POP3_REPLY_ERR)
+        return refused(ps, "PASS", line, len);
+    errbuf_set(&ps->out->reason, "unexpected continuation after PASS");
+    return PROTO_EPROTO;
+}
+
+static bool apop_usable(const struct pop3_session *ps)
+{
+    /* A space in the name would split APOP's arguments differently on the server. */
+    return ps->t->apop != APOP_NEVER && ps->have_timestamp &&
+           memchr(ps->c->user, ' ', ps->c->user_len) == NULL;
+}
+
+static enum proto_result login(struct pop3_session *ps)
+{
+    bool apop_refused = false;
+    enum proto_result r = open_session(ps);
+
+    if (r != PROTO_OK)
+        return r;
+    if (apop_usable(ps)) {
+        r = try_apop(ps);
+        if (r != PROTO_EAUTHFAIL || ps->t->apop == APOP_ONLY)
+            return r;
+        log_debug(ps->log, "%s %s: APOP refused; trying USER/PASS", ps->out->address,
+                  ps->t->label);
+        apop_refused = true;
+    } else if (ps->t->apop == APOP_ONLY) {
+        errbuf_set(&ps->out->reason,
+                   "apop = only but the greeting carries no usable APOP timestamp");
+        return PROTO_EINSECURE;
+    }
+    return try_user_pass(ps, apop_refused);
+}
+
+enum proto_result pop3_login(const struct login_target *t, const struct login_creds *c,
+                             const struct logger *log, struct login_outcome *out)
+{
+    struct pop3_session ps = {
+        .t = t, .c = c, .log = log, .out = out,
+        .deadline_ms = clock_now_ms() + t->timeout_ms,
+    };
+    enum proto_result r;
+
+    errbuf_clear(&out->reason);
+    snprintf(out->address, sizeof(out->address), "%s:%u", t->host, t->port);
+    r = login(&ps);
+    if (ps.s != NULL) {
+        struct errbuf ignored;
+        /* QUIT politely when the dialogue ended cleanly; never wait for its answer. */
+        if (r == PROTO_OK || r == PROTO_EAUTHFAIL)
+            stream_sendf(ps.s, &ignored, NULL, "QUIT");
+        stream_close(ps.s);
+    }
+    out->result = r;
+    return r;
+}

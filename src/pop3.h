@@ -1,0 +1,50 @@
+/* POP3 (RFC 1939, 2449, 2595, 5034): APOP, USER/PASS, AUTH PLAIN, STLS. */
+#ifndef MAILAUTH_POP3_H
+#define MAILAUTH_POP3_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "log.h"
+#include "proto.h"
+
+enum pop3_reply {
+    POP3_REPLY_OK,      /* "+OK" alone or followed by a space */
+    POP3_REPLY_ERR,     /* "-ERR" alone or followed by a space */
+    POP3_REPLY_CONT,    /* "+" alone or "+ ..." (SASL continuation) */
+    POP3_REPLY_INVALID, /* anything else, "+OKAY" included */
+};
+
+#define POP3_APOP_TIMESTAMP_MAX 256
+
+enum pop3_reply pop3_reply_classify(const char *line, size_t len);
+
+/* True when an -ERR reply carries a response code that means "try later", not "wrong
+ * credentials": [SYS/TEMP], [SYS/PERM], [IN-USE], [LOGIN-DELAY] (RFC 2449, RFC 3206). */
+bool pop3_err_is_unavailable(const char *line, size_t len);
+
+/* Find the APOP timestamp in a greeting: "<...@...>", printable ASCII, exactly one '@' with
+ * something on both sides, at most POP3_APOP_TIMESTAMP_MAX bytes. Anything else (the
+ * CVE-2007-1558 attack surface) yields false and APOP is not used. out gets the timestamp
+ * including the angle brackets. */
+bool pop3_apop_timestamp(const char *greeting, size_t len, char *out, size_t cap);
+
+/* hex(MD5(timestamp || password)) into hex_out[33]. MD5 is fed in two updates so no buffer
+ * ever holds timestamp and password together. Returns false if OpenSSL fails. */
+bool pop3_apop_digest(const char *timestamp, const char *password, size_t password_len,
+                      char hex_out[33]);
+
+struct pop3_caps {
+    bool user;
+    bool stls;
+    bool sasl_plain;
+};
+
+/* Fold one CAPA response line into caps. */
+void pop3_capa_line(const char *line, size_t len, struct pop3_caps *caps);
+
+/* Log in with one POP3 server address. Fills out (result, address, reason). */
+enum proto_result pop3_login(const struct login_target *t, const struct login_creds *c,
+                             const struct logger *log, struct login_outcome *out);
+
+#endif

@@ -1,0 +1,299 @@
+#include "stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "net.h"
+
+enum proto_result stream_result_to_proto(enum stream_result r)
+{
+    switch (r) {
+    case STREAM_OK:
+        return PROTO_OK;
+    case STREAM_EPROTO:
+        return PROTO_EPROTO;
+    case STREAM_ETLS:
+    case STREAM_ECERT:
+        return PROTO_ETLS;
+    case STREAM_EINVAL:
+    case STREAM_ETIMEOUT:
+    case STREAM_EEOF:
+    case STREAM_EIO:
+    case STREAM_ECONNECT:
+    case STREAM_ESETUP:
+        break;
+    }
+    return PROTO_EIO;
+}
+
+static enum stream_result from_tls(enum tls_result r)
+{
+    switch (r) {
+    case TLS_OK:
+        return STREAM_OK;
+    case TLS_ECERT:
+        return STREAM_ECERT;
+    case TLS_EHANDSHAKE:
+        return STREAM_ETLS;
+    case TLS_ETIMEOUT:
+        return STREAM_ETIMEOUT;
+    case TLS_EEOF:
+        return STREAM_EEOF;
+    case TLS_EIO:
+        return STREAM_EIO;
+    case TLS_ESETUP:
+        return STREAM_ESETUP;
+    }
+    return STREAM_EIO;
+}
+
+static enum stream_result from_net(enum net_result r)
+{
+    switch (r) {
+    case NET_OK:
+        return STREAM_OK;
+    case NET_ETIMEOUT:
+        return STREAM_ETIMEOUT;
+    case NET_EEOF:
+        return STREAM_EEOF;
+    case NET_ERESOLVE:
+    case NET_ECONNECT:
+        return STREAM_ECONNECT;
+    case NET_EIO:
+        break;
+    }
+    return STREAM_EIO;
+}
+
+static void trace(const struct stream *s, const char *dir, const char *text, size_t len)
+{
+    char clean[256];
+
+    if (s->log == NULL || !s->log->debug)
+        return;
+    if (s->secret != NULL && s->secret_len > 0 && memmem(text, len, s->secret, s->secret_len)) {
+        log_debug(s->log, "%s %s %s <line echoing the password redacted>", s->address, dir,
+                  s->target->label);
+        return;
+    }
+    text_sanitize(clean, sizeof(clean), text, len);
+    log_debug(s->log, "%s %s %s %s%s", s->address, dir, s->target->label, clean,
+              len >= sizeof(clean) ? "..." : "");
+}
+
+enum stream_result stream_start_tls(struct stream *s, struct errbuf *err)
+{
+    struct tls_options opt = {
+        .ca_file = s->target->ca_file,
+        .ca_dir = s->target->ca_dir,
+        .verify = s->target->verify,
+    };
+    enum tls_result r;
+    char desc[96];
+
+    /* Bytes the server sent before the handshake are not protected: never read them as a
+     * reply (the STARTTLS response-injection attack). */
+    s->start = s->end = 0;
+    r = tls_connect(s->fd, s->target->host, &opt, s->deadline_ms, &s->tls, err);
+    if (r != TLS_OK)
+        return from_tls(r);
+    tls_describe(s->tls, desc, sizeof(desc));
+    log_debug(s->log, "%s %s TLS established: %s, certificate %s", s->address, s->target->label,
+              desc, s->target->verify ? "verified" : "NOT verified (verify = false)");
+    return STREAM_OK;
+}
+
+enum stream_result stream_open(const struct login_target *target, int64_t deadline_ms,
+                               const struct logger *log, struct stream **out, struct errbuf *err)
+{
+    struct stream *s = calloc(1, sizeof(*s));
+    enum stream_result r;
+    enum net_result nr;
+
+    *out = NULL;
+    if (s == NULL) {
+        errbuf_set(err, "out of memory");
+        return STREAM_ESETUP;
+    }
+    s->fd = -1;
+    s->target = target;
+    s->log = log;
+    s->deadline_ms = deadline_ms;
+    nr = net_connect(target->host, target->port, target->connect_timeout_ms, deadline_ms, log,
+                     &s->fd, s->address, sizeof(s->address), err);
+    r = from_net(nr);
+    if (nr == NET_ETIMEOUT)
+        r = STREAM_ECONNECT; /* a connect timeout is a connect failure: try the next host */
+    if (r != STREAM_OK)
+        goto fail;
+    log_debug(log, "%s %s connected", s->address, target->label);
+    if (target->tls == TLS_MODE_IMPLICIT) {
+        r = stream_start_tls(s, err);
+        if (r != STREAM_OK)
+            goto fail;
+    }
+    *out = s;
+    return STREAM_OK;
+fail:
+    stream_close(s);
+    return r;
+}
+
+/* Read more bytes into the buffer, compacting it first. */
+static enum stream_result fill(struct stream *s, struct errbuf *err)
+{
+    size_t got = 0;
+
+    if (s->start > 0) {
+        memmove(s->buf, s->buf + s->start, s->end - s->start);
+        s->end -= s->start;
+        s->start = 0;
+    }
+    if (s->end == sizeof(s->buf))
+        return STREAM_EPROTO;
+    if (s->tls != NULL) {
+        enum tls_result r =
+            tls_read_some(s->tls, s->buf + s->end, sizeof(s->buf) - s->end, &got, s->deadline_ms,
+                          err);
+        if (r != TLS_OK) {
+            if (r == TLS_ETIMEOUT)
+                errbuf_set(err, "no answer from the server before the deadline");
+            else if (r == TLS_EEOF)
+                errbuf_set(err, "connection closed by the server");
+            return from_tls(r);
+        }
+    } else {
+        enum net_result r =
+            net_recv_some(s->fd, s->buf + s->end, sizeof(s->buf) - s->end, &got, s->deadline_ms);
+        if (r != NET_OK) {
+            errbuf_set(err, "%s", r == NET_ETIMEOUT ? "no answer from the server before the deadline"
+                                  : r == NET_EEOF   ? "connection closed by the server"
+                                                    : "connection reset while reading");
+            return from_net(r);
+        }
+    }
+    s->end += got;
+    return STREAM_OK;
+}
+
+enum stream_result stream_read_line(struct stream *s, const char **line, size_t *len,
+                                    struct errbuf *err)
+{
+    for (;;) {
+        char *nl = memchr(s->buf + s->start, '\n', s->end - s->start);
+        if (nl != NULL) {
+            size_t n = (size_t)(nl - (s->buf + s->start));
+            size_t full = n + 1;
+            if (n > 0 && s->buf[s->start + n - 1] == '\r')
+                n--;
+            if (n > STREAM_MAX_LINE) {
+                errbuf_set(err, "server line longer than %d bytes", STREAM_MAX_LINE);
+                return STREAM_EPROTO;
+            }
+            if (memchr(s->buf + s->start, '\0', n) != NULL) {
+                errbuf_set(err, "NUL byte in a server line");
+                return STREAM_EPROTO;
+            }
+            memcpy(s->line, s->buf + s->start, n);
+            s->line[n] = '\0';
+            s->start += full;
+            *line = s->line;
+            *len = n;
+            trace(s, "S:", s->line, n);
+            return STREAM_OK;
+        }
+        if (s->end - s->start > STREAM_MAX_LINE + 1) {
+            errbuf_set(err, "server line longer than %d bytes", STREAM_MAX_LINE);
+            return STREAM_EPROTO;
+        }
+        enum stream_result r = fill(s, err);
+        if (r != STREAM_OK)
+            return r;
+    }
+}
+
+enum stream_result stream_skip(struct stream *s, size_t n, struct errbuf *err)
+{
+    while (n > 0) {
+        size_t avail = s->end - s->start;
+        if (avail == 0) {
+            enum stream_result r = fill(s, err);
+            if (r != STREAM_OK)
+                return r;
+            continue;
+        }
+        if (avail > n)
+            avail = n;
+        s->start += avail;
+        n -= avail;
+    }
+    return STREAM_OK;
+}
+
+static enum stream_result send_bytes(struct stream *s, const char *buf, size_t len,
+                                     struct errbuf *err)
+{
+    if (s->tls != NULL)
+        return from_tls(tls_write_all(s->tls, buf, len, s->deadline_ms, err));
+    enum net_result r = net_send_all(s->fd, buf, len, s->deadline_ms);
+    if (r != NET_OK)
+        errbuf_set(err, "%s", r == NET_ETIMEOUT ? "server stopped reading before the deadline"
+                                                : "connection lost while sending");
+    return from_net(r);
+}
+
+enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char *trace_text,
+                                const char *fmt, ...)
+{
+    char cmd[STREAM_MAX_COMMAND + 3];
+    enum stream_result r = STREAM_EINVAL;
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(cmd, STREAM_MAX_COMMAND + 1, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n > STREAM_MAX_COMMAND) {
+        errbuf_set(err, "command too long");
+        goto out;
+    }
+    /* A CR or LF inside would let data smuggle a second command; vsnprintf stops at NUL,
+     * so a shorter result than requested would also mean NUL-truncation upstream. */
+    if (bytes_have_crlf_nul(cmd, (size_t)n)) {
+        errbuf_set(err, "refusing to send a command containing CR, LF or NUL");
+        goto out;
+    }
+    trace(s, "C:", trace_text != NULL ? trace_text : cmd,
+          trace_text != NULL ? strlen(trace_text) : (size_t)n);
+    cmd[n] = '\r';
+    cmd[n + 1] = '\n';
+    r = send_bytes(s, cmd, (size_t)n + 2, err);
+out:
+    secret_wipe(cmd, sizeof(cmd));
+    return r;
+}
+
+bool stream_is_tls(const struct stream *s)
+{
+    return s->tls != NULL;
+}
+
+bool stream_peer_is_loopback(const struct stream *s)
+{
+    return net_peer_is_loopback(s->fd);
+}
+
+void stream_close(struct stream *s)
+{
+    if (s == NULL)
+        return;
+    tls_close(s->tls);
+    if (s->fd >= 0)
+        close(s->fd);
+    /* The read buffer holds server replies only, but wipe it: it is cheap and certain. */
+    secret_wipe(s->buf, sizeof(s->buf));
+    secret_wipe(s->line, sizeof(s->line));
+    free(s);
+}

@@ -1,0 +1,81 @@
+/* A line-oriented connection to one mail server address: plain TCP or TLS, buffered reading with
+ * a hard line limit, one deadline for everything, and a protocol trace for debug logs in which
+ * the caller marks what must be redacted. */
+#ifndef MAILAUTH_STREAM_H
+#define MAILAUTH_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "proto.h"
+#include "tls.h"
+#include "util.h"
+
+#define STREAM_MAX_LINE 8192
+#define STREAM_MAX_COMMAND 4096
+
+enum stream_result {
+    STREAM_OK,
+    STREAM_ETIMEOUT,
+    STREAM_EEOF,     /* the server closed the connection */
+    STREAM_EIO,      /* reset, TLS error after the handshake */
+    STREAM_EPROTO,   /* line too long, NUL byte in a line */
+    STREAM_ECONNECT, /* resolve or connect failed */
+    STREAM_ETLS,     /* handshake failed (not a certificate problem) */
+    STREAM_ECERT,    /* certificate verification failed */
+    STREAM_EINVAL,   /* a command held CR/LF/NUL or was too long: nothing was sent */
+    STREAM_ESETUP,   /* out of memory, unreadable CA */
+};
+
+struct stream {
+    int fd;
+    struct tls_conn *tls;
+    const struct login_target *target;
+    const struct logger *log;
+    int64_t deadline_ms;
+    char address[80];
+    /* When set, server lines that echo this secret are redacted in traces. */
+    const char *secret;
+    size_t secret_len;
+    size_t start, end; /* unread bytes are buf[start, end) */
+    char buf[2 * STREAM_MAX_LINE];
+    char line[STREAM_MAX_LINE + 1];
+};
+
+/* Connect to target (every resolved address until one accepts) and, for implicit TLS, run the
+ * handshake. deadline_ms bounds the whole dialogue. On STREAM_OK *out must be closed with
+ * stream_close(). Returns STREAM_OK, STREAM_ECONNECT, STREAM_ETIMEOUT, STREAM_ETLS,
+ * STREAM_ECERT, STREAM_ESETUP. */
+enum stream_result stream_open(const struct login_target *target, int64_t deadline_ms,
+                               const struct logger *log, struct stream **out, struct errbuf *err);
+
+/* Upgrade a plaintext stream (after STARTTLS/STLS was accepted). Whatever the server sent
+ * before the handshake is thrown away first. Same results as stream_open's TLS part. */
+enum stream_result stream_start_tls(struct stream *s, struct errbuf *err);
+
+/* Read one line, CRLF (or a bare LF) removed, NUL-terminated in s->line; *len excludes the NUL.
+ * Returns STREAM_OK, STREAM_ETIMEOUT, STREAM_EEOF, STREAM_EIO, STREAM_EPROTO. */
+enum stream_result stream_read_line(struct stream *s, const char **line, size_t *len,
+                                    struct errbuf *err);
+
+/* Skip n bytes of payload (an IMAP literal). Same results as stream_read_line. */
+enum stream_result stream_skip(struct stream *s, size_t n, struct errbuf *err);
+
+/* Format one command line, refuse it if it holds CR, LF or NUL or exceeds STREAM_MAX_COMMAND,
+ * append CRLF and send it. The trace shows trace_text instead of the line when it is not NULL
+ * (pass a redacted form for anything carrying credentials). The formatted copy is wiped.
+ * Returns STREAM_OK, STREAM_EINVAL, STREAM_ETIMEOUT, STREAM_EIO. */
+enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char *trace_text,
+                                const char *fmt, ...) MA_PRINTF(4, 5);
+
+bool stream_is_tls(const struct stream *s);
+bool stream_peer_is_loopback(const struct stream *s);
+
+void stream_close(struct stream *s);
+
+/* Map a stream failure to the protocol result it means for a login. */
+enum proto_result stream_result_to_proto(enum stream_result r);
+
+#endif

@@ -1,0 +1,317 @@
+#include "tls.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "net.h"
+
+struct tls_conn {
+    SSL *ssl;
+    int fd; /* not owned; our BIO is not a descriptor BIO, so SSL_get_fd() cannot find it */
+    BIO_METHOD *bio_method; /* owned here: SSL_free frees the BIO that points to it */
+};
+
+/* ---- a socket BIO that sends with MSG_NOSIGNAL ----
+ * OpenSSL's own socket BIO uses write(), which raises SIGPIPE when the peer has reset the
+ * connection; a PAM module must never change or trigger the host's signal handling. */
+
+static int nosig_write(BIO *bio, const char *buf, int len)
+{
+    int fd = (int)(intptr_t)BIO_get_data(bio);
+    ssize_t n;
+
+    BIO_clear_retry_flags(bio);
+    n = send(fd, buf, (size_t)len, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_write(bio);
+    return n < 0 ? -1 : (int)n;
+}
+
+static int nosig_read(BIO *bio, char *buf, int len)
+{
+    int fd = (int)(intptr_t)BIO_get_data(bio);
+    ssize_t n;
+
+    BIO_clear_retry_flags(bio);
+    n = recv(fd, buf, (size_t)len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_read(bio);
+    return n < 0 ? -1 : (int)n;
+}
+
+static long nosig_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+    (void)bio;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int nosig_create(BIO *bio)
+{
+    BIO_set_init(bio, 1);
+    return 1;
+}
+
+static BIO_METHOD *nosig_method_new(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOURCE_SINK, "mailauth-socket");
+
+    if (m == NULL)
+        return NULL;
+    if (!BIO_meth_set_write(m, nosig_write) || !BIO_meth_set_read(m, nosig_read) ||
+        !BIO_meth_set_ctrl(m, nosig_ctrl) || !BIO_meth_set_create(m, nosig_create)) {
+        BIO_meth_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---- errors ---- */
+
+/* The first queued OpenSSL error in words, then clear the (thread-local) queue. */
+static const char *ssl_error_text(char *buf, size_t cap)
+{
+    unsigned long e = ERR_peek_error();
+    const char *reason = e != 0 ? ERR_reason_error_string(e) : NULL;
+
+    if (reason != NULL)
+        snprintf(buf, cap, "%s", reason);
+    else if (e != 0)
+        snprintf(buf, cap, "OpenSSL error %lx", e);
+    else
+        snprintf(buf, cap, "connection closed during the handshake");
+    ERR_clear_error();
+    return buf;
+}
+
+/* Wait for what OpenSSL asked for after a call returned rc. TLS_OK means "try again". */
+static enum tls_result wait_for_ssl(const struct tls_conn *t, int rc, int64_t deadline_ms)
+{
+    enum net_result nr;
+
+    switch (SSL_get_error(t->ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        nr = net_wait(t->fd, POLLIN, deadline_ms);
+        break;
+    case SSL_ERROR_WANT_WRITE:
+        nr = net_wait(t->fd, POLLOUT, deadline_ms);
+        break;
+    case SSL_ERROR_ZERO_RETURN:
+        return TLS_EEOF;
+    case SSL_ERROR_SYSCALL:
+        return ERR_peek_error() == 0 && (rc == 0 || errno == 0) ? TLS_EEOF : TLS_EIO;
+    default:
+        return TLS_EIO;
+    }
+    if (nr == NET_ETIMEOUT)
+        return TLS_ETIMEOUT;
+    return nr == NET_OK ? TLS_OK : TLS_EIO;
+}
+
+/* ---- setup ---- */
+
+static enum tls_result load_trust(SSL_CTX *ctx, const struct tls_options *opt, struct errbuf *err)
+{
+    char ebuf[160];
+
+    if (opt->ca_file == NULL && opt->ca_dir == NULL) {
+        if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+            errbuf_set(err, "cannot load the system trust store: %s",
+                       ssl_error_text(ebuf, sizeof(ebuf)));
+            return TLS_ESETUP;
+        }
+        return TLS_OK;
+    }
+    if (SSL_CTX_load_verify_locations(ctx, opt->ca_file, opt->ca_dir) != 1) {
+        errbuf_set(err, "cannot load CA %s: %s", opt->ca_file != NULL ? opt->ca_file : opt->ca_dir,
+                   ssl_error_text(ebuf, sizeof(ebuf)));
+        return TLS_ESETUP;
+    }
+    return TLS_OK;
+}
+
+static SSL_CTX *new_context(const struct tls_options *opt, struct errbuf *err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+    if (ctx == NULL) {
+        errbuf_set(err, "cannot create a TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_AUTO_RETRY);
+    SSL_CTX_set_verify(ctx, opt->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    if (opt->verify && load_trust(ctx, opt, err) != TLS_OK) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static bool set_peer_name(SSL *ssl, const char *host, bool verify)
+{
+    if (net_host_is_ip_literal(host))
+        return !verify || X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1;
+    if (SSL_set_tlsext_host_name(ssl, host) != 1)
+        return false;
+    SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    return !verify || SSL_set1_host(ssl, host) == 1;
+}
+
+static enum tls_result new_session(int fd, const char *host, const struct tls_options *opt,
+                                   struct tls_conn *t, struct errbuf *err)
+{
+    SSL_CTX *ctx = new_context(opt, err);
+    BIO *bio;
+
+    if (ctx == NULL)
+        return TLS_ESETUP;
+    t->ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx); /* the session keeps its own reference */
+    t->bio_method = nosig_method_new();
+    if (t->ssl == NULL || t->bio_method == NULL || !set_peer_name(t->ssl, host, opt->verify)) {
+        errbuf_set(err, "cannot set up a TLS session for %s", host);
+        return TLS_ESETUP;
+    }
+    bio = BIO_new(t->bio_method);
+    if (bio == NULL) {
+        errbuf_set(err, "cannot create a TLS socket BIO");
+        return TLS_ESETUP;
+    }
+    BIO_set_data(bio, (void *)(intptr_t)fd);
+    SSL_set_bio(t->ssl, bio, bio);
+    t->fd = fd;
+    return TLS_OK;
+}
+
+static enum tls_result handshake_failed(SSL *ssl, enum tls_result r, struct errbuf *err)
+{
+    char ebuf[160];
+    long vr = SSL_get_verify_result(ssl);
+
+    if (r == TLS_ETIMEOUT) {
+        errbuf_set(err, "TLS handshake timed out");
+        ERR_clear_error();
+        return TLS_ETIMEOUT;
+    }
+    if (vr != X509_V_OK) {
+        errbuf_set(err, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
+        ERR_clear_error();
+        return TLS_ECERT;
+    }
+    errbuf_set(err, "TLS handshake failed: %s", ssl_error_text(ebuf, sizeof(ebuf)));
+    return TLS_EHANDSHAKE;
+}
+
+enum tls_result tls_connect(int fd, const char *host, const struct tls_options *opt,
+                            int64_t deadline_ms, struct tls_conn **out, struct errbuf *err)
+{
+    struct tls_conn *t = calloc(1, sizeof(*t));
+    enum tls_result r;
+
+    *out = NULL;
+    if (t == NULL)
+        return TLS_ESETUP;
+    ERR_clear_error();
+    r = new_session(fd, host, opt, t, err);
+    if (r != TLS_OK)
+        goto out;
+    for (;;) {
+        int rc = SSL_connect(t->ssl);
+        if (rc == 1)
+            break;
+        r = wait_for_ssl(t, rc, deadline_ms);
+        if (r != TLS_OK) {
+            r = handshake_failed(t->ssl, r, err);
+            goto out;
+        }
+    }
+    *out = t;
+    return TLS_OK;
+out:
+    tls_close(t);
+    return r;
+}
+
+enum tls_result tls_write_all(struct tls_conn *t, const void *buf, size_t len, int64_t deadline_ms,
+                              struct errbuf *err)
+{
+    const char *p = buf;
+    char ebuf[160];
+
+    ERR_clear_error();
+    while (len > 0) {
+        size_t written = 0;
+        int rc = SSL_write_ex(t->ssl, p, len, &written);
+        enum tls_result r;
+
+        if (rc == 1) {
+            p += written;
+            len -= written;
+            continue;
+        }
+        r = wait_for_ssl(t, rc, deadline_ms);
+        if (r == TLS_OK)
+            continue;
+        if (r == TLS_ETIMEOUT)
+            errbuf_set(err, "TLS write timed out");
+        else
+            errbuf_set(err, "TLS write failed: %s", ssl_error_text(ebuf, sizeof(ebuf)));
+        ERR_clear_error();
+        return r == TLS_ETIMEOUT ? TLS_ETIMEOUT : TLS_EIO;
+    }
+    return TLS_OK;
+}
+
+enum tls_result tls_read_some(struct tls_conn *t, void *buf, size_t cap, size_t *got,
+                              int64_t deadline_ms, struct errbuf *err)
+{
+    char ebuf[160];
+
+    *got = 0;
+    ERR_clear_error();
+    for (;;) {
+        int rc = SSL_read_ex(t->ssl, buf, cap, got);
+        enum tls_result r;
+
+        if (rc == 1)
+            return TLS_OK;
+        r = wait_for_ssl(t, rc, deadline_ms);
+        if (r == TLS_OK)
+            continue;
+        if (r == TLS_EIO)
+            errbuf_set(err, "TLS read failed: %s", ssl_error_text(ebuf, sizeof(ebuf)));
+        ERR_clear_error();
+        return r;
+    }
+}
+
+void tls_close(struct tls_conn *t)
+{
+    if (t == NULL)
+        return;
+    if (t->ssl != NULL) {
+        /* One non-blocking close_notify; waiting for the peer's would only add latency. */
+        if (SSL_is_init_finished(t->ssl))
+            SSL_shutdown(t->ssl);
+        SSL_free(t->ssl);
+    }
+    BIO_meth_free(t->bio_method);
+    ERR_clear_error();
+    free(t);
+}
+
+void tls_describe(const struct tls_conn *t, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s %s", SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl));
+}

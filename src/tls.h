@@ -1,0 +1,49 @@
+/* TLS client over an already connected non-blocking socket (OpenSSL 3, TLS 1.2 or later).
+ * Chain and host name (or IP address) are verified unless verify is false; SNI is sent for names. */
+#ifndef MAILAUTH_TLS_H
+#define MAILAUTH_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+enum tls_result {
+    TLS_OK,
+    TLS_ECERT,      /* the certificate did not verify */
+    TLS_EHANDSHAKE, /* the handshake failed for another reason (protocol version, garbage) */
+    TLS_ETIMEOUT,
+    TLS_EEOF,       /* the peer closed the connection */
+    TLS_EIO,        /* socket error or TLS error after the handshake */
+    TLS_ESETUP,     /* local problem: out of memory, unreadable CA file */
+};
+
+struct tls_options {
+    const char *ca_file; /* NULL with ca_dir NULL: the system trust store */
+    const char *ca_dir;
+    bool verify;
+};
+
+struct tls_conn;
+
+/* Run a client handshake on fd for host. On TLS_OK *out owns the session (not the fd).
+ * Returns any tls_result but TLS_EEOF may also be reported as TLS_EHANDSHAKE; err says why. */
+enum tls_result tls_connect(int fd, const char *host, const struct tls_options *opt,
+                            int64_t deadline_ms, struct tls_conn **out, struct errbuf *err);
+
+/* TLS_OK, TLS_ETIMEOUT, TLS_EIO. */
+enum tls_result tls_write_all(struct tls_conn *t, const void *buf, size_t len, int64_t deadline_ms,
+                              struct errbuf *err);
+
+/* At least one byte. TLS_OK, TLS_EEOF, TLS_ETIMEOUT, TLS_EIO. */
+enum tls_result tls_read_some(struct tls_conn *t, void *buf, size_t cap, size_t *got,
+                              int64_t deadline_ms, struct errbuf *err);
+
+/* Send close_notify without waiting for the peer's, and free the session. NULL is fine. */
+void tls_close(struct tls_conn *t);
+
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" for debug logs. */
+void tls_describe(const struct tls_conn *t, char *out, size_t cap);
+
+#endif

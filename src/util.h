@@ -1,0 +1,42 @@
+/* Small helpers shared by every layer: error text, clocks, secret wiping. */
+#ifndef MAILAUTH_UTIL_H
+#define MAILAUTH_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MA_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define MA_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A reason in plain words, filled by the layer that saw the failure. */
+struct errbuf {
+    char text[256];
+};
+
+void errbuf_set(struct errbuf *eb, const char *fmt, ...) MA_PRINTF(2, 3);
+void errbuf_clear(struct errbuf *eb);
+
+/* Milliseconds on CLOCK_MONOTONIC; deadlines are absolute values of this clock. */
+int64_t clock_now_ms(void);
+/* Milliseconds left until deadline_ms, clamped to [0, INT32_MAX]. */
+int deadline_left_ms(int64_t deadline_ms);
+/* The earlier of two deadlines. */
+int64_t deadline_min(int64_t a, int64_t b);
+
+/* Overwrite memory in a way the compiler may not elide. */
+void secret_wipe(void *p, size_t len);
+/* Wipe and free a NUL-terminated string. */
+void secret_free(char *s);
+
+/* True when [p, p+len) contains CR, LF or NUL. */
+bool bytes_have_crlf_nul(const char *p, size_t len);
+
+/* Copy at most cap-1 bytes of s with every non-printable byte replaced by '?', for logs. */
+void text_sanitize(char *dst, size_t cap, const char *src, size_t src_len);
+
+/* strerror_r wrapper that always returns a readable string in buf. */
+const char *errno_text(int err, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,159 @@
+"""A throwaway Dovecot on loopback: high ports, a temp dir, no system config touched."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, host="127.0.0.1", timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+CONF = """\
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+protocols = imap pop3
+listen = 127.0.0.1, ::1
+auth_mechanisms = plain login apop
+disable_plaintext_auth = no
+auth_failure_delay = 0
+auth_cache_size = 0
+auth_verbose = yes
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+ssl_min_protocol = TLSv1.2
+mail_location = maildir:{d}/mail/%u
+mail_max_userip_connections = 1000
+login_trusted_networks =
+{user_settings}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {d}/passwd
+}}
+userdb {{
+  driver = static
+  args = {userdb_args} home={d}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = {imaps}
+    ssl = yes
+  }}
+  process_min_avail = 1
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = {pop3s}
+    ssl = yes
+  }}
+  process_min_avail = 1
+}}
+service anvil {{
+  chroot =
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+"""
+
+
+class Dovecot:
+    """Start with Dovecot(directory, users, cert, key).start(); stop() kills it."""
+
+    def __init__(self, directory, users, cert, key, extra=""):
+        self.d = directory
+        self.users = users
+        self.cert = cert
+        self.key = key
+        self.extra = extra
+        self.ports = {}
+        self.proc = None
+
+    def _write_config(self):
+        os.makedirs(self.d, exist_ok=True)
+        for sub in ("run", "state", "mail"):
+            os.makedirs(os.path.join(self.d, sub), exist_ok=True)
+        os.chmod(self.d, 0o755)
+        os.chmod(os.path.join(self.d, "mail"), 0o1777)
+        with open(os.path.join(self.d, "passwd"), "wb") as f:
+            for user, password in self.users.items():
+                f.write(user.encode() + b":{PLAIN}" + password.encode("utf-8") + b"::::::\n")
+        os.chmod(os.path.join(self.d, "passwd"), 0o644)
+        if os.geteuid() == 0:
+            user_settings, userdb_args = "", "uid=65534 gid=65534"
+        else:
+            import grp
+            import pwd
+            me = pwd.getpwuid(os.geteuid()).pw_name
+            group = grp.getgrgid(os.getegid()).gr_name
+            user_settings = ("default_internal_user = {0}\ndefault_internal_group = {1}\n"
+                             "default_login_user = {0}\n").format(me, group)
+            userdb_args = ""
+        self.ports = {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s")}
+        conf = CONF.format(d=self.d, cert=self.cert, key=self.key, user_settings=user_settings,
+                           userdb_args=userdb_args, **self.ports) + self.extra
+        self.conf = os.path.join(self.d, "dovecot.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+
+    def start(self):
+        self._write_config()
+        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for port in self.ports.values():
+            if not wait_port(port):
+                self.stop()
+                raise RuntimeError("dovecot did not listen on %d: %s" % (port, self.log()))
+        return self
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log(self):
+        try:
+            with open(os.path.join(self.d, "dovecot.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def log_size(self):
+        try:
+            return os.path.getsize(os.path.join(self.d, "dovecot.log"))
+        except OSError:
+            return 0
+
+    def log_since(self, offset):
+        return self.log().encode("utf-8", "replace")[offset:].decode("utf-8", "replace")
