@@ -176,8 +176,8 @@ static bool path_is_readable(const char *path, bool want_dir)
 
 static int check_ca_paths(cfg_t *root, cfg_t *sec, const char *where)
 {
-    const char *file = cfg_getstr(sec, "ca_file");
-    const char *dir = cfg_getstr(sec, "ca_dir");
+    const char *file = cfg_getstr(sec != NULL ? sec : root, "ca_file");
+    const char *dir = cfg_getstr(sec != NULL ? sec : root, "ca_dir");
 
     if (file != NULL && !path_is_readable(file, false)) {
         report(root, sec, "%sca_file \"%s\" is not a readable file (absolute path needed)", where,
@@ -542,39 +542,52 @@ static bool starts_token(const char *buf, size_t i)
     return i == 0 || strchr(" \t\r\n={},", buf[i - 1]) != NULL;
 }
 
-/* libconfuse 3.3 counts every '#' or '//' comment line three times, which would make every
- * file:line we report point past the real line. Overwrite comments with spaces (the lexer then
- * sees the same tokens) so its line counter stays true. Quoted strings and block comments are
- * tracked so that a '#' inside a value is kept; '#' outside quotes is always a comment to
- * libconfuse, '//' only where a token starts. */
-void config_blank_line_comments(char *buf, size_t len)
+/* libconfuse 3.3 miscounts lines after comments ('#' and '//' lines count three times, block
+ * comments one extra), which would make every file:line we report point past the real line.
+ * Overwrite comments with spaces, keeping newlines (the lexer then sees the same tokens), so its
+ * line counter stays true. Quoted strings are tracked so that a '#' inside a value is kept;
+ * '#' outside quotes is always a comment to libconfuse, '//' only where a token starts.
+ * libconfuse also accepts a section left open at the end of the file; return the line of the
+ * first '{' never closed (0 when all are closed) so that a truncated file is refused. */
+int config_blank_comments(char *buf, size_t len)
 {
     enum { NORMAL, DQUOTE, SQUOTE, BLOCK, LINE } st = NORMAL;
+    int line = 1;
+    int depth = 0;
+    int open_line = 0;
 
     for (size_t i = 0; i < len; i++) {
         char c = buf[i];
+        if (c == '\n')
+            line++;
         switch (st) {
         case NORMAL:
             if (c == '"')
                 st = DQUOTE;
             else if (c == '\'')
                 st = SQUOTE;
+            else if (c == '{' && depth++ == 0)
+                open_line = line;
+            else if (c == '}' && depth > 0)
+                depth--;
             else if (c == '/' && i + 1 < len && buf[i + 1] == '*')
-                st = BLOCK, i++;
+                st = BLOCK, buf[i] = ' ', buf[++i] = ' ';
             else if (c == '#' || (c == '/' && i + 1 < len && buf[i + 1] == '/' &&
                                   starts_token(buf, i)))
                 st = LINE, buf[i] = ' ';
             break;
         case DQUOTE:
         case SQUOTE:
-            if (c == '\\' && i + 1 < len)
+            if (c == '\\' && i + 1 < len && buf[i + 1] != '\n')
                 i++;
             else if (c == (st == DQUOTE ? '"' : '\''))
                 st = NORMAL;
             break;
         case BLOCK:
             if (c == '*' && i + 1 < len && buf[i + 1] == '/')
-                st = NORMAL, i++;
+                st = NORMAL, buf[i] = ' ', buf[++i] = ' ';
+            else if (c != '\n')
+                buf[i] = ' ';
             break;
         case LINE:
             if (c == '\n')
@@ -584,6 +597,7 @@ void config_blank_line_comments(char *buf, size_t len)
             break;
         }
     }
+    return depth > 0 ? open_line : 0;
 }
 
 static enum config_result parse_locked(char *buf, size_t len, const char *name,
@@ -592,6 +606,7 @@ static enum config_result parse_locked(char *buf, size_t len, const char *name,
     enum config_result res = CONFIG_EINVAL;
     cfg_t *cfg = new_parser();
     FILE *fp = NULL;
+    int open_line;
     int rc;
 
     if (cfg == NULL)
@@ -599,7 +614,12 @@ static enum config_result parse_locked(char *buf, size_t len, const char *name,
     /* cfg_parse_buf would call the file "[buf]"; name the real file in every message. */
     free(cfg->filename);
     cfg->filename = strdup(name);
-    config_blank_line_comments(buf, len);
+    open_line = config_blank_comments(buf, len);
+    if (open_line > 0) {
+        log_msg(parse_log, LOG_ERR, "%s:%d: section is never closed (missing '}')", name,
+                open_line);
+        goto out;
+    }
     fp = fmemopen(buf, len, "r");
     if (cfg->filename == NULL || fp == NULL) {
         res = CONFIG_ENOMEM;

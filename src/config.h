@@ -76,8 +76,9 @@ enum config_result config_load_file(const char *path, const struct logger *log,
 
 void config_free(struct mailauth_config *cfg);
 
-/* Overwrite # and // comments with spaces, keeping quoted text (exposed for tests). */
-void config_blank_line_comments(char *buf, size_t len);
+/* Overwrite comments with spaces, keeping quoted text and newlines; returns the line of the
+ * first section never closed, or 0 (exposed for tests). */
+int config_blank_comments(char *buf, size_t len);
 
 /* The names of every option the parser knows, NULL-terminated (for the documentation test). */
 const char *const *config_option_names(void);

@@ -380,8 +380,10 @@ static enum proto_result read_greeting(struct imap_session *is)
     char q[128];
     enum stream_result sr = stream_read_line(is->s, &line, &len, &is->out->reason);
 
-    if (sr != STREAM_OK)
+    if (sr != STREAM_OK) {
+        stream_explain_greeting_failure(is->s, sr, &is->out->reason);
         return stream_result_to_proto(sr);
+    }
     imap_parse_reply(line, len, "", &r);
     quote_reply(q, sizeof(q), line, len);
     if (r.kind != IMAP_UNTAGGED || r.status == IMAP_ST_NONE || r.status == IMAP_ST_NO ||

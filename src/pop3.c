@@ -212,6 +212,7 @@ static enum proto_result start_tls(struct pop3_session *ps)
 /* Connect, read the greeting, STLS when configured. */
 static enum proto_result open_session(struct pop3_session *ps)
 {
+    enum stream_result sr;
     enum pop3_reply kind;
     const char *line;
     size_t len;
@@ -226,9 +227,12 @@ static enum proto_result open_session(struct pop3_session *ps)
         return r;
     ps->s->secret = ps->c->password;
     ps->s->secret_len = ps->c->password_len;
-    r = read_reply(ps, "greeting", &kind, &line, &len);
-    if (r != PROTO_OK)
-        return r;
+    sr = stream_read_line(ps->s, &line, &len, &ps->out->reason);
+    if (sr != STREAM_OK) {
+        stream_explain_greeting_failure(ps->s, sr, &ps->out->reason);
+        return stream_result_to_proto(sr);
+    }
+    kind = pop3_reply_classify(line, len);
     if (kind != POP3_REPLY_OK) {
         quote_reply(q, sizeof(q), line, len);
         errbuf_set(&ps->out->reason, "server refused service: \"%s\"", q);

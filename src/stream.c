@@ -159,7 +159,7 @@ static enum stream_result fill(struct stream *s, struct errbuf *err)
                           err);
         if (r != TLS_OK) {
             if (r == TLS_ETIMEOUT)
-                errbuf_set(err, "no answer from the server before the deadline");
+                errbuf_set(err, "no answer within the %d ms timeout", s->target->timeout_ms);
             else if (r == TLS_EEOF)
                 errbuf_set(err, "connection closed by the server");
             return from_tls(r);
@@ -168,8 +168,10 @@ static enum stream_result fill(struct stream *s, struct errbuf *err)
         enum net_result r =
             net_recv_some(s->fd, s->buf + s->end, sizeof(s->buf) - s->end, &got, s->deadline_ms);
         if (r != NET_OK) {
-            errbuf_set(err, "%s", r == NET_ETIMEOUT ? "no answer from the server before the deadline"
-                                  : r == NET_EEOF   ? "connection closed by the server"
+            if (r == NET_ETIMEOUT)
+                errbuf_set(err, "no answer within the %d ms timeout", s->target->timeout_ms);
+            else
+                errbuf_set(err, "%s", r == NET_EEOF ? "connection closed by the server"
                                                     : "connection reset while reading");
             return from_net(r);
         }
@@ -273,6 +275,16 @@ enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char
 out:
     secret_wipe(cmd, sizeof(cmd));
     return r;
+}
+
+void stream_explain_greeting_failure(const struct stream *s, enum stream_result r,
+                                     struct errbuf *err)
+{
+    if (r != STREAM_ETIMEOUT || s->tls != NULL)
+        return;
+    errbuf_set(err, "no greeting within %d ms (if port %u expects implicit TLS, set tls = "
+                    "implicit)",
+               s->target->timeout_ms, s->target->port);
 }
 
 bool stream_is_tls(const struct stream *s)

@@ -71,6 +71,10 @@ enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char
                                 const char *fmt, ...) MA_PRINTF(4, 5);
 
 bool stream_is_tls(const struct stream *s);
+
+/* After a failed greeting read: on a plaintext timeout, add a hint about implicit TLS ports. */
+void stream_explain_greeting_failure(const struct stream *s, enum stream_result r,
+                                     struct errbuf *err);
 bool stream_peer_is_loopback(const struct stream *s);
 
 void stream_close(struct stream *s);

@@ -33,7 +33,7 @@ log_path = {d}/dovecot.log
 info_log_path = {d}/dovecot.log
 protocols = imap pop3
 listen = 127.0.0.1, ::1
-auth_mechanisms = plain login apop
+auth_mechanisms = {mechanisms}
 disable_plaintext_auth = no
 auth_failure_delay = 0
 auth_cache_size = 0
@@ -86,8 +86,9 @@ service anvil {{
 class Dovecot:
     """Start with Dovecot(directory, users, cert, key).start(); stop() kills it."""
 
-    def __init__(self, directory, users, cert, key, extra=""):
+    def __init__(self, directory, users, cert, key, extra="", apop=True):
         self.d = directory
+        self.apop = apop
         self.users = users
         self.cert = cert
         self.key = key
@@ -117,7 +118,9 @@ class Dovecot:
             userdb_args = ""
         self.ports = {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s")}
         conf = CONF.format(d=self.d, cert=self.cert, key=self.key, user_settings=user_settings,
-                           userdb_args=userdb_args, **self.ports) + self.extra
+                           userdb_args=userdb_args,
+                           mechanisms="plain login apop" if self.apop else "plain login",
+                           **self.ports) + self.extra
         self.conf = os.path.join(self.d, "dovecot.conf")
         with open(self.conf, "w") as f:
             f.write(conf)

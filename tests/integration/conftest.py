@@ -1,0 +1,85 @@
+import os
+import shutil
+import sys
+import tempfile
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+
+import certs  # noqa: E402
+import dovecot  # noqa: E402
+import pamrun  # noqa: E402
+
+USERS = {
+    "alice": "s3cret",
+    # every byte IMAP quoting cares about, a space, and UTF-8
+    "bob": 'p"a\\s{s}%*( ) gr\u00fc\u00df \u20ac',
+    # ASCII only: travels as an IMAP quoted string with escapes
+    "erin": 'q"u\\o{t}e%*( )d',
+    "carol@example.org": "carol-pw",
+    "dave@other.example": "dave-pw",
+}
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    d = tempfile.mkdtemp(prefix="mailauth-it-")
+    os.chmod(d, 0o755)
+    yield d
+    if os.environ.get("MAILAUTH_KEEP_TMP") is None:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pki(workdir):
+    return certs.make_pki(os.path.join(workdir, "pki"))
+
+
+@pytest.fixture(scope="session")
+def dv(workdir, pki):
+    d = dovecot.Dovecot(os.path.join(workdir, "dovecot"), USERS, pki["server_cert"],
+                        pki["server_key"]).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="session")
+def dv_noapop(workdir, pki):
+    """A second Dovecot whose POP3 greeting carries no APOP timestamp."""
+    d = dovecot.Dovecot(os.path.join(workdir, "dovecot-noapop"), USERS, pki["server_cert"],
+                        pki["server_key"], apop=False).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="session")
+def module():
+    path = os.environ.get("MAILAUTH_MODULE")
+    if not path or not os.path.exists(path):
+        pytest.fail("MAILAUTH_MODULE must name the built pam_mailauth.so (got %r)" % path)
+    return path
+
+
+@pytest.fixture
+def pam(module, workdir, tmp_path):
+    os.chmod(tmp_path, 0o755)
+    return pamrun.PamRunner(module, str(tmp_path),
+                            preload=os.environ.get("MAILAUTH_PRELOAD"),
+                            wrapper=os.environ.get("MAILAUTH_WRAPPER", "").split() or None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The password must never appear in anything the module logged, debug traces included."""
+    leaked = []
+    for line in pamrun.ALL_LOG_LINES:
+        for secret in list(USERS.values()) + ["wrong-Pa55"]:
+            if secret in line:
+                leaked.append(line)
+    if leaked:
+        sys.stderr.write("PASSWORD FOUND IN LOGS:\n" + "\n".join(leaked) + "\n")
+        session.exitstatus = 1
+    else:
+        sys.stderr.write("password check: %d module log lines scanned, no password found\n"
+                         % len(pamrun.ALL_LOG_LINES))

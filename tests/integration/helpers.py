@@ -1,0 +1,31 @@
+"""Config builders shared by the integration tests."""
+import socket
+
+
+def hosts(*names):
+    if len(names) == 1:
+        return '"%s"' % names[0]
+    return "{" + ", ".join('"%s"' % n for n in names) + "}"
+
+
+def ports(*numbers):
+    if len(numbers) == 1:
+        return str(numbers[0])
+    return "{" + ", ".join(str(n) for n in numbers) + "}"
+
+
+def server(label, protocol, host, port, tls="none", extra=""):
+    return ('server "%s" {\n  protocol = %s\n  host = %s\n  port = %s\n  tls = %s\n%s}\n'
+            % (label, protocol, host, port, tls, extra))
+
+
+def config(pki, *servers, head="", timeout=5, connect_timeout=2):
+    return ('timeout = %s\nconnect_timeout = %s\nfail_delay = 0\nca_file = "%s"\n%s\n'
+            % (timeout, connect_timeout, pki["ca"], head)) + "".join(servers)
+
+
+def closed_port():
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,221 @@
+"""Issue 2: real logins through real libpam against a real Dovecot on loopback."""
+import pytest
+
+from conftest import USERS
+from helpers import closed_port, config, hosts, ports, server
+
+
+def login_count(dv, offset, user):
+    return dv.log_since(offset).count("Login: user=<%s>" % user)
+
+
+# ---- POP3 ----
+
+def test_pop3_apop(pam, dv, pki):
+    off = dv.log_size()
+    cfg = config(pki, server("dv", "pop3", hosts("127.0.0.1"), dv.ports["pop3"]))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    assert "method=APOP" in dv.log_since(off)
+
+
+def test_pop3_user_pass_when_no_apop_offered(pam, dv_noapop, pki):
+    off = dv_noapop.log_size()
+    cfg = config(pki, server("dv", "pop3", hosts("127.0.0.1"), dv_noapop.ports["pop3"]))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    assert "C: dv APOP" not in r.log_text()
+    assert "C: dv USER alice" in r.log_text()
+    assert "method=PLAIN" in dv_noapop.log_since(off)
+
+
+def test_pop3_apop_never_uses_user_pass(pam, dv, pki):
+    off = dv.log_size()
+    cfg = config(pki, server("dv", "pop3", hosts("127.0.0.1"), dv.ports["pop3"],
+                             extra="  apop = never\n"))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    assert "method=PLAIN" in dv.log_since(off)
+
+
+def test_pop3_wrong_password_falls_back_then_refuses(pam, dv, pki):
+    cfg = config(pki, server("dv", "pop3", hosts("127.0.0.1"), dv.ports["pop3"]))
+    r = pam.run(cfg, "alice", "wrong-Pa55")
+    assert r.code == "PAM_AUTH_ERR", r
+    text = r.log_text()
+    assert "APOP refused; trying USER/PASS" in text
+    assert "result=refused" in text and "server refused credentials (PASS)" in text
+
+
+def test_pop3_apop_only_refused_does_not_fall_back(pam, dv, pki):
+    cfg = config(pki, server("dv", "pop3", hosts("127.0.0.1"), dv.ports["pop3"],
+                             extra="  apop = only\n"))
+    r = pam.run(cfg, "alice", "wrong-Pa55")
+    assert r.code == "PAM_AUTH_ERR", r
+    assert "C: dv USER" not in r.log_text()
+
+
+def test_pop3_apop_only_without_timestamp_is_unavailable(pam, dv_noapop, pki):
+    cfg = config(pki, server("dv", "pop3", hosts("127.0.0.1"), dv_noapop.ports["pop3"],
+                             extra="  apop = only\n"))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "no usable APOP timestamp" in r.log_text()
+
+
+# ---- IMAP ----
+
+def test_imap_login(pam, dv, pki):
+    off = dv.log_size()
+    cfg = config(pki, server("dv", "imap", hosts("127.0.0.1"), dv.ports["imap"]))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    assert 'C: dv A1 LOGIN "alice" <redacted>' in r.log_text()
+    assert login_count(dv, off, "alice") == 1
+
+
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+def test_wrong_password_is_auth_err(pam, dv, pki, protocol):
+    cfg = config(pki, server("dv", protocol, hosts("127.0.0.1"), dv.ports[protocol]))
+    r = pam.run(cfg, "alice", "wrong-Pa55")
+    assert r.code == "PAM_AUTH_ERR", r
+
+
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+def test_unknown_user_is_auth_err(pam, dv, pki, protocol):
+    cfg = config(pki, server("dv", protocol, hosts("127.0.0.1"), dv.ports[protocol]))
+    r = pam.run(cfg, "mallory", "s3cret")
+    assert r.code == "PAM_AUTH_ERR", r
+
+
+# ---- TLS with verification on ----
+
+TLS_CASES = [("imap", "starttls", "imap"), ("imap", "implicit", "imaps"),
+             ("pop3", "starttls", "pop3"), ("pop3", "implicit", "pop3s")]
+
+
+@pytest.mark.parametrize("protocol,tls,portname", TLS_CASES)
+def test_tls_modes_verified(pam, dv, pki, protocol, tls, portname):
+    cfg = config(pki, server("dv", protocol, hosts("localhost"), dv.ports[portname], tls))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    assert "certificate verified" in r.log_text()
+    r = pam.run(cfg, "alice", "wrong-Pa55")
+    assert r.code == "PAM_AUTH_ERR", r
+
+
+@pytest.mark.parametrize("protocol,tls,portname", TLS_CASES)
+def test_certificate_for_another_name(pam, dv, pki, protocol, tls, portname):
+    """The certificate names localhost; connecting to 127.0.0.1 must fail before any login."""
+    off = dv.log_size()
+    cfg = config(pki, server("dv", protocol, hosts("127.0.0.1"), dv.ports[portname], tls))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "certificate verify failed: IP address mismatch" in r.log_text()
+    log = dv.log_since(off)
+    assert "user=<alice>" not in log and "Login:" not in log, log
+
+
+def test_untrusted_ca_is_unavailable(pam, dv, pki):
+    cfg = config(pki, server("dv", "imap", hosts("localhost"), dv.ports["imaps"], "implicit",
+                             extra='  ca_file = "%s"\n' % pki["other_ca"]))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "certificate verify failed" in r.log_text()
+
+
+# ---- passwords with special bytes ----
+
+@pytest.mark.parametrize("user", ["bob", "erin"])
+@pytest.mark.parametrize("protocol,extra", [("imap", ""), ("pop3", ""),
+                                            ("pop3", "  apop = never\n")])
+def test_special_characters_in_password(pam, dv, pki, user, protocol, extra):
+    cfg = config(pki, server("dv", protocol, hosts("127.0.0.1"), dv.ports[protocol],
+                             extra=extra))
+    r = pam.run(cfg, user, USERS[user])
+    assert r.code == "PAM_SUCCESS", r
+    if protocol == "imap" and user == "bob":
+        assert "{%d+}" % len(USERS[user].encode()) in r.log_text()   # literal for UTF-8
+    if protocol == "imap" and user == "erin":
+        assert 'LOGIN "erin" <redacted>' in r.log_text()             # quoted string
+    r = pam.run(cfg, user, USERS[user][:-1])
+    assert r.code == "PAM_AUTH_ERR", r
+
+
+# ---- the server walk ----
+
+def test_closed_port_then_second_server(pam, dv, pki):
+    cfg = config(pki, server("down", "imap", hosts("127.0.0.1"), closed_port()),
+                 server("dv", "imap", hosts("127.0.0.1"), dv.ports["imap"]))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    assert "server=dv" in r.log_text()
+    assert "Connection refused" in r.log_text()
+
+
+def test_all_servers_down(pam, pki):
+    cfg = config(pki, server("a", "imap", hosts("127.0.0.1"), closed_port()),
+                 server("b", "pop3", hosts("127.0.0.1"), closed_port()))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    line = [t for _, t in r.logs if "result=unavailable" in t]
+    assert line and "attempts=2" in line[0] and "Connection refused" in line[0], r
+
+
+def test_refusal_then_unavailable_is_auth_err(pam, dv, pki):
+    cfg = config(pki, server("dv", "imap", hosts("127.0.0.1"), dv.ports["imap"]),
+                 server("down", "imap", hosts("127.0.0.1"), closed_port()))
+    r = pam.run(cfg, "alice", "wrong-Pa55")
+    assert r.code == "PAM_AUTH_ERR", r
+    assert "server=dv" in r.log_text()
+
+
+def test_on_reject_stop(pam, dv, pki):
+    off = dv.log_size()
+    cfg = config(pki, server("first", "imap", hosts("127.0.0.1"), dv.ports["imap"]),
+                 server("second", "pop3", hosts("127.0.0.1"), dv.ports["pop3"]),
+                 head="on_reject = stop\n")
+    r = pam.run(cfg, "alice", "wrong-Pa55")
+    assert r.code == "PAM_AUTH_ERR", r
+    assert "second" not in r.log_text().replace("server=first", "")
+    assert "pop3-login" not in dv.log_since(off)
+
+
+def test_host_list_with_one_port(pam, dv, pki):
+    cfg = config(pki, server("dv", "imap", hosts("no-such-host.invalid", "127.0.0.1"),
+                             ports(dv.ports["imap"])))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    assert "cannot resolve no-such-host.invalid" in r.log_text()
+
+
+def test_host_and_port_lists_of_equal_length(pam, dv, pki):
+    dead = closed_port()
+    cfg = config(pki, server("dv", "imap", hosts("127.0.0.1", "127.0.0.1"),
+                             ports(dead, dv.ports["imap"])))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    assert "127.0.0.1:%d: Connection refused" % dead in r.log_text()
+    assert "address=127.0.0.1:%d" % dv.ports["imap"] in r.log_text()
+
+
+def test_unequal_lists_are_a_service_error(pam, dv, pki):
+    cfg = config(pki, server("dv", "imap", hosts("127.0.0.1", "localhost"),
+                             ports(dv.ports["imap"], dv.ports["imap"], 1)))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_SERVICE_ERR", r
+    assert "t.conf:" in r.log_text() and "3 ports for 2 hosts" in r.log_text()
+
+
+def test_missing_config_is_a_service_error(pam):
+    r = pam.run(None, "alice", "s3cret", config_path="/nonexistent/pam_mailauth.conf")
+    assert r.code == "PAM_SERVICE_ERR", r
+    assert "/nonexistent/pam_mailauth.conf: cannot open" in r.log_text()
+
+
+def test_world_writable_config_is_refused(pam, dv, pki):
+    cfg = config(pki, server("dv", "imap", hosts("127.0.0.1"), dv.ports["imap"]))
+    path = pam.write_config(cfg, mode=0o666)
+    r = pam.run(None, "alice", "s3cret", config_path=path)
+    assert r.code == "PAM_SERVICE_ERR", r
+    assert "world writable" in r.log_text()

@@ -1,0 +1,102 @@
+/* POP3 reply classification, APOP timestamp and digest (RFC 1939 vector), CAPA parsing. */
+#include <string.h>
+
+#include "check.h"
+#include "pop3.h"
+
+#define S(x) x, strlen(x)
+
+static void test_classify(void)
+{
+    CHECK(pop3_reply_classify(S("+OK")) == POP3_REPLY_OK);
+    CHECK(pop3_reply_classify(S("+OK Logged in.")) == POP3_REPLY_OK);
+    CHECK(pop3_reply_classify(S("-ERR")) == POP3_REPLY_ERR);
+    CHECK(pop3_reply_classify(S("-ERR [AUTH] no")) == POP3_REPLY_ERR);
+    CHECK(pop3_reply_classify(S("+ ")) == POP3_REPLY_CONT);
+    CHECK(pop3_reply_classify(S("+")) == POP3_REPLY_CONT);
+    /* near misses must never read as success */
+    CHECK(pop3_reply_classify(S("+OKAY")) == POP3_REPLY_INVALID);
+    CHECK(pop3_reply_classify(S("+ok")) == POP3_REPLY_INVALID);
+    CHECK(pop3_reply_classify(S("+OK\tx")) == POP3_REPLY_INVALID);
+    CHECK(pop3_reply_classify(S(" +OK")) == POP3_REPLY_INVALID);
+    CHECK(pop3_reply_classify(S("-ERROR")) == POP3_REPLY_INVALID);
+    CHECK(pop3_reply_classify(S("")) == POP3_REPLY_INVALID);
+    CHECK(pop3_reply_classify(S("OK")) == POP3_REPLY_INVALID);
+}
+
+static void test_unavailable_codes(void)
+{
+    CHECK(pop3_err_is_unavailable(S("-ERR [SYS/TEMP] try later")));
+    CHECK(pop3_err_is_unavailable(S("-ERR [IN-USE] locked")));
+    CHECK(pop3_err_is_unavailable(S("-ERR [LOGIN-DELAY] slow down")));
+    CHECK(pop3_err_is_unavailable(S("-ERR [sys/perm]")));
+    CHECK(!pop3_err_is_unavailable(S("-ERR [AUTH] Authentication failed.")));
+    CHECK(!pop3_err_is_unavailable(S("-ERR nope")));
+    CHECK(!pop3_err_is_unavailable(S("-ERR")));
+}
+
+static void test_timestamp(void)
+{
+    char ts[POP3_APOP_TIMESTAMP_MAX + 1];
+    char big[600];
+
+    CHECK(pop3_apop_timestamp(S("+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>"), ts,
+                              sizeof(ts)));
+    CHECK_STR(ts, "<1896.697170952@dbc.mtview.ca.us>");
+    CHECK(pop3_apop_timestamp(S("+OK <a@b> trailing"), ts, sizeof(ts)));
+    CHECK_STR(ts, "<a@b>");
+    CHECK(!pop3_apop_timestamp(S("+OK Dovecot ready."), ts, sizeof(ts)));
+    CHECK(!pop3_apop_timestamp(S("+OK <no-at-sign>"), ts, sizeof(ts)));
+    CHECK(!pop3_apop_timestamp(S("+OK <two@at@signs>"), ts, sizeof(ts)));
+    CHECK(!pop3_apop_timestamp(S("+OK <@host>"), ts, sizeof(ts)));
+    CHECK(!pop3_apop_timestamp(S("+OK <local@>"), ts, sizeof(ts)));
+    CHECK(!pop3_apop_timestamp(S("+OK <sp ace@host>"), ts, sizeof(ts)));
+    CHECK(!pop3_apop_timestamp(S("+OK <a@b"), ts, sizeof(ts)));
+    CHECK(!pop3_apop_timestamp(S("+OK <a<b@c>"), ts, sizeof(ts)));
+    CHECK(!pop3_apop_timestamp(S("+OK <\x80\x81@host>"), ts, sizeof(ts)));
+    memset(big, 'x', sizeof(big));
+    big[0] = '<';
+    big[300] = '@';
+    big[599] = '>';
+    CHECK(!pop3_apop_timestamp(big, sizeof(big), ts, sizeof(ts)));
+    /* too small an output buffer is refused, not truncated */
+    CHECK(!pop3_apop_timestamp(S("+OK <a@b>"), ts, 5));
+}
+
+static void test_digest(void)
+{
+    char hex[33];
+
+    /* RFC 1939 section 7 */
+    CHECK(pop3_apop_digest("<1896.697170952@dbc.mtview.ca.us>", S("tanstaaf"), hex));
+    CHECK_STR(hex, "c4c9334bac560ecc979e58001b3e22fb");
+}
+
+static void test_capa(void)
+{
+    struct pop3_caps c = {0};
+
+    pop3_capa_line(S("TOP"), &c);
+    CHECK(!c.user && !c.stls && !c.sasl_plain);
+    pop3_capa_line(S("SASL LOGIN PLAIN"), &c);
+    CHECK(c.sasl_plain);
+    pop3_capa_line(S("STLS"), &c);
+    CHECK(c.stls);
+    pop3_capa_line(S("user"), &c);
+    CHECK(c.user);
+    c = (struct pop3_caps){0};
+    pop3_capa_line(S("SASL PLAINX XPLAIN"), &c);
+    CHECK(!c.sasl_plain);
+    pop3_capa_line(S("USERS"), &c);
+    CHECK(!c.user);
+}
+
+int main(void)
+{
+    test_classify();
+    test_unavailable_codes();
+    test_timestamp();
+    test_digest();
+    test_capa();
+    return check_summary("pop3");
+}
