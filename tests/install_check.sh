@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# A DESTDIR install lands the module (exporting only pam_sm_*), the man pages and the example
+# config where the README says, and nothing under /etc.
+set -u
+build=$1
+dest=$(mktemp -d)
+trap 'rm -rf "$dest"' EXIT
+passed=0 failed=0
+check() { if eval "$2"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $1"; fi; }
+
+meson install -C "$build" --no-rebuild --quiet --destdir "$dest" >/dev/null 2>&1
+check "meson install succeeds" "[ \$? -eq 0 ]"
+module=$(find "$dest" -name pam_mailauth.so -path '*/security/*' | head -n 1)
+check "module installed in a security directory" "[ -n \"$module\" ]"
+check "module has no lib prefix" "[ -z \"\$(find \"$dest\" -name 'libpam_mailauth*')\" ]"
+check "only pam_sm_* exported" \
+  "[ \"\$(nm -D --defined-only \"$module\" | awk '{print \$3}' | sort | tr '\n' ' ')\" = 'pam_sm_acct_mgmt pam_sm_authenticate pam_sm_setcred ' ]"
+check "pam_mailauth.8 installed" "[ -n \"\$(find \"$dest\" -path '*man8/pam_mailauth.8')\" ]"
+check "pam_mailauth.conf.5 installed" "[ -n \"\$(find \"$dest\" -path '*man5/pam_mailauth.conf.5')\" ]"
+check "example config installed" "[ -n \"\$(find \"$dest\" -name pam_mailauth.conf.example)\" ]"
+check "nothing installed under /etc" "[ ! -e \"$dest/etc\" ]"
+echo "install: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
