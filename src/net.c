@@ -115,8 +115,10 @@ enum net_result net_connect(const char *host, unsigned port, int connect_timeout
                             int64_t deadline_ms, const struct logger *log, int *fd_out,
                             char *addr, size_t addr_cap, struct errbuf *err)
 {
+    /* No AI_ADDRCONFIG: it hides ::1 on hosts with only loopback IPv6, and an address family
+     * without a route fails at once (ENETUNREACH) before the next address is tried. */
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV};
+                             .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     enum net_result nr = NET_ECONNECT;
     char service[8];

@@ -30,7 +30,10 @@ class Result:
         return "\n".join(text for _, text in self.logs)
 
     def __repr__(self):
-        return "<Result %s in %.2fs>\n%s" % (self.code, self.elapsed, self.output)
+        lines = [text[:300] for _, text in self.logs[-40:]]
+        tail = self.output.strip().splitlines()[-1:] if self.output.strip() else []
+        return "<Result %s in %.2fs>\n  log: %s\n  %s" % (
+            self.code, self.elapsed, "\n  log: ".join(lines), "".join(tail))
 
 
 class PamRunner:
