@@ -1,18 +1,58 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing (apt-get, via sudo when not root), builds with
-# -Werror, runs the unit tests and the integration tests (real libpam, real Dovecot on loopback,
-# scripted fake servers), and prints one closing line "tests: N passed, N failed".
-set -euo pipefail
+# The whole test suite. Installs what is missing (apt-get, via sudo when not root), then:
+#   1. gcc build with -Werror: unit tests, integration tests (real libpam, real Dovecot, fake
+#      servers, 32-thread test), DESTDIR install check;
+#   2. clang build with -Werror;
+#   3. gcc ASan+UBSan build: the same tests;
+#   4. every integration case again with pamtester under valgrind memcheck;
+#   5. clang ThreadSanitizer build: the 32-thread test;
+#   6. each libFuzzer target for FUZZ_SECONDS (default 30) from the committed corpus.
+# Ends with one line "tests: N passed, N failed" (N counts every run of every check).
+set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
-install_missing "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}" python3-pytest
-cd "$ROOT"
-
-say "build (gcc, -Werror)"
-build build -Dwerror=true
-
-say "unit and integration tests"
+install_missing "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}" python3-pytest clang \
+    libclang-rt-14-dev valgrind || exit 1
+cd "$ROOT" || exit 1
+logs="$ROOT/build-logs"
+rm -rf "$logs"
+mkdir -p "$logs"
 status=0
-meson test -C build --print-errorlogs --no-rebuild || status=1
-"$PY" "$ROOT/scripts/summarize.py" build/meson-logs/testlog.json || status=1
+stage() { say "$1"; }
+
+stage "1/6 gcc -Werror: unit, integration, install"
+build build -Dwerror=true || exit 1
+meson test -C build --no-rebuild --print-errorlogs --logbase quick || status=1
+cp build/meson-logs/quick.json "$logs/"
+
+stage "2/6 clang -Werror build"
+if CC=clang build build-clang -Dwerror=true; then
+    echo "clang-build: 1 passed, 0 failed" | tee "$logs/clang.txt"
+else
+    echo "clang-build: 0 passed, 1 failed" | tee "$logs/clang.txt"
+    status=1
+fi
+
+stage "3/6 ASan+UBSan: unit and integration"
+build build-asan -Db_sanitize=address,undefined -Dwerror=true || exit 1
+meson test -C build-asan --no-rebuild --print-errorlogs --logbase asan || status=1
+cp build-asan/meson-logs/asan.json "$logs/"
+
+stage "4/6 valgrind memcheck: every integration case"
+meson test -C build --no-rebuild --print-errorlogs --suite valgrind --logbase valgrind || status=1
+cp build/meson-logs/valgrind.json "$logs/"
+
+stage "5/6 ThreadSanitizer: 32 threads with their own PAM handles"
+CC=clang build build-tsan -Db_sanitize=thread -Db_lundef=false -Dwerror=true || exit 1
+TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
+    meson test -C build-tsan --no-rebuild --print-errorlogs --suite concurrency --logbase tsan ||
+    status=1
+cp build-tsan/meson-logs/tsan.json "$logs/"
+
+stage "6/6 fuzzing, ${FUZZ_SECONDS:-30}s per target"
+bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-30}" | tee "$logs/fuzz.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+say "summary"
+"$PY" "$ROOT/scripts/summarize.py" "$logs"/* || status=1
 exit $status

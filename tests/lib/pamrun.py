@@ -14,6 +14,7 @@ RESULTS = {
 }
 
 SYSLOG_RE = re.compile(r"SYSLOG\((\d+)\): (.*)$")
+VALGRIND_RE = re.compile(r"^==\d+== ", re.M)  # valgrind -q prints only what it found
 
 # Every line the module logged during this test session, for the "password never logged" check.
 ALL_LOG_LINES = []
@@ -78,6 +79,8 @@ class PamRunner:
             if m:
                 logs.append((int(m.group(1)), m.group(2)))
         ALL_LOG_LINES.extend(text for _, text in logs)
+        if "Sanitizer" in output or "runtime error:" in output or VALGRIND_RE.search(output):
+            raise AssertionError("memory checker report from pamtester:\n" + output[-6000:])
         code = "UNKNOWN"
         for needle, name in RESULTS.items():
             if needle in output:
