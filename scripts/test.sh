@@ -11,8 +11,7 @@
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
-install_missing "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}" python3-pytest clang \
-    libclang-rt-14-dev valgrind || exit 1
+install_missing "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}" || exit 1
 cd "$ROOT" || exit 1
 logs="$ROOT/build-logs"
 rm -rf "$logs"

@@ -72,7 +72,7 @@ static void format_addr(const struct sockaddr *sa, char *out, size_t cap)
 
 /* Connect one address. NET_OK, NET_ECONNECT or NET_ETIMEOUT; err says why. */
 static enum net_result connect_one(const struct addrinfo *ai, int64_t deadline_ms, int *fd_out,
-                                   struct errbuf *err, const char *addr)
+                                   struct errbuf *err, const char *addr, int timeout_ms)
 {
     char ebuf[128];
     int soerr = 0;
@@ -93,7 +93,7 @@ static enum net_result connect_one(const struct addrinfo *ai, int64_t deadline_m
     }
     res = net_wait(fd, POLLOUT, deadline_ms);
     if (res == NET_ETIMEOUT) {
-        errbuf_set(err, "connect to %s: timed out", addr);
+        errbuf_set(err, "connect to %s: connect timeout after %g s", addr, timeout_ms / 1000.0);
         goto out;
     }
     if (res != NET_OK || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0 || soerr != 0) {
@@ -141,7 +141,8 @@ enum net_result net_connect(const char *host, unsigned port, int connect_timeout
             break;
         }
         format_addr(ai->ai_addr, addr, addr_cap);
-        nr = connect_one(ai, attempt_deadline, fd_out, err, addr);
+        nr = connect_one(ai, attempt_deadline, fd_out, err, addr,
+                         deadline_left_ms(attempt_deadline));
         if (nr == NET_OK)
             break;
         log_debug(log, "%s", err->text);

@@ -38,6 +38,8 @@ disable_plaintext_auth = no
 auth_failure_delay = 0
 auth_cache_size = 0
 auth_verbose = yes
+# Keep user names as sent (Dovecot lowercases by default), so case mapping is really tested.
+auth_username_format = %u
 ssl = yes
 ssl_cert = <{cert}
 ssl_key = <{key}

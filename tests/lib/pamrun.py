@@ -55,7 +55,7 @@ class PamRunner:
         return path
 
     def run(self, config, user, password, args=("debug",), config_path=None, timeout=120,
-            stdin=None, service_line=None):
+            stdin=None, service_line=None, operation="authenticate"):
         path = config_path or self.write_config(config)
         svc = tempfile.mkdtemp(prefix="svc-", dir=self.workdir)
         line = service_line or "auth required %s config=%s %s" % (self.module, path,
@@ -68,7 +68,7 @@ class PamRunner:
         if stdin is None:
             stdin = password.encode("utf-8") + b"\n"
         start = time.monotonic()
-        proc = subprocess.run(self.wrapper + ["pamtester", "mailtest", user, "authenticate"],
+        proc = subprocess.run(self.wrapper + ["pamtester", "mailtest", user, operation],
                               input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               env=env, timeout=timeout)
         elapsed = time.monotonic() - start

@@ -1,0 +1,255 @@
+"""Issue 4: user-name policy, per-domain routing, failure handling and logs, through real
+libpam against Dovecot (and fake servers where a count of connections is the evidence)."""
+import socket
+import time
+
+import pytest
+
+from fakeserver import FakeServer
+from helpers import closed_port, config, hosts, server
+from test_faults import fake_cfg, imap_server
+
+LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO = 3, 4, 5, 6
+
+
+def imap_dv(dv, label="dv", extra=""):
+    return server(label, "imap", hosts("127.0.0.1"), dv.ports["imap"], extra=extra)
+
+
+def final_line(r):
+    lines = [(p, t) for p, t in r.logs if "result=" in t]
+    assert len(lines) == 1, r   # one line per authentication
+    return lines[0]
+
+
+# ---- user names ----
+
+def test_lowercase(pam, dv, pki):
+    cfg = config(pki, imap_dv(dv), head="user {\n  lowercase = true\n}\n")
+    r = pam.run(cfg, "ALICE", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    assert "user=alice result=accepted" in r.log_text()
+    r = pam.run(config(pki, imap_dv(dv)), "ALICE", "s3cret")
+    assert r.code == "PAM_AUTH_ERR", r   # without the rule Dovecot sees ALICE
+
+
+def test_append_domain(pam, dv, pki):
+    cfg = config(pki, imap_dv(dv), head='user {\n  append_domain = "example.org"\n}\n')
+    r = pam.run(cfg, "carol", "carol-pw")
+    assert r.code == "PAM_SUCCESS", r
+    assert "user=carol@example.org" in r.log_text()
+    # a name that already has a domain is left alone
+    r = pam.run(cfg, "dave@other.example", "dave-pw")
+    assert r.code == "PAM_SUCCESS", r
+
+
+def test_strip_domain(pam, dv, pki):
+    cfg = config(pki, imap_dv(dv), head="user {\n  strip_domain = true\n}\n")
+    r = pam.run(cfg, "alice@example.org", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    assert "user=alice result=accepted" in r.log_text()
+
+
+def test_rules_apply_in_order(pam, dv, pki):
+    """lowercase, then strip, ... then deny_users sees the final name."""
+    head = ('user {\n  lowercase = true\n  strip_domain = true\n'
+            '  deny_users = {"alice"}\n}\n')
+    with FakeServer(imap_server("{tag} OK welcome")) as fake:
+        r = pam.run(config(pki, server("fake", "imap", hosts("127.0.0.1"), fake.port),
+                           head=head), "Alice@Example.ORG", "s3cret")
+        time.sleep(0.1)
+    assert r.code == "PAM_USER_UNKNOWN", r
+    assert fake.connections == 0
+
+
+@pytest.mark.parametrize("user", ["root", "ROOT", "root@example.org"])
+def test_root_denied_by_default(pam, pki, user):
+    with FakeServer(imap_server("{tag} OK welcome")) as fake:
+        r = pam.run(fake_cfg(pki, fake, "imap"), user, "s3cret")
+        time.sleep(0.1)
+    assert r.code == "PAM_USER_UNKNOWN", r
+    assert fake.connections == 0
+    assert "deny_users" in r.log_text()
+
+
+def test_deny_users_can_be_emptied(pam, pki):
+    with FakeServer(imap_server("{tag} OK welcome")) as fake:
+        cfg = config(pki, server("fake", "imap", hosts("127.0.0.1"), fake.port),
+                     head="user {\n  deny_users = {}\n}\n")
+        r = pam.run(cfg, "root", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+
+
+def test_allowed_domains(pam, dv, pki):
+    head = 'user {\n  allowed_domains = {"example.org"}\n}\n'
+    off = dv.log_size()
+    r = pam.run(config(pki, imap_dv(dv), head=head), "dave@other.example", "dave-pw")
+    assert r.code == "PAM_USER_UNKNOWN", r
+    assert "allowed_domains" in r.log_text()
+    r2 = pam.run(config(pki, imap_dv(dv), head=head), "alice", "s3cret")
+    assert r2.code == "PAM_USER_UNKNOWN", r2   # no domain at all
+    assert "Login:" not in dv.log_since(off) and "imap-login" not in dv.log_since(off)
+    r3 = pam.run(config(pki, imap_dv(dv), head=head), "carol@example.org", "carol-pw")
+    assert r3.code == "PAM_SUCCESS", r3
+
+
+def test_pam_user_is_not_changed(pam, dv, pki, module):
+    """The mapped name is only what the servers see: the next module sees the PAM user as
+    typed. pam_succeed_if checks it after us in the stack."""
+    cfg = config(pki, imap_dv(dv), head='user {\n  append_domain = "example.org"\n}\n')
+    path = pam.write_config(cfg)
+    stack = ("auth requisite %s config=%s\nauth required pam_succeed_if.so user = carol"
+             % (module, path))
+    r = pam.run(None, "carol", "carol-pw", config_path=path, service_line=stack)
+    assert r.code == "PAM_SUCCESS", r
+
+
+# ---- routing ----
+
+def test_routing_by_domain(pam, dv, pki):
+    with FakeServer(imap_server("{tag} NO [AUTHENTICATIONFAILED] not here")) as other:
+        cfg = config(pki,
+                     server("other", "imap", hosts("127.0.0.1"), other.port,
+                            extra='  domains = {"other.example"}\n'),
+                     imap_dv(dv, "org", extra='  domains = {"example.org"}\n'))
+        r = pam.run(cfg, "carol@example.org", "carol-pw")
+        assert r.code == "PAM_SUCCESS", r
+        assert other.connections == 0       # never asked about a domain it does not serve
+        r = pam.run(cfg, "dave@other.example", "dave-pw")
+        assert r.code == "PAM_AUTH_ERR", r  # only "other" serves it, and it refuses
+        assert other.connections == 1
+
+
+def test_servers_without_domains_serve_everyone(pam, dv, pki):
+    cfg = config(pki, server("org", "imap", hosts("127.0.0.1"), closed_port(),
+                             extra='  domains = {"example.org"}\n'),
+                 imap_dv(dv, "any"))
+    r = pam.run(cfg, "dave@other.example", "dave-pw")
+    assert r.code == "PAM_SUCCESS", r
+    assert "server=any" in r.log_text()
+    assert "org " not in r.log_text().replace("example.org", "")
+
+
+def test_no_server_for_the_domain(pam, dv, pki):
+    cfg = config(pki, imap_dv(dv, "org", extra='  domains = {"example.org"}\n'))
+    off = dv.log_size()
+    r = pam.run(cfg, "dave@other.example", "dave-pw")
+    assert r.code == "PAM_USER_UNKNOWN", r
+    assert "no server serves the user's domain" in r.log_text()
+    assert "imap-login" not in dv.log_since(off)
+
+
+def test_public_provider_pinned_by_allow_list_and_routing(pam, dv, pki):
+    """The README's example: a server that would accept anyone only sees our domain."""
+    head = 'user {\n  allowed_domains = {"example.org"}\n}\n'
+    cfg = config(pki, imap_dv(dv, "provider", extra='  domains = {"example.org"}\n'), head=head)
+    assert pam.run(cfg, "carol@example.org", "carol-pw").code == "PAM_SUCCESS"
+    assert pam.run(cfg, "dave@other.example", "dave-pw").code == "PAM_USER_UNKNOWN"
+
+
+# ---- failure handling ----
+
+def test_fail_delay(pam, pki):
+    refuse = imap_server("{tag} NO [AUTHENTICATIONFAILED] no")
+    with FakeServer(refuse) as fake:
+        base = fake_cfg(pki, fake, "imap")
+        fast = pam.run(base, "alice", "wrong-Pa55")
+        slow = pam.run(base.replace("fail_delay = 0", "fail_delay = 1500"), "alice", "wrong-Pa55")
+    assert fast.code == slow.code == "PAM_AUTH_ERR"
+    # libpam randomises the delay by up to a quarter either way
+    assert slow.elapsed - fast.elapsed >= 1.0, (fast.elapsed, slow.elapsed)
+
+
+def test_no_delay_on_success(pam, pki):
+    with FakeServer(imap_server("{tag} OK welcome")) as fake:
+        cfg = fake_cfg(pki, fake, "imap").replace("fail_delay = 0", "fail_delay = 3000")
+        r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    assert r.elapsed < 2.0, r
+
+
+UNAVAILABLE_MESSAGE = "The mail server is unavailable; please try again later."
+
+
+def test_user_told_when_unavailable(pam, pki):
+    cfg = config(pki, server("down", "imap", hosts("127.0.0.1"), closed_port()))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert UNAVAILABLE_MESSAGE in r.output
+
+
+def test_quiet_and_pam_silent_suppress_the_message(pam, pki):
+    cfg = config(pki, server("down", "imap", hosts("127.0.0.1"), closed_port()))
+    r = pam.run(cfg, "alice", "s3cret", args=("quiet",))
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert UNAVAILABLE_MESSAGE not in r.output
+    r = pam.run(cfg, "alice", "s3cret", operation="authenticate(PAM_SILENT)")
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert UNAVAILABLE_MESSAGE not in r.output
+
+
+def test_no_hint_whether_the_user_exists(pam, dv, pki):
+    cfg = config(pki, imap_dv(dv))
+    unknown = pam.run(cfg, "mallory", "s3cret")
+    wrong = pam.run(cfg, "alice", "wrong-Pa55")
+    assert unknown.code == wrong.code == "PAM_AUTH_ERR"
+    strip = lambda r: [l for l in r.output.splitlines() if "PWRAP" not in l and l.strip()]
+    assert strip(unknown) == strip(wrong)   # the user sees exactly the same
+
+
+# ---- logs ----
+
+def test_log_levels_and_fields(pam, dv, pki):
+    cfg = config(pki, imap_dv(dv))
+    ok = final_line(pam.run(cfg, "alice", "s3cret", args=()))
+    assert ok[0] == LOG_INFO
+    assert "user=alice result=accepted server=dv address=127.0.0.1:%d elapsed_ms=" \
+        % dv.ports["imap"] in ok[1]
+    refused = final_line(pam.run(cfg, "alice", "wrong-Pa55", args=()))
+    assert refused[0] == LOG_NOTICE
+    assert "result=refused" in refused[1] and "server refused credentials" in refused[1]
+    down = final_line(pam.run(config(pki, server("down", "imap", hosts("127.0.0.1"),
+                                                  closed_port())), "alice", "s3cret", args=()))
+    assert down[0] == LOG_ERR and "result=unavailable" in down[1]
+    bad = pam.run("server x {\n protocol = imap\n}\n", "alice", "s3cret", args=())
+    assert bad.code == "PAM_SERVICE_ERR"
+    assert any(p == LOG_ERR and "t.conf:3: server \"x\": host is required" in t
+               for p, t in bad.logs), bad
+
+
+def test_without_debug_only_the_outcome_is_logged(pam, dv, pki):
+    r = pam.run(config(pki, imap_dv(dv)), "alice", "s3cret", args=())
+    mine = [t for p, t in r.logs if "_pam_init_handlers" not in t]
+    assert len(mine) == 1 and "result=accepted" in mine[0], r
+
+
+def test_reason_certificate_hostname(pam, dv, pki):
+    cfg = config(pki, server("dv", "imap", hosts("127.0.0.1"), dv.ports["imaps"], "implicit"))
+    line = final_line(pam.run(cfg, "alice", "s3cret", args=()))
+    assert 'certificate verify failed: IP address mismatch' in line[1]
+
+
+def test_reason_connect_timeout(pam, pki):
+    """A listener whose backlog is full drops SYNs: a real connect timeout on loopback."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port))
+    try:
+        cfg = config(pki, server("slow", "imap", hosts("127.0.0.1"), port), connect_timeout=1)
+        r = pam.run(cfg, "alice", "s3cret", args=())
+    finally:
+        filler.close()
+        listener.close()
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    line = final_line(r)
+    assert "connect to 127.0.0.1:%d: connect timeout after 1 s" % port in line[1]
+    assert 950 <= int(line[1].split("elapsed_ms=")[1].split()[0]) <= 1300
+
+
+def test_unknown_argument_is_logged_and_ignored(pam, dv, pki):
+    r = pam.run(config(pki, imap_dv(dv)), "alice", "s3cret", args=("bogus_arg",))
+    assert r.code == "PAM_SUCCESS", r
+    assert any(p == LOG_ERR and "unknown module argument ignored: bogus_arg" in t
+               for p, t in r.logs), r
