@@ -1,5 +1,6 @@
 #include "tls.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -119,11 +120,39 @@ static enum tls_result wait_for_ssl(const struct tls_conn *t, int rc, int64_t de
 
 /* ---- setup ---- */
 
+/* True when dir holds at least one OpenSSL hash link ("1a2b3c4d.0"), i.e. it can be searched by
+ * subject hash. */
+static bool dir_has_hash_links(const char *dir)
+{
+    DIR *d = dir != NULL ? opendir(dir) : NULL;
+    struct dirent *e;
+    bool found = false;
+
+    if (d == NULL)
+        return false;
+    while (!found && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        found = n >= 10 && e->d_name[8] == '.' && strspn(e->d_name, "0123456789abcdef") == 8 &&
+                strspn(e->d_name + 9, "0123456789") == n - 9;
+    }
+    closedir(d);
+    return found;
+}
+
 static enum tls_result load_trust(SSL_CTX *ctx, const struct tls_options *opt, struct errbuf *err)
 {
     char ebuf[160];
 
     if (opt->ca_file == NULL && opt->ca_dir == NULL) {
+        /* The system store. OpenSSL's default loads the whole bundle file (on Debian 144
+         * certificates, about 19 ms of CPU) for every context, that is for every login; the
+         * hashed directory is searched lazily for the one issuer needed. Use it when there is
+         * one; SSL_CERT_DIR overrides its place as it does for OpenSSL itself. */
+        const char *dir = secure_getenv(X509_get_default_cert_dir_env());
+        if (dir == NULL)
+            dir = X509_get_default_cert_dir();
+        if (dir_has_hash_links(dir) && SSL_CTX_load_verify_dir(ctx, dir) == 1)
+            return TLS_OK;
         if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
             errbuf_set(err, "cannot load the system trust store: %s",
                        ssl_error_text(ebuf, sizeof(ebuf)));

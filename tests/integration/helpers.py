@@ -19,9 +19,10 @@ def server(label, protocol, host, port, tls="none", extra=""):
             % (label, protocol, host, port, tls, extra))
 
 
-def config(pki, *servers, head="", timeout=5, connect_timeout=2):
-    return ('timeout = %s\nconnect_timeout = %s\nfail_delay = 0\nca_file = "%s"\n%s\n'
-            % (timeout, connect_timeout, pki["ca"], head)) + "".join(servers)
+def config(pki, *servers, head="", timeout=5, connect_timeout=2, ca=True):
+    trust = 'ca_file = "%s"\n' % pki["ca"] if ca else ""
+    return ('timeout = %s\nconnect_timeout = %s\nfail_delay = 0\n%s%s\n'
+            % (timeout, connect_timeout, trust, head)) + "".join(servers)
 
 
 def closed_port():

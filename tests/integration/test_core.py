@@ -219,3 +219,29 @@ def test_world_writable_config_is_refused(pam, dv, pki):
     r = pam.run(None, "alice", "s3cret", config_path=path)
     assert r.code == "PAM_SERVICE_ERR", r
     assert "world writable" in r.log_text()
+
+
+# ---- trust anchors ----
+
+def test_ca_dir_hashed(pam, dv, pki):
+    cfg = config(pki, server("dv", "imap", hosts("localhost"), dv.ports["imaps"], "implicit",
+                             extra='  ca_dir = "%s"\n' % pki["ca_dir"]), ca=False)
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    cfg = cfg.replace(pki["ca_dir"], pki["other_ca_dir"])
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+
+
+def test_default_trust_store_is_the_hashed_directory(pam, dv, pki):
+    """No ca_file/ca_dir: the system store, searched through its hashed directory, whose place
+    SSL_CERT_DIR overrides (so the test CA never enters the real system store)."""
+    cfg = config(pki, server("dv", "imap", hosts("localhost"), dv.ports["imaps"], "implicit"),
+                 ca=False)
+    r = pam.run(cfg, "alice", "s3cret", env={"SSL_CERT_DIR": pki["ca_dir"]})
+    assert r.code == "PAM_SUCCESS", r
+    r = pam.run(cfg, "alice", "s3cret", env={"SSL_CERT_DIR": pki["other_ca_dir"]})
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "certificate verify failed" in r.log_text()
+    r = pam.run(cfg, "alice", "s3cret")   # the real system store does not know our test CA
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r

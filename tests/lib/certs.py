@@ -5,6 +5,8 @@ Everything is minted locally with python3-cryptography; nothing is fetched.
 import datetime
 import ipaddress
 import os
+import shutil
+import subprocess
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -83,6 +85,13 @@ def make_pki(directory):
         "selfsigned": _leaf(None, None, "localhost", dns=["localhost"], self_signed=True),
         "untrusted": _leaf(other_key, other_cert, "localhost", dns=["localhost"]),
     }
+    # Hashed directories ("1a2b3c4d.0" links, as /etc/ssl/certs has) for ca_dir/SSL_CERT_DIR.
+    for name in ("ca", "other_ca"):
+        d = os.path.join(directory, name + "_dir")
+        os.makedirs(d, exist_ok=True)
+        shutil.copy(paths[name], os.path.join(d, name + ".pem"))
+        subprocess.run(["openssl", "rehash", d], check=True, stdout=subprocess.DEVNULL)
+        paths[name + "_dir"] = d
     for name, (key, cert) in leaves.items():
         paths[name + "_cert"] = os.path.join(directory, name + ".pem")
         paths[name + "_key"] = os.path.join(directory, name + ".key")

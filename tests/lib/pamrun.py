@@ -55,14 +55,14 @@ class PamRunner:
         return path
 
     def run(self, config, user, password, args=("debug",), config_path=None, timeout=120,
-            stdin=None, service_line=None, operation="authenticate"):
+            stdin=None, service_line=None, operation="authenticate", env=None):
         path = config_path or self.write_config(config)
         svc = tempfile.mkdtemp(prefix="svc-", dir=self.workdir)
         line = service_line or "auth required %s config=%s %s" % (self.module, path,
                                                                    " ".join(args))
         with open(os.path.join(svc, "mailtest"), "w") as f:
             f.write(line + "\n")
-        env = dict(os.environ)
+        env = dict(os.environ, **(env or {}))
         env.update({"LD_PRELOAD": self.preload, "PAM_WRAPPER": "1",
                     "PAM_WRAPPER_SERVICE_DIR": svc, "PAM_WRAPPER_DEBUGLEVEL": "2"})
         if stdin is None:
