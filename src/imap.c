@@ -430,16 +430,6 @@ static enum proto_result start_tls(struct imap_session *is)
     return ask_capabilities(is);
 }
 
-static enum proto_result check_cleartext(struct imap_session *is)
-{
-    if (stream_is_tls(is->s) || is->t->allow_cleartext || stream_peer_is_loopback(is->s))
-        return PROTO_OK;
-    errbuf_set(&is->out->reason, "refusing to send the password in clear to %s (tls = none; "
-                                 "set allow_cleartext = true to permit it)",
-               is->s->address);
-    return PROTO_EINSECURE;
-}
-
 /* A command line being assembled, with a parallel trace in which secrets are redacted. */
 struct cmd_line {
     char text[STREAM_MAX_COMMAND + 1];
@@ -608,7 +598,7 @@ static enum proto_result login(struct imap_session *is)
     else if (pr == PROTO_OK && !is->caps.known)
         pr = ask_capabilities(is);
     if (pr == PROTO_OK)
-        pr = check_cleartext(is);
+        pr = stream_check_cleartext(is->s, &is->out->reason);
     if (pr != PROTO_OK)
         return pr;
     if (!is->caps.logindisabled) {

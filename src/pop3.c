@@ -188,6 +188,24 @@ static enum proto_result sent(enum stream_result r)
     return stream_result_to_proto(r);
 }
 
+/* Read and judge the reply to a command that carried credentials (APOP, PASS, AUTH PLAIN). */
+static enum proto_result credential_reply(struct pop3_session *ps, const char *what)
+{
+    enum pop3_reply kind;
+    const char *line;
+    size_t len;
+    enum proto_result r = read_reply(ps, what, &kind, &line, &len);
+
+    if (r != PROTO_OK)
+        return r;
+    if (kind == POP3_REPLY_OK)
+        return PROTO_OK;
+    if (kind == POP3_REPLY_ERR)
+        return refused(ps, what, line, len);
+    errbuf_set(&ps->out->reason, "unexpected continuation after %s", what);
+    return PROTO_EPROTO;
+}
+
 static enum proto_result start_tls(struct pop3_session *ps)
 {
     enum pop3_reply kind;
@@ -249,9 +267,6 @@ static enum proto_result try_apop(struct pop3_session *ps)
 {
     char digest[33];
     char trace[320];
-    enum pop3_reply kind;
-    const char *line;
-    size_t len;
     enum proto_result r;
 
     if (!pop3_apop_digest(ps->timestamp, ps->c->password, ps->c->password_len, digest)) {
@@ -261,29 +276,9 @@ static enum proto_result try_apop(struct pop3_session *ps)
     snprintf(trace, sizeof(trace), "APOP %.*s <digest redacted>", (int)ps->c->user_len,
              ps->c->user);
     r = sent(stream_sendf(ps->s, &ps->out->reason, trace, "APOP %.*s %s",
-                                         (int)ps->c->user_len, ps->c->user, digest));
+                          (int)ps->c->user_len, ps->c->user, digest));
     secret_wipe(digest, sizeof(digest));
-    if (r == PROTO_OK)
-        r = read_reply(ps, "APOP", &kind, &line, &len);
-    if (r != PROTO_OK)
-        return r;
-    if (kind == POP3_REPLY_OK)
-        return PROTO_OK;
-    if (kind == POP3_REPLY_ERR)
-        return refused(ps, "APOP", line, len);
-    errbuf_set(&ps->out->reason, "unexpected continuation after APOP");
-    return PROTO_EPROTO;
-}
-
-/* The password may travel in clear only over TLS, to loopback, or with allow_cleartext. */
-static enum proto_result check_cleartext(struct pop3_session *ps)
-{
-    if (stream_is_tls(ps->s) || ps->t->allow_cleartext || stream_peer_is_loopback(ps->s))
-        return PROTO_OK;
-    errbuf_set(&ps->out->reason, "refusing to send the password in clear to %s (tls = none; "
-                                 "set allow_cleartext = true to permit it)",
-               ps->s->address);
-    return PROTO_EINSECURE;
+    return r == PROTO_OK ? credential_reply(ps, "APOP") : r;
 }
 
 /* CAPA, multi-line, dot-terminated. */
@@ -317,10 +312,7 @@ static enum proto_result read_capa(struct pop3_session *ps, struct pop3_caps *ca
 static enum proto_result try_auth_plain(struct pop3_session *ps)
 {
     char b64[SASL_PLAIN_B64_MAX];
-    enum pop3_reply kind;
-    const char *line;
-    size_t len;
-    enum proto_result r = check_cleartext(ps);
+    enum proto_result r = stream_check_cleartext(ps->s, &ps->out->reason);
 
     if (r != PROTO_OK)
         return r;
@@ -328,19 +320,10 @@ static enum proto_result try_auth_plain(struct pop3_session *ps)
         errbuf_set(&ps->out->reason, "credentials too long for SASL PLAIN");
         return PROTO_EIO;
     }
-    r = sent(stream_sendf(ps->s, &ps->out->reason, "AUTH PLAIN <redacted>",
-                                         "AUTH PLAIN %s", b64));
+    r = sent(stream_sendf(ps->s, &ps->out->reason, "AUTH PLAIN <redacted>", "AUTH PLAIN %s",
+                          b64));
     secret_wipe(b64, sizeof(b64));
-    if (r == PROTO_OK)
-        r = read_reply(ps, "AUTH PLAIN", &kind, &line, &len);
-    if (r != PROTO_OK)
-        return r;
-    if (kind == POP3_REPLY_OK)
-        return PROTO_OK;
-    if (kind == POP3_REPLY_ERR)
-        return refused(ps, "AUTH PLAIN", line, len);
-    errbuf_set(&ps->out->reason, "server asked for more after AUTH PLAIN's initial response");
-    return PROTO_EPROTO;
+    return r == PROTO_OK ? credential_reply(ps, "AUTH PLAIN") : r;
 }
 
 /* USER was refused: if the server has no USER command but SASL PLAIN, use that instead. */
@@ -383,7 +366,7 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
     enum pop3_reply kind;
     const char *line;
     size_t len;
-    enum proto_result r = check_cleartext(ps);
+    enum proto_result r = stream_check_cleartext(ps->s, &ps->out->reason);
 
     if (r != PROTO_OK)
         return r;
@@ -397,7 +380,7 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
         ps->s = NULL;
         r = open_session(ps);
         if (r == PROTO_OK)
-            r = check_cleartext(ps);
+            r = stream_check_cleartext(ps->s, &ps->out->reason);
         if (r == PROTO_OK)
             r = send_user(ps, &kind, &line, &len);
     }
@@ -410,17 +393,8 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
         return PROTO_EPROTO;
     }
     r = sent(stream_sendf(ps->s, &ps->out->reason, "PASS <redacted>", "PASS %.*s",
-                                         (int)ps->c->password_len, ps->c->password));
-    if (r == PROTO_OK)
-        r = read_reply(ps, "PASS", &kind, &line, &len);
-    if (r != PROTO_OK)
-        return r;
-    if (kind == POP3_REPLY_OK)
-        return PROTO_OK;
-    if (kind == POP3_REPLY_ERR)
-        return refused(ps, "PASS", line, len);
-    errbuf_set(&ps->out->reason, "unexpected continuation after PASS");
-    return PROTO_EPROTO;
+                          (int)ps->c->password_len, ps->c->password));
+    return r == PROTO_OK ? credential_reply(ps, "PASS") : r;
 }
 
 static bool apop_usable(const struct pop3_session *ps)

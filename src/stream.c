@@ -299,9 +299,14 @@ bool stream_is_tls(const struct stream *s)
     return s->tls != NULL;
 }
 
-bool stream_peer_is_loopback(const struct stream *s)
+enum proto_result stream_check_cleartext(const struct stream *s, struct errbuf *err)
 {
-    return net_peer_is_loopback(s->fd);
+    if (s->tls != NULL || s->target->allow_cleartext || net_peer_is_loopback(s->fd))
+        return PROTO_OK;
+    errbuf_set(err, "refusing to send the password in clear to %s (tls = none; set "
+                    "allow_cleartext = true to permit it)",
+               s->address);
+    return PROTO_EINSECURE;
 }
 
 void stream_close(struct stream *s)

@@ -77,7 +77,9 @@ bool stream_is_tls(const struct stream *s);
 /* After a failed greeting read: on a plaintext timeout, add a hint about implicit TLS ports. */
 void stream_explain_greeting_failure(const struct stream *s, enum stream_result r,
                                      struct errbuf *err);
-bool stream_peer_is_loopback(const struct stream *s);
+/* The password may travel in clear only over TLS, to a loopback peer, or with allow_cleartext.
+ * Returns PROTO_OK or PROTO_EINSECURE (err says why). */
+enum proto_result stream_check_cleartext(const struct stream *s, struct errbuf *err);
 
 void stream_close(struct stream *s);
 
