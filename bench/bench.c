@@ -51,8 +51,8 @@ static void report(double *lat, const double *cpu, int n, double cpu_total, int 
     for (int i = 0; i < n; i++)
         printf("SAMPLE %.1f %.1f\n", lat[i], cpu != NULL ? cpu[i] : 0.0);
     qsort(lat, (size_t)n, sizeof(*lat), cmp_double);
-    printf("RESULT %d %.1f %.1f %.1f %d\n", n, lat[n / 2], lat[(n * 95) / 100 < n ? (n * 95) / 100 : n - 1],
-           cpu_total / n, failures);
+    printf("RESULT %d %.1f %.1f %.1f %d\n", n, lat[n / 2],
+           lat[(n * 95) / 100 < n ? (n * 95) / 100 : n - 1], cpu_total / n, failures);
 }
 
 /* ---- through real libpam ---- */
@@ -218,7 +218,8 @@ static int floor_once(const char *proto, const char *host, const char *port, con
         if (!c_read_until(&c, "* ", "* OK"))
             goto out;
         if (strcmp(proto, "imap-starttls") == 0 &&
-            !(c_write(&c, "a STARTTLS\r\n") && c_read_until(&c, "a ", "a OK") && c_tls(&c, ctx, host)))
+            !(c_write(&c, "a STARTTLS\r\n") && c_read_until(&c, "a ", "a OK") &&
+              c_tls(&c, ctx, host)))
             goto out;
         snprintf(cmd, sizeof(cmd), "b LOGIN \"%s\" \"%s\"\r\n", user, pw);
         ok = c_write(&c, cmd) && c_read_until(&c, "b ", "b OK");
@@ -234,7 +235,8 @@ static int floor_once(const char *proto, const char *host, const char *port, con
         c.len += (size_t)n;
         char *nl = memchr(c.buf, '\n', c.len);
         if (nl != NULL) {
-            size_t l = (size_t)(nl - c.buf) < sizeof(greeting) - 1 ? (size_t)(nl - c.buf) : sizeof(greeting) - 1;
+            size_t l = (size_t)(nl - c.buf) < sizeof(greeting) - 1 ? (size_t)(nl - c.buf)
+                                                                   : sizeof(greeting) - 1;
             memcpy(greeting, c.buf, l);
             c.len = 0;
             break;
@@ -368,7 +370,8 @@ static void *instant_serve(void *arg)
 
 static int start_instant(int port)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
                              .sin_port = htons((uint16_t)port)};
     pthread_t t;
     int one = 1;

@@ -68,7 +68,8 @@ static int said_success(const uint8_t *d, size_t n)
 {
     for (size_t i = 0; i + 2 < n; i++) {
         if (memcmp(d + i, "+OK", 3) == 0 || memcmp(d + i, "OK", 2) == 0 ||
-            memcmp(d + i, "ok", 2) == 0 || memcmp(d + i, "Ok", 2) == 0 || memcmp(d + i, "oK", 2) == 0)
+            memcmp(d + i, "ok", 2) == 0 || memcmp(d + i, "Ok", 2) == 0 ||
+            memcmp(d + i, "oK", 2) == 0)
             return 1;
     }
     return 0;
@@ -80,8 +81,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char utf8_password[] = "gr\xc3\xbc\xc3\x9f";
     struct login_creds creds = {user, sizeof(user) - 1, "s3cret", 6};
     struct login_target t = {
-        .label = "fuzz", .host = "127.0.0.1", .tls = TLS_MODE_NONE, .verify = true,
-        .connect_timeout_ms = 2000, .timeout_ms = 2000,
+        .label = "fuzz",
+        .host = "127.0.0.1",
+        .tls = TLS_MODE_NONE,
+        .verify = true,
+        .connect_timeout_ms = 2000,
+        .timeout_ms = 2000,
     };
     struct login_outcome out;
     enum proto_result r;

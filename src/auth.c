@@ -110,16 +110,17 @@ static void note_attempt(struct mailauth_report *rep, const struct login_target 
     else if (used + 2 < sizeof(rep->reason))
         used += (size_t)snprintf(rep->reason + used, sizeof(rep->reason) - used, "; ");
     if (used < sizeof(rep->reason))
-        snprintf(rep->reason + used, sizeof(rep->reason) - used, "%s %s: %s", t->label,
-                 o->address, o->reason.text[0] != '\0' ? o->reason.text : proto_result_name(o->result));
+        snprintf(rep->reason + used, sizeof(rep->reason) - used, "%s %s: %s", t->label, o->address,
+                 o->reason.text[0] != '\0' ? o->reason.text : proto_result_name(o->result));
 }
 
 static enum proto_result try_target(const struct login_target *t, const struct login_creds *c,
                                     const struct logger *log, struct login_outcome *o)
 {
     if (!t->verify && t->tls != TLS_MODE_NONE)
-        log_msg(log, LOG_WARNING, "server \"%s\" %s:%u: verify = false: the certificate is NOT "
-                                  "checked; anyone on the path can collect passwords",
+        log_msg(log, LOG_WARNING,
+                "server \"%s\" %s:%u: verify = false: the certificate is NOT "
+                "checked; anyone on the path can collect passwords",
                 t->label, t->host, t->port);
     if (t->protocol == PROTOCOL_POP3)
         return pop3_login(t, c, log, o);
@@ -129,9 +130,8 @@ static enum proto_result try_target(const struct login_target *t, const struct l
 /* Try one server's endpoints. PROTO_OK and PROTO_EAUTHFAIL end the server; anything else
  * moves on to the next endpoint. Returns the last result. */
 static enum proto_result walk_server(const struct mailauth_config *cfg,
-                                     const struct config_server *srv,
-                                     const struct login_creds *c, const struct logger *log,
-                                     struct mailauth_report *rep)
+                                     const struct config_server *srv, const struct login_creds *c,
+                                     const struct logger *log, struct mailauth_report *rep)
 {
     enum proto_result r = PROTO_EIO;
 

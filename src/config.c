@@ -26,9 +26,28 @@ static pthread_mutex_t parse_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct logger *parse_log;
 
 static const char *const option_names[] = {
-    "timeout", "connect_timeout", "on_reject", "fail_delay", "ca_file", "ca_dir", "user",
-    "lowercase", "append_domain", "strip_domain", "allowed_domains", "deny_users", "server",
-    "protocol", "host", "port", "tls", "verify", "allow_cleartext", "apop", "domains", NULL,
+    "timeout",
+    "connect_timeout",
+    "on_reject",
+    "fail_delay",
+    "ca_file",
+    "ca_dir",
+    "user",
+    "lowercase",
+    "append_domain",
+    "strip_domain",
+    "allowed_domains",
+    "deny_users",
+    "server",
+    "protocol",
+    "host",
+    "port",
+    "tls",
+    "verify",
+    "allow_cleartext",
+    "apop",
+    "domains",
+    NULL,
 };
 
 const char *const *config_option_names(void)
@@ -303,8 +322,9 @@ static int validate_server(cfg_t *cfg, cfg_opt_t *opt)
     unsigned n_hosts = cfg_size(sec, "host");
 
     if (label == NULL || !label_is_valid(label)) {
-        report(cfg, sec, "server label must be 1-%d printable characters without quotes or "
-                         "spaces",
+        report(cfg, sec,
+               "server label must be 1-%d printable characters without quotes or "
+               "spaces",
                MAX_LABEL_LEN);
         return -1;
     }
@@ -464,8 +484,8 @@ static enum config_result build_config(cfg_t *cfg, struct mailauth_config **out)
         return CONFIG_ENOMEM;
     c->timeout_ms = (int)lround(cfg_getfloat(cfg, "timeout") * 1000.0);
     c->connect_timeout_ms = (int)lround(cfg_getfloat(cfg, "connect_timeout") * 1000.0);
-    c->on_reject = strcmp(cfg_getstr(cfg, "on_reject"), "stop") == 0 ? ON_REJECT_STOP
-                                                                       : ON_REJECT_NEXT;
+    c->on_reject =
+        strcmp(cfg_getstr(cfg, "on_reject"), "stop") == 0 ? ON_REJECT_STOP : ON_REJECT_NEXT;
     c->fail_delay_ms = (int)cfg_getint(cfg, "fail_delay");
     c->ca_file = dup_opt(cfg, "ca_file", &oom);
     c->ca_dir = dup_opt(cfg, "ca_dir", &oom);
@@ -572,8 +592,8 @@ int config_blank_comments(char *buf, size_t len)
                 depth--;
             else if (c == '/' && i + 1 < len && buf[i + 1] == '*')
                 st = BLOCK, buf[i] = ' ', buf[++i] = ' ';
-            else if (c == '#' || (c == '/' && i + 1 < len && buf[i + 1] == '/' &&
-                                  starts_token(buf, i)))
+            else if (c == '#' ||
+                     (c == '/' && i + 1 < len && buf[i + 1] == '/' && starts_token(buf, i)))
                 st = LINE, buf[i] = ' ';
             break;
         case DQUOTE:
@@ -635,8 +655,7 @@ static enum config_result parse_locked(char *buf, size_t len, const char *name,
     if (check_ca_paths(cfg, NULL, "") != 0)
         goto out;
     if (cfg_size(cfg, "server") == 0) {
-        log_msg(parse_log, LOG_ERR, "%s: no server section: nothing to authenticate against",
-                name);
+        log_msg(parse_log, LOG_ERR, "%s: no server section: nothing to authenticate against", name);
         goto out;
     }
     res = build_config(cfg, out);

@@ -14,8 +14,8 @@
 
 enum config_result {
     CONFIG_OK,
-    CONFIG_EIO,     /* cannot open or read the file, or it is unsafe (owner, mode, link) */
-    CONFIG_EINVAL,  /* syntax or validation error; file:line was logged */
+    CONFIG_EIO,    /* cannot open or read the file, or it is unsafe (owner, mode, link) */
+    CONFIG_EINVAL, /* syntax or validation error; file:line was logged */
     CONFIG_ENOMEM,
 };
 

@@ -272,8 +272,8 @@ static enum proto_result absorb_untagged(struct imap_session *is, const struct i
     if (r->status == IMAP_ST_BYE)
         quote_reply(is->bye, sizeof(is->bye), r->data, r->data_len);
     imap_caps_from_code(r, &is->caps);
-    if (r->status == IMAP_ST_NONE && r->data_len >= n &&
-        strncasecmp(r->data, cap_word, n) == 0 && (r->data_len == n || r->data[n] == ' ')) {
+    if (r->status == IMAP_ST_NONE && r->data_len >= n && strncasecmp(r->data, cap_word, n) == 0 &&
+        (r->data_len == n || r->data[n] == ' ')) {
         is->caps = (struct imap_caps){0};
         imap_caps_parse(r->data + n, r->data_len - n, &is->caps);
     }
@@ -473,9 +473,8 @@ static enum proto_result cmd_send(struct imap_session *is, struct cmd_line *cl)
 /* Append one astring argument: quoted when possible, else a literal. A synchronizing literal
  * sends the line so far and waits for the server's "+"; a tagged reply instead ends the
  * command early (*done is set, r holds it). */
-static enum proto_result put_astring(struct imap_session *is, struct cmd_line *cl,
-                                     const char *s, size_t n, bool secret, struct imap_reply *r,
-                                     bool *done)
+static enum proto_result put_astring(struct imap_session *is, struct cmd_line *cl, const char *s,
+                                     size_t n, bool secret, struct imap_reply *r, bool *done)
 {
     char quoted[2 * 1024 + 3];
     char prefix[32];

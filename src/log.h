@@ -14,7 +14,7 @@ typedef void (*log_sink_fn)(void *ctx, int priority, const char *fmt, va_list ap
 struct logger {
     log_sink_fn sink; /* NULL: drop everything */
     void *ctx;
-    bool debug;       /* emit LOG_DEBUG protocol traces */
+    bool debug; /* emit LOG_DEBUG protocol traces */
 };
 
 void log_msg(const struct logger *lg, int priority, const char *fmt, ...) MA_PRINTF(3, 4);

@@ -17,12 +17,12 @@ enum mailauth_result {
 };
 
 struct mailauth_report {
-    char user[256];         /* the mapped name the servers saw */
-    char label[64];         /* the server that decided, or the last one tried */
+    char user[256]; /* the mapped name the servers saw */
+    char label[64]; /* the server that decided, or the last one tried */
     char address[80];
-    char reason[512];       /* plain words; never contains the password */
+    char reason[512]; /* plain words; never contains the password */
     long elapsed_ms;
-    unsigned attempts;      /* server addresses contacted */
+    unsigned attempts; /* server addresses contacted */
 };
 
 /* password_len is the real length (NUL bytes inside are refused). */

@@ -79,8 +79,7 @@ static enum net_result connect_one(const struct addrinfo *ai, int64_t deadline_m
     socklen_t slen = sizeof(soerr);
     int one = 1;
     enum net_result res;
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                    ai->ai_protocol);
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
 
     if (fd < 0) {
         errbuf_set(err, "socket: %s", errno_text(errno, ebuf, sizeof(ebuf)));
@@ -112,13 +111,13 @@ out:
 }
 
 enum net_result net_connect(const char *host, unsigned port, int connect_timeout_ms,
-                            int64_t deadline_ms, const struct logger *log, int *fd_out,
-                            char *addr, size_t addr_cap, struct errbuf *err)
+                            int64_t deadline_ms, const struct logger *log, int *fd_out, char *addr,
+                            size_t addr_cap, struct errbuf *err)
 {
     /* No AI_ADDRCONFIG: it hides ::1 on hosts with only loopback IPv6, and an address family
      * without a route fails at once (ENETUNREACH) before the next address is tried. */
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     enum net_result nr = NET_ECONNECT;
     char service[8];

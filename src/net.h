@@ -25,8 +25,8 @@ enum net_result {
  * On NET_OK *fd_out is a connected non-blocking socket and addr (cap bytes) names the peer.
  * Returns NET_OK, NET_ERESOLVE, NET_ECONNECT or NET_ETIMEOUT; err says why. */
 enum net_result net_connect(const char *host, unsigned port, int connect_timeout_ms,
-                            int64_t deadline_ms, const struct logger *log, int *fd_out,
-                            char *addr, size_t addr_cap, struct errbuf *err);
+                            int64_t deadline_ms, const struct logger *log, int *fd_out, char *addr,
+                            size_t addr_cap, struct errbuf *err);
 
 /* Wait until fd is ready for events (POLLIN/POLLOUT). NET_OK, NET_ETIMEOUT or NET_EIO. */
 enum net_result net_wait(int fd, short events, int64_t deadline_ms);

@@ -70,16 +70,16 @@ static enum policy_result check_lists(const struct config_user_policy *p, const 
         return POLICY_EDENIED;
     }
     if (p->n_allowed_domains > 0 &&
-        (domain == NULL || !in_list(p->allowed_domains, p->n_allowed_domains, domain,
-                                    strlen(domain)))) {
+        (domain == NULL ||
+         !in_list(p->allowed_domains, p->n_allowed_domains, domain, strlen(domain)))) {
         errbuf_set(err, "user's domain is not in allowed_domains");
         return POLICY_EDENIED;
     }
     return POLICY_OK;
 }
 
-enum policy_result policy_map_user(const struct config_user_policy *p, const char *user,
-                                   size_t len, char *out, size_t cap, struct errbuf *err)
+enum policy_result policy_map_user(const struct config_user_policy *p, const char *user, size_t len,
+                                   char *out, size_t cap, struct errbuf *err)
 {
     enum policy_result r = check_user_bytes(user, len, err);
     char *at;
@@ -103,8 +103,7 @@ enum policy_result policy_map_user(const struct config_user_policy *p, const cha
     if (p->append_domain != NULL && strchr(out, '@') == NULL) {
         n = snprintf(out + strlen(out), cap - strlen(out), "@%s", p->append_domain);
         if (n < 0 || strlen(out) > POLICY_MAX_USER) {
-            errbuf_set(err, "user name longer than %d bytes after append_domain",
-                       POLICY_MAX_USER);
+            errbuf_set(err, "user name longer than %d bytes after append_domain", POLICY_MAX_USER);
             return POLICY_EINVAL;
         }
     }

@@ -12,7 +12,7 @@
 
 enum policy_result {
     POLICY_OK,
-    POLICY_EINVAL, /* malformed: empty, too long, CR/LF/NUL or other control bytes */
+    POLICY_EINVAL,  /* malformed: empty, too long, CR/LF/NUL or other control bytes */
     POLICY_EDENIED, /* a deny_users entry or outside allowed_domains */
 };
 
@@ -26,8 +26,8 @@ enum policy_result policy_check_password(const char *password, size_t len, struc
  * 5. deny_users (matched against the whole name and its local part, ignoring case);
  * 6. allowed_domains (the domain after the last '@' must be listed).
  * out gets the mapped name (cap >= POLICY_MAX_USER + 1). */
-enum policy_result policy_map_user(const struct config_user_policy *p, const char *user,
-                                   size_t len, char *out, size_t cap, struct errbuf *err);
+enum policy_result policy_map_user(const struct config_user_policy *p, const char *user, size_t len,
+                                   char *out, size_t cap, struct errbuf *err);
 
 /* The domain part of a mapped name (after the last '@'), or NULL. */
 const char *policy_user_domain(const char *mapped);

@@ -256,8 +256,7 @@ static enum proto_result open_session(struct pop3_session *ps)
         errbuf_set(&ps->out->reason, "server refused service: \"%s\"", q);
         return kind == POP3_REPLY_ERR ? PROTO_ETEMP : PROTO_EPROTO;
     }
-    ps->have_timestamp =
-        pop3_apop_timestamp(line, len, ps->timestamp, sizeof(ps->timestamp));
+    ps->have_timestamp = pop3_apop_timestamp(line, len, ps->timestamp, sizeof(ps->timestamp));
     if (ps->t->tls == TLS_MODE_STARTTLS)
         return start_tls(ps);
     return PROTO_OK;
@@ -275,8 +274,8 @@ static enum proto_result try_apop(struct pop3_session *ps)
     }
     snprintf(trace, sizeof(trace), "APOP %.*s <digest redacted>", (int)ps->c->user_len,
              ps->c->user);
-    r = sent(stream_sendf(ps->s, &ps->out->reason, trace, "APOP %.*s %s",
-                          (int)ps->c->user_len, ps->c->user, digest));
+    r = sent(stream_sendf(ps->s, &ps->out->reason, trace, "APOP %.*s %s", (int)ps->c->user_len,
+                          ps->c->user, digest));
     secret_wipe(digest, sizeof(digest));
     return r == PROTO_OK ? credential_reply(ps, "APOP") : r;
 }
@@ -320,8 +319,7 @@ static enum proto_result try_auth_plain(struct pop3_session *ps)
         errbuf_set(&ps->out->reason, "credentials too long for SASL PLAIN");
         return PROTO_EIO;
     }
-    r = sent(stream_sendf(ps->s, &ps->out->reason, "AUTH PLAIN <redacted>", "AUTH PLAIN %s",
-                          b64));
+    r = sent(stream_sendf(ps->s, &ps->out->reason, "AUTH PLAIN <redacted>", "AUTH PLAIN %s", b64));
     secret_wipe(b64, sizeof(b64));
     return r == PROTO_OK ? credential_reply(ps, "AUTH PLAIN") : r;
 }
@@ -342,8 +340,7 @@ static enum proto_result after_user_refused(struct pop3_session *ps, const char 
     if (!caps.user && caps.sasl_plain)
         return try_auth_plain(ps);
     if (!caps.user) {
-        errbuf_set(&ps->out->reason,
-                   "server refused USER (\"%s\") and offers no SASL PLAIN", q);
+        errbuf_set(&ps->out->reason, "server refused USER (\"%s\") and offers no SASL PLAIN", q);
         return PROTO_EPROTO;
     }
     errbuf_set(&ps->out->reason, "server refused the user name (USER): \"%s\"", q);
@@ -353,8 +350,8 @@ static enum proto_result after_user_refused(struct pop3_session *ps, const char 
 static enum proto_result send_user(struct pop3_session *ps, enum pop3_reply *kind,
                                    const char **line, size_t *len)
 {
-    enum proto_result r = sent(stream_sendf(ps->s, &ps->out->reason, NULL, "USER %.*s", (int)ps->c->user_len,
-                         ps->c->user));
+    enum proto_result r = sent(stream_sendf(ps->s, &ps->out->reason, NULL, "USER %.*s",
+                                            (int)ps->c->user_len, ps->c->user));
 
     if (r == PROTO_OK)
         r = read_reply(ps, "USER", kind, line, len);
@@ -415,8 +412,7 @@ static enum proto_result login(struct pop3_session *ps)
         r = try_apop(ps);
         if (r != PROTO_EAUTHFAIL || ps->t->apop == APOP_ONLY)
             return r;
-        log_debug(ps->log, "%s %s: APOP refused; trying USER/PASS", ps->out->address,
-                  ps->t->label);
+        log_debug(ps->log, "%s %s: APOP refused; trying USER/PASS", ps->out->address, ps->t->label);
         apop_refused = true;
     } else if (ps->t->apop == APOP_ONLY) {
         errbuf_set(&ps->out->reason,
@@ -430,7 +426,10 @@ enum proto_result pop3_login(const struct login_target *t, const struct login_cr
                              const struct logger *log, struct login_outcome *out)
 {
     struct pop3_session ps = {
-        .t = t, .c = c, .log = log, .out = out,
+        .t = t,
+        .c = c,
+        .log = log,
+        .out = out,
         .deadline_ms = clock_now_ms() + t->timeout_ms,
     };
     enum proto_result r;

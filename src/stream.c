@@ -157,9 +157,8 @@ static enum stream_result fill(struct stream *s, struct errbuf *err)
     if (s->end == sizeof(s->buf))
         return STREAM_EPROTO;
     if (s->tls != NULL) {
-        enum tls_result r =
-            tls_read_some(s->tls, s->buf + s->end, sizeof(s->buf) - s->end, &got, s->deadline_ms,
-                          err);
+        enum tls_result r = tls_read_some(s->tls, s->buf + s->end, sizeof(s->buf) - s->end, &got,
+                                          s->deadline_ms, err);
         if (r != TLS_OK) {
             if (r == TLS_ETIMEOUT)
                 errbuf_set(err, "no answer within the %d ms timeout", s->target->timeout_ms);
@@ -174,8 +173,9 @@ static enum stream_result fill(struct stream *s, struct errbuf *err)
             if (r == NET_ETIMEOUT)
                 errbuf_set(err, "no answer within the %d ms timeout", s->target->timeout_ms);
             else
-                errbuf_set(err, "%s", r == NET_EEOF ? "connection closed by the server"
-                                                    : "connection reset while reading");
+                errbuf_set(err, "%s",
+                           r == NET_EEOF ? "connection closed by the server"
+                                         : "connection reset while reading");
             return from_net(r);
         }
     }
@@ -248,8 +248,9 @@ static enum stream_result send_bytes(struct stream *s, const char *buf, size_t l
         return from_tls(tls_write_all(s->tls, buf, len, s->deadline_ms, err));
     enum net_result r = net_send_all(s->fd, buf, len, s->deadline_ms);
     if (r != NET_OK)
-        errbuf_set(err, "%s", r == NET_ETIMEOUT ? "server stopped reading before the deadline"
-                                                : "connection lost while sending");
+        errbuf_set(err, "%s",
+                   r == NET_ETIMEOUT ? "server stopped reading before the deadline"
+                                     : "connection lost while sending");
     return from_net(r);
 }
 
@@ -289,8 +290,9 @@ void stream_explain_greeting_failure(const struct stream *s, enum stream_result 
 {
     if (r != STREAM_ETIMEOUT || s->tls != NULL)
         return;
-    errbuf_set(err, "no greeting within %d ms (if port %u expects implicit TLS, set tls = "
-                    "implicit)",
+    errbuf_set(err,
+               "no greeting within %d ms (if port %u expects implicit TLS, set tls = "
+               "implicit)",
                s->target->timeout_ms, s->target->port);
 }
 
@@ -303,8 +305,9 @@ enum proto_result stream_check_cleartext(const struct stream *s, struct errbuf *
 {
     if (s->tls != NULL || s->target->allow_cleartext || net_peer_is_loopback(s->fd))
         return PROTO_OK;
-    errbuf_set(err, "refusing to send the password in clear to %s (tls = none; set "
-                    "allow_cleartext = true to permit it)",
+    errbuf_set(err,
+               "refusing to send the password in clear to %s (tls = none; set "
+               "allow_cleartext = true to permit it)",
                s->address);
     return PROTO_EINSECURE;
 }

@@ -39,9 +39,9 @@ struct stream {
     /* When set, server lines that echo this secret are redacted in traces. */
     const char *secret;
     size_t secret_len;
-    size_t start, end;  /* unread bytes are buf[start, end) */
-    size_t buf_used;    /* high-water mark of buf, what stream_close must wipe */
-    size_t line_used;   /* likewise for line */
+    size_t start, end; /* unread bytes are buf[start, end) */
+    size_t buf_used;   /* high-water mark of buf, what stream_close must wipe */
+    size_t line_used;  /* likewise for line */
     char buf[2 * STREAM_MAX_LINE];
     char line[STREAM_MAX_LINE + 1];
 };

@@ -1,5 +1,6 @@
 /* TLS client over an already connected non-blocking socket (OpenSSL 3, TLS 1.2 or later).
- * Chain and host name (or IP address) are verified unless verify is false; SNI is sent for names. */
+ * Chain and host name (or IP address) are verified unless verify is false; SNI is sent for names.
+ */
 #ifndef MAILAUTH_TLS_H
 #define MAILAUTH_TLS_H
 
@@ -14,9 +15,9 @@ enum tls_result {
     TLS_ECERT,      /* the certificate did not verify */
     TLS_EHANDSHAKE, /* the handshake failed for another reason (protocol version, garbage) */
     TLS_ETIMEOUT,
-    TLS_EEOF,       /* the peer closed the connection */
-    TLS_EIO,        /* socket error or TLS error after the handshake */
-    TLS_ESETUP,     /* local problem: out of memory, unreadable CA file */
+    TLS_EEOF,   /* the peer closed the connection */
+    TLS_EIO,    /* socket error or TLS error after the handshake */
+    TLS_ESETUP, /* local problem: out of memory, unreadable CA file */
 };
 
 struct tls_options {

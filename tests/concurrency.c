@@ -121,8 +121,8 @@ int main(int argc, char **argv)
     }
     before = count_fds();
     for (int i = 0; i < threads; i++) {
-        workers[i] = (struct worker){.confdir = argv[1], .service = argv[2],
-                                     .c = &cases[i % ncases], .rounds = rounds};
+        workers[i] = (struct worker){
+            .confdir = argv[1], .service = argv[2], .c = &cases[i % ncases], .rounds = rounds};
         if (pthread_create(&workers[i].thread, NULL, work, &workers[i]) != 0)
             return 2;
     }

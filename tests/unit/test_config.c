@@ -137,8 +137,7 @@ static void test_invalid_cases(void)
     EXPECT_INVALID("server a {\n protocol = imap\n host = \"a b\"\n}\n", "is not a host name");
     EXPECT_INVALID("server a {\n protocol = imap\n host = \"h\"\n tls = maybe\n}\n",
                    "tls \"maybe\"");
-    EXPECT_INVALID("server a {\n protocol = pop3\n host = \"h\"\n apop = yes\n}\n",
-                   "apop \"yes\"");
+    EXPECT_INVALID("server a {\n protocol = pop3\n host = \"h\"\n apop = yes\n}\n", "apop \"yes\"");
     EXPECT_INVALID("server a {\n protocol = imap\n host = \"h\"\n apop = only\n}\n",
                    "apop applies to pop3 servers only");
     EXPECT_INVALID("server a {\n protocol = imap\n host = \"h\"\n port = 70000\n}\n",

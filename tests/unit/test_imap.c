@@ -55,8 +55,8 @@ static void test_caps(void)
     struct imap_reply r;
 
     imap_caps_parse(S(" IMAP4rev1 starttls AUTH=PLAIN LOGINDISABLED SASL-IR LITERAL+"), &c);
-    CHECK(c.known && c.starttls && c.auth_plain && c.logindisabled && c.sasl_ir &&
-          c.literal_plus && !c.literal_minus);
+    CHECK(c.known && c.starttls && c.auth_plain && c.logindisabled && c.sasl_ir && c.literal_plus &&
+          !c.literal_minus);
     c = (struct imap_caps){0};
     imap_caps_parse(S("AUTH=PLAINX STARTTLSX LITERAL-"), &c);
     CHECK(c.known && !c.auth_plain && !c.starttls && c.literal_minus);

@@ -105,8 +105,8 @@ static void check_defaults(const char *page)
 
 int main(int argc, char **argv)
 {
-    static const char *const module_args[] = {"config", "debug", "quiet", "use_first_pass",
-                                              "try_first_pass", "use_authtok"};
+    static const char *const module_args[] = {"config",         "debug",          "quiet",
+                                              "use_first_pass", "try_first_pass", "use_authtok"};
     char *conf_page, *module_page;
 
     if (argc != 3) {

@@ -9,8 +9,8 @@ int main(int argc, char **argv)
     static const char *const wanted[] = {"pam_sm_authenticate", "pam_sm_setcred",
                                          "pam_sm_acct_mgmt"};
     static const char *const hidden[] = {"mailauth_check", "config_parse_buffer", "imap_login",
-                                         "pop3_login", "tls_connect", "net_connect",
-                                         "stream_sendf", "parse_lock"};
+                                         "pop3_login",     "tls_connect",         "net_connect",
+                                         "stream_sendf",   "parse_lock"};
     void *h;
 
     if (argc != 2) {
