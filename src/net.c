@@ -133,15 +133,16 @@ enum net_result net_connect(const char *host, unsigned port, int connect_timeout
         return NET_ERESOLVE;
     }
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        int64_t attempt_deadline = deadline_min(clock_now_ms() + connect_timeout_ms, deadline_ms);
+        int64_t start = clock_now_ms();
+        /* one clock reading sets both the attempt's deadline and the budget reported */
+        int64_t attempt_deadline = deadline_min(start + connect_timeout_ms, deadline_ms);
 
-        if (deadline_left_ms(deadline_ms) == 0) {
+        if (attempt_deadline <= start) {
             nr = NET_ETIMEOUT;
             break;
         }
         format_addr(ai->ai_addr, addr, addr_cap);
-        nr = connect_one(ai, attempt_deadline, fd_out, err, addr,
-                         deadline_left_ms(attempt_deadline));
+        nr = connect_one(ai, attempt_deadline, fd_out, err, addr, (int)(attempt_deadline - start));
         if (nr == NET_OK)
             break;
         log_debug(log, "%s", err->text);
