@@ -55,6 +55,30 @@ static void report(double *lat, const double *cpu, int n, double cpu_total, int 
            lat[(n * 95) / 100 < n ? (n * 95) / 100 : n - 1], cpu_total / n, failures);
 }
 
+/* Run login(arg) once unmeasured (first-use costs are per process), then n times measured, and
+ * report. login returns 1 when the outcome was the expected one. Returns the failures. */
+static int measure(int n, int (*login)(void *arg), void *arg)
+{
+    double *lat = calloc((size_t)n, sizeof(double)), *cpus = calloc((size_t)n, sizeof(double));
+    double cpu = 0;
+    int failures = 0;
+
+    if (lat == NULL || cpus == NULL)
+        exit(2);
+    login(arg);
+    for (int i = 0; i < n; i++) {
+        double t0 = now_us(CLOCK_MONOTONIC), c0 = now_us(CLOCK_THREAD_CPUTIME_ID);
+        failures += !login(arg);
+        cpus[i] = now_us(CLOCK_THREAD_CPUTIME_ID) - c0;
+        cpu += cpus[i];
+        lat[i] = now_us(CLOCK_MONOTONIC) - t0;
+    }
+    report(lat, cpus, n, cpu, failures);
+    free(lat);
+    free(cpus);
+    return failures;
+}
+
 /* ---- through real libpam ---- */
 
 struct creds {
@@ -91,25 +115,23 @@ static int pam_once(const char *confdir, const char *service, const char *user,
     return rc;
 }
 
+struct pam_args {
+    char **a;
+    int expect;
+};
+
+static int pam_login(void *arg)
+{
+    const struct pam_args *p = arg;
+
+    return pam_once(p->a[0], p->a[1], p->a[2], p->a[3]) == p->expect;
+}
+
 static int run_pam(char **a)
 {
-    int n = atoi(a[4]), expect = atoi(a[5]), failures = 0;
-    double *lat = calloc((size_t)n, sizeof(double)), *cpus = calloc((size_t)n, sizeof(double));
-    double cpu = 0;
+    struct pam_args p = {a, atoi(a[5])};
 
-    /* One unmeasured login: the first dlopen of the module is a one-time cost per process. */
-    pam_once(a[0], a[1], a[2], a[3]);
-    for (int i = 0; i < n; i++) {
-        double t0 = now_us(CLOCK_MONOTONIC), c0 = now_us(CLOCK_THREAD_CPUTIME_ID);
-        failures += pam_once(a[0], a[1], a[2], a[3]) != expect;
-        cpus[i] = now_us(CLOCK_THREAD_CPUTIME_ID) - c0;
-        cpu += cpus[i];
-        lat[i] = now_us(CLOCK_MONOTONIC) - t0;
-    }
-    report(lat, cpus, n, cpu, failures);
-    free(lat);
-    free(cpus);
-    return failures != 0;
+    return measure(atoi(a[4]), pam_login, &p) != 0;
 }
 
 /* ---- the floor: the least a client can do ---- */
@@ -265,28 +287,28 @@ out:
     return ok;
 }
 
+struct floor_args {
+    char **a;
+    SSL_CTX *ctx;
+};
+
+static int floor_login(void *arg)
+{
+    const struct floor_args *f = arg;
+
+    return floor_once(f->a[0], f->a[1], f->a[2], f->a[3], f->a[4], f->ctx);
+}
+
 static int run_floor(char **a)
 {
-    int n = atoi(a[5]), failures = 0;
-    double *lat = calloc((size_t)n, sizeof(double)), *cpus = calloc((size_t)n, sizeof(double));
-    double cpu = 0;
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-
     /* A minimal client sets up its TLS context once, as any long-running client would. */
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_load_verify_locations(ctx, a[6], NULL);
-    floor_once(a[0], a[1], a[2], a[3], a[4], ctx); /* warm up, as the pam mode does */
-    for (int i = 0; i < n; i++) {
-        double t0 = now_us(CLOCK_MONOTONIC), c0 = now_us(CLOCK_THREAD_CPUTIME_ID);
-        failures += !floor_once(a[0], a[1], a[2], a[3], a[4], ctx);
-        cpus[i] = now_us(CLOCK_THREAD_CPUTIME_ID) - c0;
-        cpu += cpus[i];
-        lat[i] = now_us(CLOCK_MONOTONIC) - t0;
-    }
-    report(lat, cpus, n, cpu, failures);
-    SSL_CTX_free(ctx);
-    free(lat);
-    free(cpus);
+    struct floor_args f = {a, SSL_CTX_new(TLS_client_method())};
+    int failures;
+
+    SSL_CTX_set_verify(f.ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_load_verify_locations(f.ctx, a[6], NULL);
+    failures = measure(atoi(a[5]), floor_login, &f);
+    SSL_CTX_free(f.ctx);
     return failures != 0;
 }
 

@@ -246,19 +246,9 @@ struct imap_session {
     char bye[128]; /* text of an untagged BYE, if one came */
 };
 
-static void quote_reply(char *dst, size_t cap, const char *line, size_t len)
-{
-    text_sanitize(dst, cap, line, len > 120 ? 120 : len);
-}
-
 static void new_tag(struct imap_session *is)
 {
     snprintf(is->tag, sizeof(is->tag), "A%u", ++is->next_tag);
-}
-
-static enum proto_result sent(enum stream_result r)
-{
-    return stream_result_to_proto(r);
 }
 
 /* Untagged data: note BYE, take CAPABILITY, skip literals that follow the line. */
@@ -270,7 +260,7 @@ static enum proto_result absorb_untagged(struct imap_session *is, const struct i
     size_t count = r->literal_len;
 
     if (r->status == IMAP_ST_BYE)
-        quote_reply(is->bye, sizeof(is->bye), r->data, r->data_len);
+        text_excerpt(is->bye, sizeof(is->bye), r->data, r->data_len);
     imap_caps_from_code(r, &is->caps);
     if (r->status == IMAP_ST_NONE && r->data_len >= n && strncasecmp(r->data, cap_word, n) == 0 &&
         (r->data_len == n || r->data[n] == ' ')) {
@@ -335,7 +325,7 @@ static enum proto_result read_until(struct imap_session *is, const char *what, b
         case IMAP_MALFORMED:
             break;
         }
-        quote_reply(q, sizeof(q), line, len);
+        text_excerpt(q, sizeof(q), line, len);
         errbuf_set(&is->out->reason, "unexpected reply to %s: \"%s\"", what, q);
         return PROTO_EPROTO;
     }
@@ -350,7 +340,8 @@ static enum proto_result simple_command(struct imap_session *is, const char *ver
     enum proto_result pr;
 
     new_tag(is);
-    pr = sent(stream_sendf(is->s, &is->out->reason, NULL, "%s %s", is->tag, verb));
+    pr =
+        stream_result_to_proto(stream_sendf(is->s, &is->out->reason, NULL, "%s %s", is->tag, verb));
     if (pr == PROTO_OK)
         pr = read_until(is, verb, false, r);
     return pr;
@@ -385,7 +376,7 @@ static enum proto_result read_greeting(struct imap_session *is)
         return stream_result_to_proto(sr);
     }
     imap_parse_reply(line, len, "", &r);
-    quote_reply(q, sizeof(q), line, len);
+    text_excerpt(q, sizeof(q), line, len);
     if (r.kind != IMAP_UNTAGGED || r.status == IMAP_ST_NONE || r.status == IMAP_ST_NO ||
         r.status == IMAP_ST_BAD) {
         errbuf_set(&is->out->reason, "not an IMAP greeting: \"%s\"", q);
@@ -465,7 +456,8 @@ static enum proto_result cmd_send(struct imap_session *is, struct cmd_line *cl)
     if (cl->overflow)
         errbuf_set(&is->out->reason, "command too long");
     else
-        pr = sent(stream_sendf(is->s, &is->out->reason, cl->trace, "%s", cl->text));
+        pr = stream_result_to_proto(
+            stream_sendf(is->s, &is->out->reason, cl->trace, "%s", cl->text));
     secret_wipe(cl, sizeof(*cl));
     return pr;
 }
@@ -533,14 +525,17 @@ static enum proto_result send_authenticate_plain(struct imap_session *is, struct
     }
     new_tag(is);
     if (is->caps.sasl_ir) {
-        pr = sent(stream_sendf(is->s, &is->out->reason, "AUTHENTICATE PLAIN <redacted>",
-                               "%s AUTHENTICATE PLAIN %s", is->tag, b64));
+        pr = stream_result_to_proto(stream_sendf(is->s, &is->out->reason,
+                                                 "AUTHENTICATE PLAIN <redacted>",
+                                                 "%s AUTHENTICATE PLAIN %s", is->tag, b64));
     } else {
-        pr = sent(stream_sendf(is->s, &is->out->reason, NULL, "%s AUTHENTICATE PLAIN", is->tag));
+        pr = stream_result_to_proto(
+            stream_sendf(is->s, &is->out->reason, NULL, "%s AUTHENTICATE PLAIN", is->tag));
         if (pr == PROTO_OK)
             pr = read_until(is, "AUTHENTICATE", true, r);
         if (pr == PROTO_OK && r->kind == IMAP_CONTINUATION)
-            pr = sent(stream_sendf(is->s, &is->out->reason, "<redacted>", "%s", b64));
+            pr = stream_result_to_proto(
+                stream_sendf(is->s, &is->out->reason, "<redacted>", "%s", b64));
         else if (pr == PROTO_OK)
             goto out; /* tagged reply instead of "+": the command is over */
     }
@@ -560,8 +555,8 @@ static enum proto_result judge(struct imap_session *is, const char *what,
 {
     char q[160];
 
-    quote_reply(q, sizeof(q), r->code != NULL ? r->code - 1 : r->data,
-                r->code != NULL ? (size_t)(r->data + r->data_len - r->code + 1) : r->data_len);
+    text_excerpt(q, sizeof(q), r->code != NULL ? r->code - 1 : r->data,
+                 r->code != NULL ? (size_t)(r->data + r->data_len - r->code + 1) : r->data_len);
     switch (r->status) {
     case IMAP_ST_OK:
         return PROTO_OK;
@@ -583,14 +578,10 @@ static enum proto_result login(struct imap_session *is)
     struct imap_reply r;
     enum proto_result pr;
 
-    pr = stream_result_to_proto(
-        stream_open(is->t, clock_now_ms() + is->t->timeout_ms, is->log, &is->s, &is->out->reason));
-    if (is->s != NULL)
-        snprintf(is->out->address, sizeof(is->out->address), "%s", is->s->address);
+    pr = stream_open_login(is->t, is->c, clock_now_ms() + is->t->timeout_ms, is->log, &is->s,
+                           is->out);
     if (pr != PROTO_OK)
         return pr;
-    is->s->secret = is->c->password;
-    is->s->secret_len = is->c->password_len;
     pr = read_greeting(is);
     if (pr == PROTO_OK && is->t->tls == TLS_MODE_STARTTLS)
         pr = start_tls(is);

@@ -144,11 +144,6 @@ struct pop3_session {
     char timestamp[POP3_APOP_TIMESTAMP_MAX + 1];
 };
 
-static void quote_reply(char *dst, size_t cap, const char *line, size_t len)
-{
-    text_sanitize(dst, cap, line, len > 120 ? 120 : len);
-}
-
 /* Read one status reply. PROTO_OK with *kind set, or the stream failure. An unrecognised reply
  * is PROTO_EPROTO: only a well-formed +OK may ever count as success. */
 static enum proto_result read_reply(struct pop3_session *ps, const char *what,
@@ -161,7 +156,7 @@ static enum proto_result read_reply(struct pop3_session *ps, const char *what,
         return stream_result_to_proto(r);
     *kind = pop3_reply_classify(*line, *len);
     if (*kind == POP3_REPLY_INVALID) {
-        quote_reply(q, sizeof(q), *line, *len);
+        text_excerpt(q, sizeof(q), *line, *len);
         errbuf_set(&ps->out->reason, "unexpected reply to %s: \"%s\"", what, q);
         return PROTO_EPROTO;
     }
@@ -174,18 +169,13 @@ static enum proto_result refused(struct pop3_session *ps, const char *what, cons
 {
     char q[128];
 
-    quote_reply(q, sizeof(q), line, len);
+    text_excerpt(q, sizeof(q), line, len);
     if (pop3_err_is_unavailable(line, len)) {
         errbuf_set(&ps->out->reason, "server temporarily unavailable (%s): \"%s\"", what, q);
         return PROTO_ETEMP;
     }
     errbuf_set(&ps->out->reason, "server refused credentials (%s): \"%s\"", what, q);
     return PROTO_EAUTHFAIL;
-}
-
-static enum proto_result sent(enum stream_result r)
-{
-    return stream_result_to_proto(r);
 }
 
 /* Read and judge the reply to a command that carried credentials (APOP, PASS, AUTH PLAIN). */
@@ -212,14 +202,15 @@ static enum proto_result start_tls(struct pop3_session *ps)
     const char *line;
     size_t len;
     char q[128];
-    enum proto_result r = sent(stream_sendf(ps->s, &ps->out->reason, NULL, "STLS"));
+    enum proto_result r =
+        stream_result_to_proto(stream_sendf(ps->s, &ps->out->reason, NULL, "STLS"));
 
     if (r == PROTO_OK)
         r = read_reply(ps, "STLS", &kind, &line, &len);
     if (r != PROTO_OK)
         return r;
     if (kind != POP3_REPLY_OK) {
-        quote_reply(q, sizeof(q), line, len);
+        text_excerpt(q, sizeof(q), line, len);
         errbuf_set(&ps->out->reason,
                    "server refused STLS (\"%s\"); tls = starttls: password not sent", q);
         return PROTO_EINSECURE;
@@ -237,14 +228,9 @@ static enum proto_result open_session(struct pop3_session *ps)
     char q[128];
     enum proto_result r;
 
-    r = stream_result_to_proto(
-        stream_open(ps->t, ps->deadline_ms, ps->log, &ps->s, &ps->out->reason));
-    if (ps->s != NULL)
-        snprintf(ps->out->address, sizeof(ps->out->address), "%s", ps->s->address);
+    r = stream_open_login(ps->t, ps->c, ps->deadline_ms, ps->log, &ps->s, ps->out);
     if (r != PROTO_OK)
         return r;
-    ps->s->secret = ps->c->password;
-    ps->s->secret_len = ps->c->password_len;
     sr = stream_read_line(ps->s, &line, &len, &ps->out->reason);
     if (sr != STREAM_OK) {
         stream_explain_greeting_failure(ps->s, sr, &ps->out->reason);
@@ -252,7 +238,7 @@ static enum proto_result open_session(struct pop3_session *ps)
     }
     kind = pop3_reply_classify(line, len);
     if (kind != POP3_REPLY_OK) {
-        quote_reply(q, sizeof(q), line, len);
+        text_excerpt(q, sizeof(q), line, len);
         errbuf_set(&ps->out->reason, "server refused service: \"%s\"", q);
         return kind == POP3_REPLY_ERR ? PROTO_ETEMP : PROTO_EPROTO;
     }
@@ -274,8 +260,8 @@ static enum proto_result try_apop(struct pop3_session *ps)
     }
     snprintf(trace, sizeof(trace), "APOP %.*s <digest redacted>", (int)ps->c->user_len,
              ps->c->user);
-    r = sent(stream_sendf(ps->s, &ps->out->reason, trace, "APOP %.*s %s", (int)ps->c->user_len,
-                          ps->c->user, digest));
+    r = stream_result_to_proto(stream_sendf(ps->s, &ps->out->reason, trace, "APOP %.*s %s",
+                                            (int)ps->c->user_len, ps->c->user, digest));
     secret_wipe(digest, sizeof(digest));
     return r == PROTO_OK ? credential_reply(ps, "APOP") : r;
 }
@@ -286,12 +272,15 @@ static enum proto_result read_capa(struct pop3_session *ps, struct pop3_caps *ca
     enum pop3_reply kind;
     const char *line;
     size_t len;
-    enum proto_result r = sent(stream_sendf(ps->s, &ps->out->reason, NULL, "CAPA"));
+    enum proto_result r =
+        stream_result_to_proto(stream_sendf(ps->s, &ps->out->reason, NULL, "CAPA"));
 
     if (r == PROTO_OK)
         r = read_reply(ps, "CAPA", &kind, &line, &len);
-    if (r != PROTO_OK || kind != POP3_REPLY_OK)
-        return r != PROTO_OK ? r : PROTO_OK; /* no CAPA: no capabilities known */
+    if (r != PROTO_OK)
+        return r;
+    if (kind != POP3_REPLY_OK)
+        return PROTO_OK; /* no CAPA: no capabilities known */
     for (int i = 0; i < CAPA_MAX_LINES; i++) {
         enum stream_result sr = stream_read_line(ps->s, &line, &len, &ps->out->reason);
         if (sr != STREAM_OK)
@@ -319,7 +308,8 @@ static enum proto_result try_auth_plain(struct pop3_session *ps)
         errbuf_set(&ps->out->reason, "credentials too long for SASL PLAIN");
         return PROTO_EIO;
     }
-    r = sent(stream_sendf(ps->s, &ps->out->reason, "AUTH PLAIN <redacted>", "AUTH PLAIN %s", b64));
+    r = stream_result_to_proto(
+        stream_sendf(ps->s, &ps->out->reason, "AUTH PLAIN <redacted>", "AUTH PLAIN %s", b64));
     secret_wipe(b64, sizeof(b64));
     return r == PROTO_OK ? credential_reply(ps, "AUTH PLAIN") : r;
 }
@@ -333,7 +323,7 @@ static enum proto_result after_user_refused(struct pop3_session *ps, const char 
 
     if (pop3_err_is_unavailable(line, len))
         return refused(ps, "USER", line, len);
-    quote_reply(q, sizeof(q), line, len);
+    text_excerpt(q, sizeof(q), line, len);
     r = read_capa(ps, &caps);
     if (r != PROTO_OK)
         return r;
@@ -350,8 +340,8 @@ static enum proto_result after_user_refused(struct pop3_session *ps, const char 
 static enum proto_result send_user(struct pop3_session *ps, enum pop3_reply *kind,
                                    const char **line, size_t *len)
 {
-    enum proto_result r = sent(stream_sendf(ps->s, &ps->out->reason, NULL, "USER %.*s",
-                                            (int)ps->c->user_len, ps->c->user));
+    enum proto_result r = stream_result_to_proto(stream_sendf(
+        ps->s, &ps->out->reason, NULL, "USER %.*s", (int)ps->c->user_len, ps->c->user));
 
     if (r == PROTO_OK)
         r = read_reply(ps, "USER", kind, line, len);
@@ -389,8 +379,8 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
         errbuf_set(&ps->out->reason, "unexpected continuation after USER");
         return PROTO_EPROTO;
     }
-    r = sent(stream_sendf(ps->s, &ps->out->reason, "PASS <redacted>", "PASS %.*s",
-                          (int)ps->c->password_len, ps->c->password));
+    r = stream_result_to_proto(stream_sendf(ps->s, &ps->out->reason, "PASS <redacted>", "PASS %.*s",
+                                            (int)ps->c->password_len, ps->c->password));
     return r == PROTO_OK ? credential_reply(ps, "PASS") : r;
 }
 

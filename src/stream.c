@@ -296,9 +296,18 @@ void stream_explain_greeting_failure(const struct stream *s, enum stream_result 
                s->target->timeout_ms, s->target->port);
 }
 
-bool stream_is_tls(const struct stream *s)
+enum proto_result stream_open_login(const struct login_target *t, const struct login_creds *c,
+                                    int64_t deadline_ms, const struct logger *log,
+                                    struct stream **out, struct login_outcome *o)
 {
-    return s->tls != NULL;
+    enum stream_result r = stream_open(t, deadline_ms, log, out, &o->reason);
+
+    if (r != STREAM_OK)
+        return stream_result_to_proto(r);
+    snprintf(o->address, sizeof(o->address), "%s", (*out)->address);
+    (*out)->secret = c->password;
+    (*out)->secret_len = c->password_len;
+    return PROTO_OK;
 }
 
 enum proto_result stream_check_cleartext(const struct stream *s, struct errbuf *err)

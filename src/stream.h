@@ -72,7 +72,11 @@ enum stream_result stream_skip(struct stream *s, size_t n, struct errbuf *err);
 enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char *trace_text,
                                 const char *fmt, ...) MA_PRINTF(4, 5);
 
-bool stream_is_tls(const struct stream *s);
+/* stream_open for a login: the result as a proto_result, the peer's address copied into o, and
+ * the password armed for redaction in traces. */
+enum proto_result stream_open_login(const struct login_target *t, const struct login_creds *c,
+                                    int64_t deadline_ms, const struct logger *log,
+                                    struct stream **out, struct login_outcome *o);
 
 /* After a failed greeting read: on a plaintext timeout, add a hint about implicit TLS ports. */
 void stream_explain_greeting_failure(const struct stream *s, enum stream_result r,
