@@ -1,0 +1,82 @@
+/* Reading the config file safely (pam-u2f's open_safely): no symlink, a regular file, trusted
+ * owner, not group/world writable, bounded size. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static enum config_result read_safely(const char *path, const struct logger *log, char **buf_out,
+                                      size_t *len_out)
+{
+    enum config_result res = CONFIG_EIO;
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0;
+    char ebuf[128];
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0) {
+        log_msg(log, LOG_ERR, "%s: cannot open: %s", path, errno_text(errno, ebuf, sizeof(ebuf)));
+        return CONFIG_EIO;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        log_msg(log, LOG_ERR, "%s: not a regular file", path);
+        goto out;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        log_msg(log, LOG_ERR, "%s: owned by uid %u; must be owned by root", path,
+                (unsigned)st.st_uid);
+        goto out;
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        log_msg(log, LOG_ERR, "%s: group or world writable; refusing to trust it", path);
+        goto out;
+    }
+    if (st.st_size > CONFIG_MAX_BYTES) {
+        log_msg(log, LOG_ERR, "%s: larger than %d bytes", path, CONFIG_MAX_BYTES);
+        goto out;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (buf == NULL) {
+        res = CONFIG_ENOMEM;
+        goto out;
+    }
+    while (len < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            log_msg(log, LOG_ERR, "%s: read failed", path);
+            goto out;
+        }
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    *buf_out = buf;
+    *len_out = len;
+    buf = NULL;
+    res = CONFIG_OK;
+out:
+    free(buf);
+    close(fd);
+    return res;
+}
+
+enum config_result config_load_file(const char *path, const struct logger *log,
+                                    struct mailauth_config **out)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    enum config_result res;
+
+    *out = NULL;
+    res = read_safely(path, log, &buf, &len);
+    if (res != CONFIG_OK)
+        return res;
+    res = config_parse_buffer(buf, len, path, log, out);
+    free(buf);
+    return res;
+}

@@ -1,0 +1,37 @@
+/* Shared by the config_*.c files only: libconfuse types appear nowhere else. */
+#ifndef MAILAUTH_CONFIG_INTERNAL_H
+#define MAILAUTH_CONFIG_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+#include <confuse.h>
+
+#include "config.h"
+
+/* The logger of the parse in progress; only valid under the parse lock (config.c). */
+const struct logger *config_log(void);
+
+/* libconfuse's error callback: "file:line: message" to config_log(). */
+void config_on_cfg_error(cfg_t *cfg, const char *fmt, va_list ap) MA_PRINTF(2, 0);
+/* A validation error at the line where section sec starts (or root's current line). */
+void config_report(cfg_t *root, cfg_t *sec, const char *fmt, ...) MA_PRINTF(3, 4);
+
+bool config_parse_tls_mode(const char *s, enum tls_mode *out);
+bool config_parse_apop_mode(const char *s, enum apop_mode *out);
+bool config_parse_protocol(const char *s, enum mail_protocol *out);
+
+/* ca_file/ca_dir of sec (or of root when sec is NULL) exist and are readable. 0 or -1. */
+int config_check_ca_paths(cfg_t *root, cfg_t *sec, const char *where);
+
+/* libconfuse validation callbacks: 0 when valid, -1 after reporting file:line. */
+int config_validate_timeout(cfg_t *cfg, cfg_opt_t *opt);
+int config_validate_on_reject(cfg_t *cfg, cfg_opt_t *opt);
+int config_validate_fail_delay(cfg_t *cfg, cfg_opt_t *opt);
+int config_validate_server(cfg_t *cfg, cfg_opt_t *opt);
+int config_validate_user(cfg_t *cfg, cfg_opt_t *opt);
+
+/* The validated tree as plain structs. CONFIG_OK or CONFIG_ENOMEM. */
+enum config_result config_build(cfg_t *cfg, struct mailauth_config **out);
+
+#endif
