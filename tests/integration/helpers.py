@@ -1,5 +1,15 @@
 """Config builders shared by the integration tests."""
+import os
 import socket
+
+# How much slower than a plain build this run is (valgrind, sanitizers): set by tests/meson.build.
+# Every timeout a test configures or waits for is multiplied by it; so are the bounds of the few
+# tests that measure a deadline.
+SCALE = float(os.environ.get("MAILAUTH_TIME_SCALE", "1"))
+
+
+def scaled(seconds):
+    return seconds * SCALE
 
 
 def hosts(*names):

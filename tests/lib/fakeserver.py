@@ -75,14 +75,20 @@ class Conn:
 
 
 class FakeServer:
-    def __init__(self, script, family=socket.AF_INET, tls_context=None, host=None):
+    def __init__(self, script, family=socket.AF_INET, tls_context=None, host=None, sock=None):
+        """sock: an already listening socket (e.g. netns.NetNs.listen()); otherwise one is
+        bound on loopback (or host) with a free port."""
         self.script = script
         self.tls_context = tls_context
-        self.host = host or ("::1" if family == socket.AF_INET6 else "127.0.0.1")
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((self.host, 0))
-        self.sock.listen(16)
+        if sock is None:
+            self.host = host or ("::1" if family == socket.AF_INET6 else "127.0.0.1")
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, 0))
+            sock.listen(16)
+        else:
+            self.host = sock.getsockname()[0]
+        self.sock = sock
         self.port = self.sock.getsockname()[1]
         self.received = b""
         self.connections = 0
