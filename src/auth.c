@@ -10,27 +10,6 @@
 #include "policy.h"
 #include "pop3.h"
 
-const char *proto_result_name(enum proto_result r)
-{
-    switch (r) {
-    case PROTO_OK:
-        return "accepted";
-    case PROTO_EAUTHFAIL:
-        return "refused";
-    case PROTO_EIO:
-        return "unreachable";
-    case PROTO_EPROTO:
-        return "protocol error";
-    case PROTO_ETLS:
-        return "TLS failure";
-    case PROTO_EINSECURE:
-        return "insecure";
-    case PROTO_ETEMP:
-        return "temporarily unavailable";
-    }
-    return "?";
-}
-
 const char *mailauth_result_name(enum mailauth_result r)
 {
     switch (r) {
@@ -122,9 +101,20 @@ static enum proto_result try_target(const struct login_target *t, const struct l
                 "server \"%s\" %s:%u: verify = false: the certificate is NOT "
                 "checked; anyone on the path can collect passwords",
                 t->label, t->host, t->port);
-    if (t->protocol == PROTOCOL_POP3)
-        return pop3_login(t, c, log, o);
-    return imap_login(t, c, log, o);
+    enum proto_result r =
+        t->protocol == PROTOCOL_POP3 ? pop3_login(t, c, log, o) : imap_login(t, c, log, o);
+
+    /* The protocol layers pass every OK through proto_accept(); this is the second line of
+     * defence should a future change forget to: a "yes" counts only for credentials sent whole. */
+    if (r == PROTO_OK && o->creds != CREDS_ALL) {
+        log_msg(log, LOG_ERR,
+                "server \"%s\": internal error: success reported before the "
+                "credentials were sent; treated as a protocol error",
+                t->label);
+        errbuf_set(&o->reason, "success reported before the credentials were sent");
+        r = o->result = PROTO_EPROTO;
+    }
+    return r;
 }
 
 /* Try one server's endpoints. PROTO_OK and PROTO_EAUTHFAIL end the server; anything else

@@ -243,7 +243,8 @@ struct imap_session {
     struct imap_caps caps;
     unsigned next_tag;
     char tag[16];
-    char bye[128]; /* text of an untagged BYE, if one came */
+    char bye[128];    /* text of an untagged BYE, if one came */
+    bool creds_begun; /* a piece of the current command's credentials went out */
 };
 
 static void new_tag(struct imap_session *is)
@@ -421,13 +422,16 @@ static enum proto_result start_tls(struct imap_session *is)
     return ask_capabilities(is);
 }
 
-/* A command line being assembled, with a parallel trace in which secrets are redacted. */
+/* A command line being assembled, with a parallel trace in which secrets are redacted. holds_creds
+ * is set once a credential-derived piece (the password, or the length announced for it) is put:
+ * the line then goes out through stream_send_credential. */
 struct cmd_line {
     char text[STREAM_MAX_COMMAND + 1];
     size_t len;
     char trace[256];
     size_t trace_len;
     bool overflow;
+    bool holds_creds;
 };
 
 static void cmd_put(struct cmd_line *cl, const char *s, size_t n, bool secret)
@@ -449,24 +453,55 @@ static void cmd_put(struct cmd_line *cl, const char *s, size_t n, bool secret)
     }
 }
 
-static enum proto_result cmd_send(struct imap_session *is, struct cmd_line *cl)
+/* Send the line assembled so far and start a new one. last: it ends the command, so when it
+ * carries credentials, they are now all sent. */
+static enum proto_result cmd_send(struct imap_session *is, struct cmd_line *cl, bool last)
 {
     enum proto_result pr = PROTO_EIO;
 
-    if (cl->overflow)
+    if (cl->overflow) {
         errbuf_set(&is->out->reason, "command too long");
-    else
+    } else if (cl->holds_creds) {
+        enum cred_part part =
+            (is->creds_begun ? CRED_MORE : CRED_FIRST) | (last ? CRED_LAST : CRED_MORE);
+        is->creds_begun = true;
+        pr = stream_result_to_proto(
+            stream_send_credential(is->s, &is->out->reason, part, cl->trace, "%s", cl->text));
+    } else {
         pr = stream_result_to_proto(
             stream_sendf(is->s, &is->out->reason, cl->trace, "%s", cl->text));
+    }
     secret_wipe(cl, sizeof(*cl));
     return pr;
 }
 
+/* Wait for the "+" that lets the rest of a command go. Any tagged reply instead means the server
+ * ended the command before it had everything (for LOGIN: before it had the password): that is no
+ * verdict on the credentials, whatever its status. */
+static enum proto_result await_continuation(struct imap_session *is, const char *what)
+{
+    struct imap_reply r;
+    enum proto_result pr = read_until(is, what, true, &r);
+    char q[128];
+
+    if (pr != PROTO_OK || r.kind == IMAP_CONTINUATION)
+        return pr;
+    text_excerpt(q, sizeof(q), r.data, r.data_len);
+    errbuf_set(&is->out->reason,
+               "server answered %s %s before the credentials were sent (no \"+\" came): \"%s\"",
+               what,
+               r.status == IMAP_ST_OK   ? "OK"
+               : r.status == IMAP_ST_NO ? "NO"
+                                        : "BAD",
+               q);
+    return PROTO_EPROTO;
+}
+
 /* Append one astring argument: quoted when possible, else a literal. A synchronizing literal
- * sends the line so far and waits for the server's "+"; a tagged reply instead ends the
- * command early (*done is set, r holds it). */
+ * sends the line so far and waits for the server's "+". secret: s is the password (its literal's
+ * announced length is then credential-derived too). */
 static enum proto_result put_astring(struct imap_session *is, struct cmd_line *cl, const char *s,
-                                     size_t n, bool secret, struct imap_reply *r, bool *done)
+                                     size_t n, bool secret)
 {
     char quoted[2 * 1024 + 3];
     char prefix[32];
@@ -474,6 +509,7 @@ static enum proto_result put_astring(struct imap_session *is, struct cmd_line *c
     enum proto_result pr;
     size_t q = imap_quote(s, n, quoted, sizeof(quoted));
 
+    cl->holds_creds |= secret;
     if (q > 0) {
         cmd_put(cl, quoted, q, secret);
         secret_wipe(quoted, sizeof(quoted));
@@ -482,12 +518,11 @@ static enum proto_result put_astring(struct imap_session *is, struct cmd_line *c
     secret_wipe(quoted, sizeof(quoted));
     snprintf(prefix, sizeof(prefix), "{%zu%s}", n, non_sync ? "+" : "");
     cmd_put(cl, prefix, strlen(prefix), false);
-    pr = cmd_send(is, cl);
-    if (pr == PROTO_OK && !non_sync) {
-        pr = read_until(is, "literal", true, r);
-        *done = pr == PROTO_OK && r->kind == IMAP_TAGGED;
-    }
-    if (pr == PROTO_OK && !*done)
+    pr = cmd_send(is, cl, false);
+    if (pr == PROTO_OK && !non_sync)
+        pr = await_continuation(is, "literal");
+    cl->holds_creds = secret;
+    if (pr == PROTO_OK)
         cmd_put(cl, s, n, secret);
     return pr;
 }
@@ -495,21 +530,21 @@ static enum proto_result put_astring(struct imap_session *is, struct cmd_line *c
 static enum proto_result send_login(struct imap_session *is, struct imap_reply *r)
 {
     struct cmd_line cl = {0};
-    bool done = false;
     enum proto_result pr;
 
     new_tag(is);
+    is->creds_begun = false;
     cmd_put(&cl, is->tag, strlen(is->tag), false);
     cmd_put(&cl, " LOGIN ", 7, false);
-    pr = put_astring(is, &cl, is->c->user, is->c->user_len, false, r, &done);
-    if (pr == PROTO_OK && !done) {
+    pr = put_astring(is, &cl, is->c->user, is->c->user_len, false);
+    if (pr == PROTO_OK) {
         cmd_put(&cl, " ", 1, false);
-        pr = put_astring(is, &cl, is->c->password, is->c->password_len, true, r, &done);
+        pr = put_astring(is, &cl, is->c->password, is->c->password_len, true);
     }
-    if (pr == PROTO_OK && !done)
-        pr = cmd_send(is, &cl);
+    if (pr == PROTO_OK)
+        pr = cmd_send(is, &cl, true);
     secret_wipe(&cl, sizeof(cl));
-    if (pr == PROTO_OK && !done)
+    if (pr == PROTO_OK)
         pr = read_until(is, "LOGIN", false, r);
     return pr;
 }
@@ -525,19 +560,17 @@ static enum proto_result send_authenticate_plain(struct imap_session *is, struct
     }
     new_tag(is);
     if (is->caps.sasl_ir) {
-        pr = stream_result_to_proto(stream_sendf(is->s, &is->out->reason,
-                                                 "AUTHENTICATE PLAIN <redacted>",
-                                                 "%s AUTHENTICATE PLAIN %s", is->tag, b64));
+        pr = stream_result_to_proto(stream_send_credential(
+            is->s, &is->out->reason, CRED_WHOLE, "AUTHENTICATE PLAIN <redacted>",
+            "%s AUTHENTICATE PLAIN %s", is->tag, b64));
     } else {
         pr = stream_result_to_proto(
             stream_sendf(is->s, &is->out->reason, NULL, "%s AUTHENTICATE PLAIN", is->tag));
         if (pr == PROTO_OK)
-            pr = read_until(is, "AUTHENTICATE", true, r);
-        if (pr == PROTO_OK && r->kind == IMAP_CONTINUATION)
-            pr = stream_result_to_proto(
-                stream_sendf(is->s, &is->out->reason, "<redacted>", "%s", b64));
-        else if (pr == PROTO_OK)
-            goto out; /* tagged reply instead of "+": the command is over */
+            pr = await_continuation(is, "AUTHENTICATE");
+        if (pr == PROTO_OK)
+            pr = stream_result_to_proto(stream_send_credential(is->s, &is->out->reason, CRED_WHOLE,
+                                                               "<redacted>", "%s", b64));
     }
     if (pr == PROTO_OK)
         pr = read_until(is, "AUTHENTICATE", false, r);
@@ -545,7 +578,6 @@ static enum proto_result send_authenticate_plain(struct imap_session *is, struct
         errbuf_set(&is->out->reason, "server asked for more after AUTHENTICATE PLAIN");
         pr = PROTO_EPROTO;
     }
-out:
     secret_wipe(b64, sizeof(b64));
     return pr;
 }
@@ -559,7 +591,7 @@ static enum proto_result judge(struct imap_session *is, const char *what,
                  r->code != NULL ? (size_t)(r->data + r->data_len - r->code + 1) : r->data_len);
     switch (r->status) {
     case IMAP_ST_OK:
-        return PROTO_OK;
+        return proto_accept(is->out, what);
     case IMAP_ST_NO:
         if (imap_no_is_unavailable(r)) {
             errbuf_set(&is->out->reason, "server temporarily unavailable (%s): \"%s\"", what, q);
@@ -587,8 +619,6 @@ static enum proto_result login(struct imap_session *is)
         pr = start_tls(is);
     else if (pr == PROTO_OK && !is->caps.known)
         pr = ask_capabilities(is);
-    if (pr == PROTO_OK)
-        pr = stream_check_cleartext(is->s, &is->out->reason);
     if (pr != PROTO_OK)
         return pr;
     if (!is->caps.logindisabled) {

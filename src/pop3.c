@@ -189,7 +189,7 @@ static enum proto_result credential_reply(struct pop3_session *ps, const char *w
     if (r != PROTO_OK)
         return r;
     if (kind == POP3_REPLY_OK)
-        return PROTO_OK;
+        return proto_accept(ps->out, what);
     if (kind == POP3_REPLY_ERR)
         return refused(ps, what, line, len);
     errbuf_set(&ps->out->reason, "unexpected continuation after %s", what);
@@ -260,8 +260,10 @@ static enum proto_result try_apop(struct pop3_session *ps)
     }
     snprintf(trace, sizeof(trace), "APOP %.*s <digest redacted>", (int)ps->c->user_len,
              ps->c->user);
-    r = stream_result_to_proto(stream_sendf(ps->s, &ps->out->reason, trace, "APOP %.*s %s",
-                                            (int)ps->c->user_len, ps->c->user, digest));
+    /* The digest can be cracked offline and answered by anyone on the path: a credential. */
+    r = stream_result_to_proto(stream_send_credential(ps->s, &ps->out->reason, CRED_WHOLE, trace,
+                                                      "APOP %.*s %s", (int)ps->c->user_len,
+                                                      ps->c->user, digest));
     secret_wipe(digest, sizeof(digest));
     return r == PROTO_OK ? credential_reply(ps, "APOP") : r;
 }
@@ -300,16 +302,14 @@ static enum proto_result read_capa(struct pop3_session *ps, struct pop3_caps *ca
 static enum proto_result try_auth_plain(struct pop3_session *ps)
 {
     char b64[SASL_PLAIN_B64_MAX];
-    enum proto_result r = stream_check_cleartext(ps->s, &ps->out->reason);
+    enum proto_result r;
 
-    if (r != PROTO_OK)
-        return r;
     if (sasl_plain_encode(ps->c, b64, sizeof(b64)) == 0) {
         errbuf_set(&ps->out->reason, "credentials too long for SASL PLAIN");
         return PROTO_EIO;
     }
-    r = stream_result_to_proto(
-        stream_sendf(ps->s, &ps->out->reason, "AUTH PLAIN <redacted>", "AUTH PLAIN %s", b64));
+    r = stream_result_to_proto(stream_send_credential(
+        ps->s, &ps->out->reason, CRED_WHOLE, "AUTH PLAIN <redacted>", "AUTH PLAIN %s", b64));
     secret_wipe(b64, sizeof(b64));
     return r == PROTO_OK ? credential_reply(ps, "AUTH PLAIN") : r;
 }
@@ -353,11 +353,8 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
     enum pop3_reply kind;
     const char *line;
     size_t len;
-    enum proto_result r = stream_check_cleartext(ps->s, &ps->out->reason);
+    enum proto_result r = send_user(ps, &kind, &line, &len);
 
-    if (r != PROTO_OK)
-        return r;
-    r = send_user(ps, &kind, &line, &len);
     if (r == PROTO_EIO && may_reconnect) {
         /* Some servers drop the line after a refused APOP: start over once (RFC 1939 allows
          * it) and read the new greeting before anything else. */
@@ -366,8 +363,6 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
         stream_close(ps->s);
         ps->s = NULL;
         r = open_session(ps);
-        if (r == PROTO_OK)
-            r = stream_check_cleartext(ps->s, &ps->out->reason);
         if (r == PROTO_OK)
             r = send_user(ps, &kind, &line, &len);
     }
@@ -379,8 +374,9 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
         errbuf_set(&ps->out->reason, "unexpected continuation after USER");
         return PROTO_EPROTO;
     }
-    r = stream_result_to_proto(stream_sendf(ps->s, &ps->out->reason, "PASS <redacted>", "PASS %.*s",
-                                            (int)ps->c->password_len, ps->c->password));
+    r = stream_result_to_proto(stream_send_credential(ps->s, &ps->out->reason, CRED_WHOLE,
+                                                      "PASS <redacted>", "PASS %.*s",
+                                                      (int)ps->c->password_len, ps->c->password));
     return r == PROTO_OK ? credential_reply(ps, "PASS") : r;
 }
 

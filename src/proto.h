@@ -46,12 +46,29 @@ struct login_creds {
     size_t password_len;
 };
 
+/* How much of the credentials of the current mechanism left this client. "Credentials" is anything
+ * derived from the password: the password, the length announced for it in an IMAP literal, an
+ * APOP digest, a SASL response. The user name alone is not. Kept by the stream layer, the only
+ * place that sends credentials (stream_send_credential). */
+enum creds_progress {
+    CREDS_NONE,    /* nothing of the current mechanism's credentials was sent */
+    CREDS_PARTIAL, /* some was, not all (e.g. a literal announced and no "+" came) */
+    CREDS_ALL,     /* every byte of them was handed to the connection */
+};
+
 struct login_outcome {
     enum proto_result result;
     char address[80]; /* the address that was connected, "[::1]:143" */
     struct errbuf reason;
+    enum creds_progress creds; /* of the last mechanism tried in this attempt */
+    bool creds_sent;           /* anything credential-derived was sent during this attempt */
 };
 
 const char *proto_result_name(enum proto_result r);
+
+/* The one gate to success: a server's OK counts only when every byte of the current mechanism's
+ * credentials went out. Returns PROTO_OK, or PROTO_EPROTO with o->reason saying the server
+ * answered before it had the password (a forged or confused "yes"). what names the step. */
+enum proto_result proto_accept(struct login_outcome *o, const char *what);
 
 #endif

@@ -18,6 +18,8 @@ enum proto_result stream_result_to_proto(enum stream_result r)
     case STREAM_ETLS:
     case STREAM_ECERT:
         return PROTO_ETLS;
+    case STREAM_EINSECURE:
+        return PROTO_EINSECURE;
     case STREAM_EINVAL:
     case STREAM_ETIMEOUT:
     case STREAM_EEOF:
@@ -254,17 +256,16 @@ static enum stream_result send_bytes(struct stream *s, const char *buf, size_t l
     return from_net(r);
 }
 
-enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char *trace_text,
-                                const char *fmt, ...)
+/* Format a command, refuse it when it holds CR, LF or NUL or is too long, trace it, send it with
+ * CRLF. *partial is set once bytes may have left (a failed send may have sent some). */
+MA_PRINTF(5, 0)
+static enum stream_result send_command(struct stream *s, struct errbuf *err, const char *trace_text,
+                                       bool *partial, const char *fmt, va_list ap)
 {
     char cmd[STREAM_MAX_COMMAND + 3];
     enum stream_result r = STREAM_EINVAL;
-    va_list ap;
-    int n;
+    int n = vsnprintf(cmd, STREAM_MAX_COMMAND + 1, fmt, ap);
 
-    va_start(ap, fmt);
-    n = vsnprintf(cmd, STREAM_MAX_COMMAND + 1, fmt, ap);
-    va_end(ap);
     if (n < 0 || n > STREAM_MAX_COMMAND) {
         errbuf_set(err, "command too long");
         goto out;
@@ -279,9 +280,52 @@ enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char
           trace_text != NULL ? strlen(trace_text) : (size_t)n);
     cmd[n] = '\r';
     cmd[n + 1] = '\n';
+    *partial = true;
     r = send_bytes(s, cmd, (size_t)n + 2, err);
 out:
     secret_wipe(cmd, sizeof(cmd));
+    return r;
+}
+
+enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char *trace_text,
+                                const char *fmt, ...)
+{
+    enum stream_result r;
+    bool partial = false;
+    va_list ap;
+
+    va_start(ap, fmt);
+    r = send_command(s, err, trace_text, &partial, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+enum stream_result stream_send_credential(struct stream *s, struct errbuf *err, enum cred_part part,
+                                          const char *trace_text, const char *fmt, ...)
+{
+    struct login_outcome *o = s->outcome;
+    enum stream_result r;
+    bool partial = false;
+    va_list ap;
+
+    if (o == NULL) {
+        errbuf_set(err, "internal error: credentials on a stream not opened for a login");
+        return STREAM_EINVAL;
+    }
+    if ((part & CRED_FIRST) != 0)
+        o->creds = CREDS_NONE;
+    if (!stream_may_send_credentials(s, err))
+        return STREAM_EINSECURE;
+    va_start(ap, fmt);
+    r = send_command(s, err, trace_text, &partial, fmt, ap);
+    va_end(ap);
+    if (partial) {
+        o->creds_sent = true;
+        if (o->creds == CREDS_NONE)
+            o->creds = CREDS_PARTIAL;
+    }
+    if (r == STREAM_OK && (part & CRED_LAST) != 0)
+        o->creds = CREDS_ALL;
     return r;
 }
 
@@ -305,20 +349,21 @@ enum proto_result stream_open_login(const struct login_target *t, const struct l
     if (r != STREAM_OK)
         return stream_result_to_proto(r);
     snprintf(o->address, sizeof(o->address), "%s", (*out)->address);
+    (*out)->outcome = o;
     (*out)->secret = c->password;
     (*out)->secret_len = c->password_len;
     return PROTO_OK;
 }
 
-enum proto_result stream_check_cleartext(const struct stream *s, struct errbuf *err)
+bool stream_may_send_credentials(const struct stream *s, struct errbuf *err)
 {
     if (s->tls != NULL || s->target->allow_cleartext || net_peer_is_loopback(s->fd))
-        return PROTO_OK;
+        return true;
     errbuf_set(err,
-               "refusing to send the password in clear to %s (tls = none; set "
+               "refusing to send credentials in clear to %s (tls = none; set "
                "allow_cleartext = true to permit it)",
                s->address);
-    return PROTO_EINSECURE;
+    return false;
 }
 
 void stream_close(struct stream *s)

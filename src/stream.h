@@ -19,14 +19,23 @@
 enum stream_result {
     STREAM_OK,
     STREAM_ETIMEOUT,
-    STREAM_EEOF,     /* the server closed the connection */
-    STREAM_EIO,      /* reset, TLS error after the handshake */
-    STREAM_EPROTO,   /* line too long, NUL byte in a line */
-    STREAM_ECONNECT, /* resolve or connect failed */
-    STREAM_ETLS,     /* handshake failed (not a certificate problem) */
-    STREAM_ECERT,    /* certificate verification failed */
-    STREAM_EINVAL,   /* a command held CR/LF/NUL or was too long: nothing was sent */
-    STREAM_ESETUP,   /* out of memory, unreadable CA */
+    STREAM_EEOF,      /* the server closed the connection */
+    STREAM_EIO,       /* reset, TLS error after the handshake */
+    STREAM_EPROTO,    /* line too long, NUL byte in a line */
+    STREAM_ECONNECT,  /* resolve or connect failed */
+    STREAM_ETLS,      /* handshake failed (not a certificate problem) */
+    STREAM_ECERT,     /* certificate verification failed */
+    STREAM_EINVAL,    /* a command held CR/LF/NUL or was too long: nothing was sent */
+    STREAM_ESETUP,    /* out of memory, unreadable CA */
+    STREAM_EINSECURE, /* credentials refused by the cleartext rule: nothing was sent */
+};
+
+/* Which part of a mechanism's credentials a stream_send_credential call carries. */
+enum cred_part {
+    CRED_FIRST = 1, /* the first piece: progress starts over at CREDS_NONE for a new mechanism */
+    CRED_LAST = 2,  /* the last piece: once it is sent, progress is CREDS_ALL */
+    CRED_WHOLE = CRED_FIRST | CRED_LAST,
+    CRED_MORE = 0, /* a piece in between */
 };
 
 struct stream {
@@ -34,6 +43,7 @@ struct stream {
     struct tls_conn *tls;
     const struct login_target *target;
     const struct logger *log;
+    struct login_outcome *outcome; /* credential progress is recorded here (stream_open_login) */
     int64_t deadline_ms;
     char address[80];
     /* When set, server lines that echo this secret are redacted in traces. */
@@ -72,8 +82,18 @@ enum stream_result stream_skip(struct stream *s, size_t n, struct errbuf *err);
 enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char *trace_text,
                                 const char *fmt, ...) MA_PRINTF(4, 5);
 
-/* stream_open for a login: the result as a proto_result, the peer's address copied into o, and
- * the password armed for redaction in traces. */
+/* Send one line carrying credentials (see enum creds_progress), the only way anything derived
+ * from the password leaves the client. It first applies the cleartext rule
+ * (stream_may_send_credentials): when that forbids it, nothing is sent and STREAM_EINSECURE is
+ * returned with err saying why. Progress is recorded in the login outcome: CREDS_PARTIAL as soon
+ * as a byte may have left, CREDS_ALL after a CRED_LAST piece was sent whole. The trace shows
+ * trace_text. Otherwise as stream_sendf. */
+enum stream_result stream_send_credential(struct stream *s, struct errbuf *err, enum cred_part part,
+                                          const char *trace_text, const char *fmt, ...)
+    MA_PRINTF(5, 6);
+
+/* stream_open for a login: the result as a proto_result, the peer's address copied into o, o
+ * armed to record credential progress, and the password armed for redaction in traces. */
 enum proto_result stream_open_login(const struct login_target *t, const struct login_creds *c,
                                     int64_t deadline_ms, const struct logger *log,
                                     struct stream **out, struct login_outcome *o);
@@ -81,9 +101,9 @@ enum proto_result stream_open_login(const struct login_target *t, const struct l
 /* After a failed greeting read: on a plaintext timeout, add a hint about implicit TLS ports. */
 void stream_explain_greeting_failure(const struct stream *s, enum stream_result r,
                                      struct errbuf *err);
-/* The password may travel in clear only over TLS, to a loopback peer, or with allow_cleartext.
- * Returns PROTO_OK or PROTO_EINSECURE (err says why). */
-enum proto_result stream_check_cleartext(const struct stream *s, struct errbuf *err);
+/* The cleartext rule, for every mechanism and everything credential-derived: it may be sent only
+ * over TLS, to a loopback peer, or with allow_cleartext. False with err saying why. */
+bool stream_may_send_credentials(const struct stream *s, struct errbuf *err);
 
 void stream_close(struct stream *s);
 
