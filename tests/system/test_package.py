@@ -6,8 +6,8 @@ suite's Dovecot: once with a service file of its own (config= a test path), once
 /etc/pam.d/common-auth as `pam-auth-update --enable mailauth` wrote it. Logins run in a sandbox
 (sandbox.py) holding the service file and /etc/security/pam_mailauth.conf, so nothing but the
 package itself and pam-auth-update touch the host. Removing and purging the package must leave
-/etc/pam.d, /var/lib/pam and debconf's PAM profile list exactly as they were; the fixture puts
-them back (and reports it) if a test fails halfway.
+/etc/pam.d, /var/lib/pam and libpam-runtime's debconf records exactly as they were; the fixture
+puts them back (and reports it) if a test fails halfway.
 """
 import os
 import pathlib
@@ -29,6 +29,7 @@ ARCH_TRIPLET = "x86_64-linux-gnu"
 MODULE = "/lib/%s/security/pam_mailauth.so" % ARCH_TRIPLET
 PROFILE = "/usr/share/pam-configs/mailauth"
 STATE_DIRS = ("/etc/pam.d", "/var/lib/pam")
+DEBCONF_DB = "/var/cache/debconf/config.dat"
 # Exactly what the package ships (the probe from issue 11 part 1 will add two lines here and in
 # debian/libpam-mailauth.install: usr/sbin/mailauth-probe, usr/share/man/man8/mailauth-probe.8.gz).
 SHIPPED = {
@@ -49,13 +50,24 @@ def known_to_dpkg():
     return r.returncode == 0 and "not-installed" not in r.stdout
 
 
-def debconf_profiles():
-    r = run(["debconf-show", "libpam-runtime"])
-    return [line for line in r.stdout.splitlines() if "libpam-runtime/profiles" in line]
+def debconf_pam():
+    """libpam-runtime's records in debconf's database: the enabled profiles pam-auth-update
+    keeps, and the profile names it offers."""
+    with open(DEBCONF_DB) as f:
+        return [block for block in f.read().split("\n\n")
+                if block.startswith("Name: libpam-runtime/")]
+
+
+def debconf_set_profiles(blocks):
+    for block in blocks:
+        value = re.search(r"^Name: libpam-runtime/profiles\n(?:.*\n)*?Value: (.*)$", block, re.M)
+        if value:
+            run(["debconf-communicate", "libpam-runtime"],
+                input="set libpam-runtime/profiles %s\n" % value.group(1), stdin=None)
 
 
 def host_pam_state():
-    return {"files": snapshot(*STATE_DIRS), "debconf": debconf_profiles()}
+    return {"files": snapshot(*STATE_DIRS), "debconf": debconf_pam()}
 
 
 def auth_lines(path):
@@ -138,7 +150,7 @@ def test_profile_is_off_and_after_pam_unix():
 @pytest.fixture(scope="module")
 def install(package):
     """dpkg -i; afterwards purge, and restore /etc/pam.d and /var/lib/pam if anything is off."""
-    need("dpkg", "pam-auth-update", "debconf-show", "pamtester", "unshare")
+    need("dpkg", "pam-auth-update", "debconf-communicate", "pamtester", "unshare")
     if known_to_dpkg() or os.path.exists(PROFILE) or os.path.exists(MODULE):
         pytest.fail("%s (or its files) is already on this machine; the test installs and purges "
                     "it, and will not touch an existing installation" % PACKAGE)
@@ -161,8 +173,13 @@ def install(package):
             if os.path.lexists(saved + path):
                 shutil.copy2(saved + path, path, follow_symlinks=False)
         if before["debconf"] != after["debconf"]:
-            pytest.fail("debconf's PAM profile list changed: %s -> %s"
-                        % (before["debconf"], after["debconf"]))
+            # the enabled list back, then pam-auth-update recomputes the offered names from
+            # /usr/share/pam-configs and rewrites common-* from the restored list
+            debconf_set_profiles(before["debconf"])
+            run(["pam-auth-update", "--package"], env=NONINTERACTIVE)
+            changed.append("debconf libpam-runtime/* (%s)" % (
+                "restored" if debconf_pam() == before["debconf"] else "NOT restored"))
+            changed += snapshot_diff(before["files"], snapshot(*STATE_DIRS))
         if changed:
             pytest.fail("restored by hand after the package was purged: %s" % ", ".join(changed))
 
