@@ -41,8 +41,7 @@ SHIPPED = {
     "/usr/share/man/man5/pam_mailauth.conf.5.gz",
     "/usr/share/man/man8/pam_mailauth.8.gz",
 }
-NONINTERACTIVE = dict(os.environ, DEBIAN_FRONTEND="noninteractive",
-                      DEBCONF_NONINTERACTIVE_SEEN="true")
+NONINTERACTIVE = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
 
 
 def known_to_dpkg():
