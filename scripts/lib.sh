@@ -20,16 +20,30 @@ install_missing() {
     [ ${#missing[@]} -eq 0 ] && return 0
     say "installing: ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    # Debian's dovecot postinst may try to start the system service; that is not ours to touch.
+    # The postinst scripts of dovecot, openssh-server and apache2 start their system services
+    # through invoke-rc.d; none of them is ours to run (the tests start private instances on
+    # high ports). A policy-rc.d that refuses every start does for the length of the install,
+    # unless the machine already has one (containers do), which is then left as it is.
+    local policy=/usr/sbin/policy-rc.d added_policy=0 rc
+    if [ ! -e "$policy" ]; then
+        as_root sh -c "printf '#!/bin/sh\nexit 101\n' >$policy && chmod 0755 $policy" &&
+            added_policy=1
+    fi
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" </dev/null
+    rc=$?
+    [ "$added_policy" -eq 0 ] || as_root rm -f "$policy"
+    return $rc
 }
 
 BUILD_PACKAGES=(gcc libc6-dev pkgconf meson ninja-build libpam0g-dev libssl-dev libconfuse-dev)
 RUN_PACKAGES=(pamtester libpam-wrapper dovecot-imapd dovecot-pop3d python3 python3-cryptography
               ca-certificates)
+# The system suite: the Debian package (build and lint), real sshd and Apache clients.
+SYSTEM_PACKAGES=(build-essential debhelper dpkg-dev lintian openssh-server openssh-client sshpass
+                 apache2 libapache2-mod-authnz-pam)
 TEST_PACKAGES=(python3-pytest clang libclang-rt-14-dev valgrind man-db groff-base clang-format
-               git)
+               git "${SYSTEM_PACKAGES[@]}")
 
 # build DIR [meson options...]: configure (once) and compile.
 build() {

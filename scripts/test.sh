@@ -6,7 +6,8 @@
 #   3. gcc ASan+UBSan build: the same tests;
 #   4. every integration case again with pamtester under valgrind memcheck;
 #   5. clang ThreadSanitizer build: the 32-thread test;
-#   6. each libFuzzer target for FUZZ_SECONDS (default 30) from the committed corpus.
+#   6. each libFuzzer target for FUZZ_SECONDS (default 30) from the committed corpus;
+#   and, with the gcc build, the system suite (root): the Debian package, real sshd and Apache.
 # Ends with one line "tests: N passed, N failed" (N counts every run of every check).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -23,6 +24,10 @@ stage "1/6 gcc -Werror: unit, integration, install"
 build build -Dwerror=true || exit 1
 meson test -C build --no-rebuild --print-errorlogs --logbase quick || status=1
 cp build/meson-logs/quick.json "$logs/"
+
+stage "system: Debian package, sshd, Apache, pam_faillock (root; leaves the machine as found)"
+meson test -C build --no-rebuild --print-errorlogs --suite system --logbase system || status=1
+cp build/meson-logs/system.json "$logs/"
 
 stage "2/6 clang -Werror build"
 if CC=clang build build-clang -Dwerror=true; then
