@@ -202,14 +202,15 @@ static bool poll_once(ares_channel ch, int64_t deadline_ms)
     struct timeval max_tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
     struct timeval tv;
     struct timeval *next = ares_timeout(ch, &max_tv, &tv);
-    int mask = ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
+    /* Unsigned: c-ares's ARES_GETSOCK_WRITABLE shifts a signed 1 into the sign bit. */
+    unsigned mask = (unsigned)ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
     int wait_ms = (int)(next->tv_sec * 1000 + (next->tv_usec + 999) / 1000);
     nfds_t n = 0;
     int rc;
 
     for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-        short ev = (short)((ARES_GETSOCK_READABLE(mask, i) ? POLLIN : 0) |
-                           (ARES_GETSOCK_WRITABLE(mask, i) ? POLLOUT : 0));
+        short ev = (short)((mask & (1u << i) ? POLLIN : 0) |
+                           (mask & (1u << (i + ARES_GETSOCK_MAXNUM)) ? POLLOUT : 0));
         if (ev != 0)
             pfd[n++] = (struct pollfd){.fd = socks[i], .events = ev};
     }
