@@ -276,8 +276,13 @@ enum net_result net_race_run(struct net_race *r, int64_t deadline_ms, struct net
         int64_t now = clock_now_ms();
 
         expire_attempts(r, now, err);
-        if (now >= deadline_ms)
-            return r->n_live > 0 || r->next_cand < r->n_cands ? NET_ETIMEOUT : NET_ECONNECT;
+        if (now >= deadline_ms) {
+            if (r->next_cand == r->n_cands)
+                return NET_ECONNECT; /* every candidate was tried and failed */
+            if (err != NULL && err->text[0] == '\0')
+                errbuf_set(err, "no time left to connect before the deadline");
+            return NET_ETIMEOUT;
+        }
         if ((r->n_live == 0 || now >= r->next_start_ms) && r->n_live < NET_RACE_MAX &&
             start_next(r, deadline_ms, err))
             continue; /* recheck at once: it may have failed already */
