@@ -14,8 +14,8 @@ network test that did not run must not count as passed.
 import math
 import os
 import re
-import shlex
 import socket
+import sys
 
 import pytest
 
@@ -53,17 +53,34 @@ def imap_accepting():
     return script
 
 
+# Runs inside the private mount namespace: bind-mount each (file, target) pair given as
+# arguments up to "--", then run the rest as a child and exit with its status.
+IN_NAMESPACE = """
+import subprocess, sys
+args = sys.argv[1:]
+cut = args.index("--")
+for source, target in zip(args[0:cut:2], args[1:cut:2]):
+    subprocess.run(["mount", "--bind", source, target], check=True)
+sys.exit(subprocess.call(args[cut + 1:]))
+"""
+
+
 def private_files(tmp_path, hosts_text, resolv_text=None):
     """A command prefix that runs in a private mount namespace whose /etc/hosts (and
-    /etc/resolv.conf when given) are ours; the system's files are untouched."""
+    /etc/resolv.conf when given) are ours; the system's files are untouched.
+
+    Nothing in it exec()s another program and nothing leaves through _exit(): pam_wrapper,
+    preloaded into every process of the command, copies the service dir to /tmp/pam.X when a
+    process starts and removes it only when that process exits normally (an exec, or dash's
+    _exit, would leave the copy behind). unshare --fork and python wait for their child."""
     hosts_file = tmp_path / "hosts"
     hosts_file.write_text(hosts_text)
-    script = "mount --bind %s /etc/hosts" % shlex.quote(str(hosts_file))
+    binds = [str(hosts_file), "/etc/hosts"]
     if resolv_text is not None:
         resolv_file = tmp_path / "resolv.conf"
         resolv_file.write_text(resolv_text)
-        script += " && mount --bind %s /etc/resolv.conf" % shlex.quote(str(resolv_file))
-    return ["unshare", "-m", "sh", "-c", script + ' && exec "$@"', "sh"]
+        binds += [str(resolv_file), "/etc/resolv.conf"]
+    return ["unshare", "-m", "--fork", sys.executable, "-c", IN_NAMESPACE] + binds + ["--"]
 
 
 def use_private_files(pam, prefix):
