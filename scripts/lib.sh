@@ -36,14 +36,15 @@ install_missing() {
     return $rc
 }
 
-BUILD_PACKAGES=(gcc libc6-dev pkgconf meson ninja-build libpam0g-dev libssl-dev libconfuse-dev)
+BUILD_PACKAGES=(gcc libc6-dev pkgconf meson ninja-build libpam0g-dev libssl-dev libconfuse-dev
+                libc-ares-dev)
 RUN_PACKAGES=(pamtester libpam-wrapper dovecot-imapd dovecot-pop3d python3 python3-cryptography
               ca-certificates)
 # The system suite: the Debian package (build and lint), real sshd and Apache clients.
 SYSTEM_PACKAGES=(build-essential debhelper dpkg-dev lintian openssh-server openssh-client sshpass
                  apache2 libapache2-mod-authnz-pam)
 TEST_PACKAGES=(python3-pytest clang libclang-rt-14-dev valgrind man-db groff-base clang-format
-               git "${SYSTEM_PACKAGES[@]}")
+               git iproute2 util-linux "${SYSTEM_PACKAGES[@]}")
 
 # build DIR [meson options...]: configure (once) and compile.
 build() {

@@ -7,9 +7,12 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "resolve.h"
 
 const char *net_result_name(enum net_result r)
 {
@@ -70,84 +73,268 @@ static void format_addr(const struct sockaddr *sa, char *out, size_t cap)
     snprintf(out, cap, "%s:%u", ip, port);
 }
 
-/* Connect one address. NET_OK, NET_ECONNECT or NET_ETIMEOUT; err says why. */
-static enum net_result connect_one(const struct addrinfo *ai, int64_t deadline_ms, int *fd_out,
-                                   struct errbuf *err, const char *addr, int timeout_ms)
+/* ---- the race ---- */
+
+struct race_candidate {
+    struct sockaddr_storage sa;
+    socklen_t len;
+    int connect_timeout_ms;
+    unsigned tag;
+};
+
+struct race_attempt {
+    int fd;
+    size_t cand;         /* index into candidates */
+    int64_t started_ms;  /* the clock reading that set deadline_ms */
+    int64_t deadline_ms; /* its own connect timeout, capped by the race's deadline */
+    char addr[80];
+};
+
+struct net_race {
+    int stagger_ms;
+    net_race_feed_fn feed;
+    void *feed_arg;
+    const struct logger *log;
+    size_t n_cands, next_cand; /* candidates [next_cand, n_cands) have not started */
+    size_t n_live;
+    int64_t next_start_ms; /* when the next candidate starts if nothing connects before */
+    struct race_candidate cands[NET_RACE_MAX];
+    struct race_attempt live[NET_RACE_MAX];
+};
+
+struct net_race *net_race_new(int stagger_ms, net_race_feed_fn feed, void *feed_arg,
+                              const struct logger *log)
+{
+    struct net_race *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    r->stagger_ms = stagger_ms;
+    r->feed = feed;
+    r->feed_arg = feed_arg;
+    r->log = log;
+    return r;
+}
+
+bool net_race_add(struct net_race *r, const struct sockaddr *sa, socklen_t len,
+                  int connect_timeout_ms, unsigned tag)
+{
+    struct race_candidate *c;
+
+    if (r->n_cands == NET_RACE_MAX || len > sizeof(c->sa))
+        return false;
+    c = &r->cands[r->n_cands++];
+    memcpy(&c->sa, sa, len);
+    c->len = len;
+    c->connect_timeout_ms = connect_timeout_ms;
+    c->tag = tag;
+    return true;
+}
+
+static void drop_attempt(struct net_race *r, size_t i)
+{
+    close(r->live[i].fd);
+    r->live[i] = r->live[--r->n_live];
+}
+
+/* An attempt failed: remember why, log it, and let the next candidate start at once. */
+static void attempt_failed(struct net_race *r, size_t i, struct errbuf *err, const char *why)
+{
+    errbuf_set(err, "connect to %s: %s", r->live[i].addr, why);
+    log_debug(r->log, "%s", err->text);
+    drop_attempt(r, i);
+    r->next_start_ms = 0;
+}
+
+/* Start the next queued candidate (asking the feeder for more when the queue is empty). False
+ * when there is none. A candidate that fails at once is logged and counts as started. */
+static bool start_next(struct net_race *r, int64_t deadline_ms, struct errbuf *err)
 {
     char ebuf[128];
-    int soerr = 0;
-    socklen_t slen = sizeof(soerr);
-    int one = 1;
-    enum net_result res;
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+    struct race_attempt *a;
+    const struct race_candidate *c;
+    size_t before = r->n_cands;
 
-    if (fd < 0) {
+    if (r->next_cand == r->n_cands && r->feed != NULL) {
+        r->feed(r->feed_arg, r);
+        if (r->n_cands == before)
+            r->feed = NULL; /* it has nothing more */
+    }
+    if (r->next_cand == r->n_cands)
+        return false;
+    c = &r->cands[r->next_cand];
+    a = &r->live[r->n_live];
+    a->cand = r->next_cand++;
+    format_addr((const struct sockaddr *)&c->sa, a->addr, sizeof(a->addr));
+    a->started_ms = clock_now_ms();
+    a->deadline_ms = deadline_min(a->started_ms + c->connect_timeout_ms, deadline_ms);
+    r->next_start_ms = a->started_ms + r->stagger_ms;
+    a->fd = socket(c->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (a->fd < 0) {
         errbuf_set(err, "socket: %s", errno_text(errno, ebuf, sizeof(ebuf)));
-        return NET_ECONNECT;
+        r->next_start_ms = 0;
+        return true;
     }
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
-        errbuf_set(err, "connect to %s: %s", addr, errno_text(errno, ebuf, sizeof(ebuf)));
-        res = NET_ECONNECT;
-        goto out;
-    }
-    res = net_wait(fd, POLLOUT, deadline_ms);
-    if (res == NET_ETIMEOUT) {
-        errbuf_set(err, "connect to %s: connect timeout after %g s", addr, timeout_ms / 1000.0);
-        goto out;
-    }
-    if (res != NET_OK || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0 || soerr != 0) {
-        errbuf_set(err, "connect to %s: %s", addr,
-                   errno_text(soerr != 0 ? soerr : errno, ebuf, sizeof(ebuf)));
-        res = NET_ECONNECT;
-        goto out;
-    }
+    r->n_live++;
+    if (connect(a->fd, (const struct sockaddr *)&c->sa, c->len) != 0 && errno != EINPROGRESS)
+        attempt_failed(r, r->n_live - 1, err, errno_text(errno, ebuf, sizeof(ebuf)));
+    return true;
+}
+
+/* Hand attempt i over as the winner. */
+static void attempt_won(struct net_race *r, size_t i, struct net_race_winner *w)
+{
+    int one = 1;
+
     /* Commands are small and each waits for an answer: do not let Nagle delay them. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    *fd_out = fd;
-    return NET_OK;
-out:
-    close(fd);
-    return res;
+    setsockopt(r->live[i].fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    w->fd = r->live[i].fd;
+    w->tag = r->cands[r->live[i].cand].tag;
+    snprintf(w->addr, sizeof(w->addr), "%s", r->live[i].addr);
+    r->live[i] = r->live[--r->n_live];
+}
+
+/* Fail every attempt whose own connect timeout has passed. */
+static void expire_attempts(struct net_race *r, int64_t now, struct errbuf *err)
+{
+    char why[64];
+
+    for (size_t i = r->n_live; i-- > 0;) {
+        const struct race_attempt *a = &r->live[i];
+        if (a->deadline_ms > now)
+            continue;
+        snprintf(why, sizeof(why), "connect timeout after %g s",
+                 (double)(a->deadline_ms - a->started_ms) / 1000.0);
+        attempt_failed(r, i, err, why);
+    }
+}
+
+/* How long poll may sleep: until the deadline, the earliest attempt timeout, or the next start
+ * when a candidate (or the feeder) is waiting. */
+static int poll_budget(const struct net_race *r, int64_t now, int64_t deadline_ms)
+{
+    int64_t until = deadline_ms;
+
+    for (size_t i = 0; i < r->n_live; i++)
+        until = deadline_min(until, r->live[i].deadline_ms);
+    if (r->next_cand < r->n_cands || r->feed != NULL)
+        until = deadline_min(until, r->next_start_ms);
+    return until <= now ? 0 : (int)deadline_min(until - now, INT32_MAX);
+}
+
+/* Poll the attempts once. NET_OK with *w filled when one connected, else NET_ECONNECT (go on).
+ * Among several connected at once the earliest started wins. */
+static enum net_result poll_attempts(struct net_race *r, int wait_ms, struct net_race_winner *w,
+                                     struct errbuf *err)
+{
+    struct pollfd pfd[NET_RACE_MAX];
+    int failed[NET_RACE_MAX] = {0};
+    char ebuf[128];
+    int won_fd = -1;
+    int64_t won_started = 0;
+
+    for (size_t i = 0; i < r->n_live; i++)
+        pfd[i] = (struct pollfd){.fd = r->live[i].fd, .events = POLLOUT};
+    if (poll(pfd, r->n_live, wait_ms) <= 0)
+        return NET_ECONNECT; /* a timer fired, or EINTR: the caller's loop rechecks */
+    for (size_t i = 0; i < r->n_live; i++) {
+        int soerr = 0;
+        socklen_t slen = sizeof(soerr);
+
+        if (pfd[i].revents == 0)
+            continue;
+        if (getsockopt(pfd[i].fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0)
+            soerr = errno;
+        if (soerr == 0 && (pfd[i].revents & POLLOUT) != 0) {
+            if (won_fd < 0 || r->live[i].started_ms < won_started) {
+                won_fd = pfd[i].fd;
+                won_started = r->live[i].started_ms;
+            }
+        } else {
+            failed[i] = soerr != 0 ? soerr : ECONNREFUSED;
+        }
+    }
+    /* Backwards: removing attempt i moves the last one, already looked at, into its place. */
+    for (size_t i = r->n_live; i-- > 0;) {
+        if (failed[i] != 0)
+            attempt_failed(r, i, err, errno_text(failed[i], ebuf, sizeof(ebuf)));
+    }
+    for (size_t i = 0; i < r->n_live && won_fd >= 0; i++) {
+        if (r->live[i].fd == won_fd) {
+            attempt_won(r, i, w);
+            return NET_OK;
+        }
+    }
+    return NET_ECONNECT;
+}
+
+enum net_result net_race_run(struct net_race *r, int64_t deadline_ms, struct net_race_winner *w,
+                             struct errbuf *err)
+{
+    w->fd = -1;
+    for (;;) {
+        int64_t now = clock_now_ms();
+
+        expire_attempts(r, now, err);
+        if (now >= deadline_ms) {
+            if (r->next_cand == r->n_cands)
+                return NET_ECONNECT; /* every candidate was tried and failed */
+            if (err != NULL && err->text[0] == '\0')
+                errbuf_set(err, "no time left to connect before the deadline");
+            return NET_ETIMEOUT;
+        }
+        if ((r->n_live == 0 || now >= r->next_start_ms) && r->n_live < NET_RACE_MAX &&
+            start_next(r, deadline_ms, err))
+            continue; /* recheck at once: it may have failed already */
+        if (r->n_live == 0)
+            return NET_ECONNECT;
+        if (poll_attempts(r, poll_budget(r, now, deadline_ms), w, err) == NET_OK)
+            return NET_OK;
+    }
+}
+
+void net_race_free(struct net_race *r)
+{
+    if (r == NULL)
+        return;
+    while (r->n_live > 0) {
+        log_debug(r->log, "connect to %s: abandoned, another address connected first",
+                  r->live[r->n_live - 1].addr);
+        drop_attempt(r, r->n_live - 1);
+    }
+    free(r);
 }
 
 enum net_result net_connect(const char *host, unsigned port, int connect_timeout_ms,
                             int64_t deadline_ms, const struct logger *log, int *fd_out, char *addr,
                             size_t addr_cap, struct errbuf *err)
 {
-    /* No AI_ADDRCONFIG: it hides ::1 on hosts with only loopback IPv6, and an address family
-     * without a route fails at once (ENETUNREACH) before the next address is tried. */
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
+    struct resolve_list *list = malloc(sizeof(*list));
+    struct net_race *race = net_race_new(NET_STAGGER_MS, NULL, NULL, log);
+    struct net_race_winner w = {.fd = -1};
     enum net_result nr = NET_ECONNECT;
-    char service[8];
-    int rc;
 
     *fd_out = -1;
     snprintf(addr, addr_cap, "%s:%u", host, port);
-    snprintf(service, sizeof(service), "%u", port);
-    /* getaddrinfo has no deadline of its own: it is bounded by resolv.conf's timeout/attempts. */
-    rc = getaddrinfo(host, service, &hints, &res);
-    if (rc != 0) {
-        errbuf_set(err, "cannot resolve %s: %s", host, gai_strerror(rc));
-        return NET_ERESOLVE;
+    if (list == NULL || race == NULL) {
+        errbuf_set(err, "out of memory");
+        goto out;
     }
-    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        int64_t start = clock_now_ms();
-        /* one clock reading sets both the attempt's deadline and the budget reported */
-        int64_t attempt_deadline = deadline_min(start + connect_timeout_ms, deadline_ms);
-
-        if (attempt_deadline <= start) {
-            nr = NET_ETIMEOUT;
-            break;
-        }
-        format_addr(ai->ai_addr, addr, addr_cap);
-        nr = connect_one(ai, attempt_deadline, fd_out, err, addr, (int)(attempt_deadline - start));
-        if (nr == NET_OK)
-            break;
-        log_debug(log, "%s", err->text);
+    if (resolve_host(host, port, deadline_ms, list, err) != RESOLVE_OK) {
+        nr = NET_ERESOLVE;
+        goto out;
     }
-    freeaddrinfo(res);
+    for (size_t i = 0; i < list->n; i++)
+        net_race_add(race, (const struct sockaddr *)&list->addrs[i].sa, list->addrs[i].len,
+                     connect_timeout_ms, (unsigned)i);
+    nr = net_race_run(race, deadline_ms, &w, err);
+    if (nr == NET_OK) {
+        *fd_out = w.fd;
+        snprintf(addr, addr_cap, "%s", w.addr);
+    }
+out:
+    net_race_free(race);
+    free(list);
     return nr;
 }
 

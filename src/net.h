@@ -1,6 +1,7 @@
 /* Sockets with deadlines: every wait is a poll() bounded by an absolute CLOCK_MONOTONIC deadline.
  * Sockets are non-blocking and close-on-exec; sends use MSG_NOSIGNAL so a peer reset never
- * raises SIGPIPE in the host process. */
+ * raises SIGPIPE in the host process. Connects are staggered in the spirit of RFC 8305 (Happy
+ * Eyeballs): see net_race below. */
 #ifndef MAILAUTH_NET_H
 #define MAILAUTH_NET_H
 
@@ -8,8 +9,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
 #include "log.h"
 #include "util.h"
+
+/* How long an attempt may go unanswered before the next candidate starts (RFC 8305's
+ * "Connection Attempt Delay", 250 ms recommended). */
+#define NET_STAGGER_MS 250
+/* Candidates one race can hold (all addresses of all hosts a walk may feed it). */
+#define NET_RACE_MAX 64
 
 enum net_result {
     NET_OK,
@@ -20,13 +29,54 @@ enum net_result {
     NET_EEOF,     /* the peer closed the connection */
 };
 
-/* Resolve host and connect to each address in turn (IPv6 and IPv4, resolver order) until one
- * accepts. Each address gets connect_timeout_ms, and none may run past deadline_ms.
- * On NET_OK *fd_out is a connected non-blocking socket and addr (cap bytes) names the peer.
+/* Resolve host (resolve.c: a literal skips DNS, a name must resolve before deadline_ms) and race
+ * its addresses (net_race, NET_STAGGER_MS apart, IPv6 and IPv4 alternating). Each address gets
+ * connect_timeout_ms, and none may run past deadline_ms. On NET_OK *fd_out is a connected
+ * non-blocking socket, addr (cap bytes) names the peer, and every other attempt is closed.
  * Returns NET_OK, NET_ERESOLVE, NET_ECONNECT or NET_ETIMEOUT; err says why. */
 enum net_result net_connect(const char *host, unsigned port, int connect_timeout_ms,
                             int64_t deadline_ms, const struct logger *log, int *fd_out, char *addr,
                             size_t addr_cap, struct errbuf *err);
+
+/* ---- a race of connection attempts ----
+ * Candidates start in the order they were added: the first at once, each next one when the
+ * attempts in flight have not connected within the stagger, or at once when an attempt fails.
+ * Attempts started earlier keep trying; the first connection established wins. Each attempt
+ * has its own connect timeout, and nothing runs past the caller's deadline. The winner is handed
+ * over before anything is sent on it; the others stay in flight until net_race_run is called
+ * again (the caller's first choice failed later, e.g. in TLS) or net_race_free closes them.
+ * The tag says which host or server a candidate belongs to, so a server walk can feed one race
+ * with the addresses of several hosts and servers and know who won. */
+struct net_race;
+
+/* Called when the race wants to start another attempt and its queue is empty; it may queue more
+ * candidates with net_race_add (say, the next host's addresses). Once it queues nothing it is
+ * not called again. */
+typedef void (*net_race_feed_fn)(void *arg, struct net_race *race);
+
+struct net_race_winner {
+    int fd;        /* connected, non-blocking, close-on-exec, TCP_NODELAY; the caller owns it */
+    unsigned tag;  /* as given to net_race_add */
+    char addr[80]; /* "[2001:db8::1]:993" or "192.0.2.1:993" */
+};
+
+/* NULL when out of memory. feed may be NULL. log gets one debug line per failed or abandoned
+ * attempt. */
+struct net_race *net_race_new(int stagger_ms, net_race_feed_fn feed, void *feed_arg,
+                              const struct logger *log);
+
+/* Queue a candidate address. False when the race is full (NET_RACE_MAX) or len is too big. */
+bool net_race_add(struct net_race *race, const struct sockaddr *sa, socklen_t len,
+                  int connect_timeout_ms, unsigned tag);
+
+/* Run until a connection is established (NET_OK, *w filled), every candidate has failed
+ * (NET_ECONNECT) or deadline_ms passed with candidates left (NET_ETIMEOUT); err holds the last
+ * failure in words ("connect to 192.0.2.1:993: Connection refused"). */
+enum net_result net_race_run(struct net_race *race, int64_t deadline_ms, struct net_race_winner *w,
+                             struct errbuf *err);
+
+/* Close every attempt still in flight (logged as abandoned) and free the race. NULL is fine. */
+void net_race_free(struct net_race *race);
 
 /* Wait until fd is ready for events (POLLIN/POLLOUT). NET_OK, NET_ETIMEOUT or NET_EIO. */
 enum net_result net_wait(int fd, short events, int64_t deadline_ms);

@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 
 #include "net.h"
+#include "tls_cache.h"
 
 struct tls_conn {
     SSL *ssl;
@@ -145,12 +146,10 @@ static enum tls_result load_trust(SSL_CTX *ctx, const struct tls_options *opt, s
 
     if (opt->ca_file == NULL && opt->ca_dir == NULL) {
         /* The system store. OpenSSL's default loads the whole bundle file (on Debian 144
-         * certificates, about 19 ms of CPU) for every context, that is for every login; the
+         * certificates, about 19 ms of CPU) for every context it builds; the
          * hashed directory is searched lazily for the one issuer needed. Use it when there is
          * one; SSL_CERT_DIR overrides its place as it does for OpenSSL itself. */
-        const char *dir = secure_getenv(X509_get_default_cert_dir_env());
-        if (dir == NULL)
-            dir = X509_get_default_cert_dir();
+        const char *dir = tls_system_cert_dir();
         if (dir_has_hash_links(dir) && SSL_CTX_load_verify_dir(ctx, dir) == 1)
             return TLS_OK;
         if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
@@ -168,6 +167,7 @@ static enum tls_result load_trust(SSL_CTX *ctx, const struct tls_options *opt, s
     return TLS_OK;
 }
 
+/* A fresh context for opt; tls_cache.c calls it when it has none for these trust settings. */
 static SSL_CTX *new_context(const struct tls_options *opt, struct errbuf *err)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -187,6 +187,11 @@ static SSL_CTX *new_context(const struct tls_options *opt, struct errbuf *err)
     return ctx;
 }
 
+SSL_CTX *tls_context_get(const struct tls_options *opt, struct errbuf *err)
+{
+    return tls_cache_get(opt, new_context, err);
+}
+
 static bool set_peer_name(SSL *ssl, const char *host, bool verify)
 {
     if (net_host_is_ip_literal(host))
@@ -200,7 +205,7 @@ static bool set_peer_name(SSL *ssl, const char *host, bool verify)
 static enum tls_result new_session(int fd, const char *host, const struct tls_options *opt,
                                    struct tls_conn *t, struct errbuf *err)
 {
-    SSL_CTX *ctx = new_context(opt, err);
+    SSL_CTX *ctx = tls_context_get(opt, err);
     BIO *bio;
 
     if (ctx == NULL)

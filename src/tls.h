@@ -27,6 +27,12 @@ struct tls_options {
 };
 
 struct tls_conn;
+struct ssl_ctx_st;
+
+/* The client context for opt, from the process-wide cache (tls_cache.c): a new reference that
+ * the caller releases with SSL_CTX_free. NULL when it cannot be built (err says why, e.g. an
+ * unreadable CA file). tls_connect uses it; tests call it to check what is shared. */
+struct ssl_ctx_st *tls_context_get(const struct tls_options *opt, struct errbuf *err);
 
 /* Run a client handshake on fd for host. On TLS_OK *out owns the session (not the fd).
  * Returns any tls_result but TLS_EEOF may also be reported as TLS_EHANDSHAKE; err says why. */

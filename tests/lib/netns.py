@@ -6,7 +6,15 @@ test suite itself (needs CAP_NET_ADMIN, i.e. root in CI).
         with FakeServer(script, sock=sock) as fake: ...
         ns.black_hole()                       # an address whose frames vanish: no RST, no ICMP
 
-Addresses come from 198.18.0.0/15 (RFC 2544, benchmarking). Every instance takes its own /24 and
+    with NetNs(ipv6=True) as ns:              # also 2001:db8:0:N::1 here, 2001:db8:0:N::2 inside
+        ns.listen(family=socket.AF_INET6)     # on ns.inner6
+        ns.black_hole6()                      # an IPv6 address whose frames vanish
+        ns.listen(type=socket.SOCK_DGRAM, port=53)   # a UDP socket inside (a silent nameserver)
+
+Addresses come from 198.18.0.0/15 (RFC 2544, benchmarking) and 2001:db8::/32 (RFC 3849,
+documentation). Not 2001:2::/48, the IPv6 benchmarking range: it lies inside 2001::/32, which
+RFC 6724's address selection ranks as Teredo, below IPv4, so a resolver would never put such an
+address first. IPv6 addresses are added without duplicate address detection, usable at once. Every instance takes its own /24 and
 interface names derived from the pid and a counter, so parallel runs never collide. Nothing is
 left behind: __exit__ deletes the veth pair (which removes the neighbour entries) and the
 namespace.
@@ -39,7 +47,7 @@ def _ip(*args):
 
 
 class NetNs:
-    def __init__(self):
+    def __init__(self, ipv6=False):
         n = next(_counter)
         tag = "%d%d" % (os.getpid() % 100000, n)
         self.name = "mat" + tag
@@ -50,6 +58,10 @@ class NetNs:
         self.prefix = "198.%d.%d" % (18 + subnet // 256, subnet % 256)
         self.outer = self.prefix + ".1"
         self.inner = self.prefix + ".2"
+        self.ipv6 = ipv6
+        self.prefix6 = "2001:db8:0:%x:" % subnet
+        self.outer6 = self.prefix6 + ":1"
+        self.inner6 = self.prefix6 + ":2"
         self.created = False
 
     def __enter__(self):
@@ -63,6 +75,10 @@ class NetNs:
             self.run(["ip", "addr", "add", self.inner + "/24", "dev", self.inner_if])
             self.run(["ip", "link", "set", self.inner_if, "up"])
             self.run(["ip", "link", "set", "lo", "up"])
+            if self.ipv6:
+                _ip("-6", "addr", "add", self.outer6 + "/64", "dev", self.outer_if, "nodad")
+                self.run(["ip", "-6", "addr", "add", self.inner6 + "/64", "dev", self.inner_if,
+                          "nodad"])
         except Exception:
             self.__exit__()
             raise
@@ -90,9 +106,18 @@ class NetNs:
             "nud", "permanent")
         return addr
 
-    def listen(self, port=0, family=socket.AF_INET, addr=None, backlog=16):
-        """A listening TCP socket bound inside the namespace (to self.inner by default). A socket
-        keeps the namespace it was created in, so the caller may accept() on it from anywhere."""
+    def black_hole6(self, last=9):
+        """black_hole() for IPv6 (needs ipv6=True): 2001:db8:0:N::LAST."""
+        addr = "%s:%x" % (self.prefix6, last)
+        _ip("-6", "neigh", "add", addr, "lladdr", "02:00:5e:00:53:99", "dev", self.outer_if,
+            "nud", "permanent")
+        return addr
+
+    def listen(self, port=0, family=socket.AF_INET, addr=None, backlog=16,
+               type=socket.SOCK_STREAM):
+        """A listening TCP socket bound inside the namespace (to self.inner, or self.inner6 for
+        AF_INET6, by default), or with type=SOCK_DGRAM a bound UDP socket. A socket keeps the
+        namespace it was created in, so the caller may use it from anywhere."""
         result = {}
 
         def make():
@@ -103,10 +128,12 @@ class NetNs:
                         raise OSError(ctypes.get_errno(), "setns")
                 finally:
                     os.close(fd)
-                s = socket.socket(family, socket.SOCK_STREAM)
+                s = socket.socket(family, type)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((addr or self.inner, port))
-                s.listen(backlog)
+                default = self.inner6 if family == socket.AF_INET6 else self.inner
+                s.bind((addr or default, port))
+                if type == socket.SOCK_STREAM:
+                    s.listen(backlog)
                 result["sock"] = s
             except Exception as e:  # noqa: BLE001 - re-raised in the caller's thread
                 result["error"] = e

@@ -1,0 +1,318 @@
+/* The process-wide cache of client TLS contexts.
+ *
+ * Why: building a context and loading its trust anchors costs more CPU than the rest of a TLS
+ * login (SSL_CTX_new alone is about 1.3 M instructions in OpenSSL 3.0; a CA bundle about 19 ms).
+ * Resident processes (Apache workers, sssd-like daemons, a driver running many PAM handles)
+ * would pay it for every login. This is the one piece of mutable process-wide state the module
+ * keeps, as DEVELOPERS.md allows, and it is built so that it can never serve stale trust:
+ *
+ * - Key: verify on/off, ca_file, ca_dir, and for the system store the directory and file OpenSSL
+ *   would use (after SSL_CERT_DIR/SSL_CERT_FILE), plus the identity of every one of those paths
+ *   as stat() sees it now: device, inode, size, mtime and ctime (nanoseconds). A CA file replaced
+ *   (rename over it, new inode) or rewritten in place (new size, mtime, ctime) changes the key;
+ *   so does a hash link added to or removed from a CA directory (the directory's mtime/ctime).
+ *   The next login builds a new context and it replaces the stale one. A certificate rewritten
+ *   in place *behind* an existing hash link of a directory is not seen (the directory does not
+ *   change); `openssl rehash` and update-ca-certificates recreate the links, which is seen.
+ *   Identities are read before the context is built, so a file changed in between is at worst
+ *   loaded twice, never cached under the identity of newer content than it holds.
+ *   verify = false is part of the key: such a context, which holds no trust anchors and does
+ *   not verify, is never handed to a server with verify = true, and the other way round.
+ *   A colon-separated SSL_CERT_DIR list is not cached (its members are not tracked).
+ * - Threads: one mutex guards the table; it is held only to look up or store an entry, never
+ *   while reading files or building a context. A context is shared as a new reference
+ *   (SSL_CTX_up_ref); SSL_new on a shared, no longer modified SSL_CTX is thread-safe in
+ *   OpenSSL 3. Evicting or replacing an entry drops only the cache's reference.
+ * - Fork: a child never touches its parent's table or mutex (another parent thread may have
+ *   held the lock, or been inside OpenSSL with one of the context's locks, at the moment of the
+ *   fork). The table records the pid that made it; a process that finds another pid's table
+ *   makes a fresh one and leaves the inherited one untouched (kept reachable, never freed). A
+ *   pthread_atfork child handler (registered once, no prepare handler, so forks never wait for
+ *   the module) marks the inherited table as foreign, which also covers a child whose pid
+ *   happens to equal a former parent's.
+ * - Global OpenSSL state is never touched: no init or cleanup calls, no global settings.
+ * - dlclose: the module is linked -z nodelete, so the table lives as long as the process. The
+ *   static library (tests, tools) keeps it until exit; it is never freed, and stays reachable.
+ */
+#include "tls_cache.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/x509.h>
+
+enum { STAMP_CA_FILE, STAMP_CA_DIR, STAMP_SYS_DIR, STAMP_SYS_FILE, STAMP_COUNT };
+
+struct file_stamp {
+    bool present;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    struct timespec ctime;
+};
+
+/* The trust settings a context was built from. Strings are owned in table entries and borrowed
+ * in a probe. */
+struct cache_key {
+    bool verify;
+    const char *paths[STAMP_COUNT]; /* NULL where not used */
+    struct file_stamp stamps[STAMP_COUNT];
+};
+
+struct cache_entry {
+    bool used;
+    uint64_t last_used;
+    struct cache_key key;
+    SSL_CTX *ctx; /* the cache's own reference */
+};
+
+struct cache_state {
+    pid_t pid; /* the process that made this table; read and written atomically */
+    pthread_mutex_t lock;
+    uint64_t tick;
+    struct cache_entry slots[TLS_CACHE_SLOTS];
+    struct cache_state *inherited; /* a parent's table: kept reachable, never used */
+};
+
+static struct cache_state *current_state; /* accessed only with __atomic builtins */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+const char *tls_system_cert_dir(void)
+{
+    const char *dir = secure_getenv(X509_get_default_cert_dir_env());
+
+    return dir != NULL ? dir : X509_get_default_cert_dir();
+}
+
+const char *tls_system_cert_file(void)
+{
+    const char *file = secure_getenv(X509_get_default_cert_file_env());
+
+    return file != NULL ? file : X509_get_default_cert_file();
+}
+
+/* ---- the table of this process ---- */
+
+static void mark_inherited_table(void)
+{
+    struct cache_state *s = __atomic_load_n(&current_state, __ATOMIC_ACQUIRE);
+
+    /* In the child right after fork: only this thread exists. */
+    if (s != NULL)
+        __atomic_store_n(&s->pid, (pid_t)0, __ATOMIC_RELEASE);
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, mark_inherited_table);
+}
+
+/* This process's table, made on first use. NULL when out of memory. */
+static struct cache_state *state_get(void)
+{
+    pid_t me = getpid();
+    struct cache_state *s = __atomic_load_n(&current_state, __ATOMIC_ACQUIRE);
+    struct cache_state *fresh;
+
+    if (s != NULL && __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == me)
+        return s;
+    pthread_once(&atfork_once, register_atfork);
+    fresh = calloc(1, sizeof(*fresh));
+    if (fresh == NULL)
+        return NULL;
+    if (pthread_mutex_init(&fresh->lock, NULL) != 0) {
+        free(fresh);
+        return NULL;
+    }
+    fresh->pid = me;
+    fresh->inherited = s;
+    if (__atomic_compare_exchange_n(&current_state, &s, fresh, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        return fresh;
+    /* Another thread of this process installed its table first: use that one. */
+    pthread_mutex_destroy(&fresh->lock);
+    free(fresh);
+    return s;
+}
+
+/* ---- keys ---- */
+
+static void stamp_path(const char *path, struct file_stamp *st)
+{
+    struct stat sb;
+
+    memset(st, 0, sizeof(*st));
+    if (path == NULL || stat(path, &sb) != 0)
+        return;
+    st->present = true;
+    st->dev = sb.st_dev;
+    st->ino = sb.st_ino;
+    st->size = sb.st_size;
+    st->mtime = sb.st_mtim;
+    st->ctime = sb.st_ctim;
+}
+
+/* The key for opt as the files are now. False when opt must not be cached. */
+static bool key_probe(const struct tls_options *opt, struct cache_key *k)
+{
+    memset(k, 0, sizeof(*k));
+    k->verify = opt->verify;
+    if (!opt->verify)
+        return true; /* no trust anchors are loaded: nothing to identify */
+    if (opt->ca_file != NULL || opt->ca_dir != NULL) {
+        k->paths[STAMP_CA_FILE] = opt->ca_file;
+        k->paths[STAMP_CA_DIR] = opt->ca_dir;
+    } else {
+        k->paths[STAMP_SYS_DIR] = tls_system_cert_dir();
+        k->paths[STAMP_SYS_FILE] = tls_system_cert_file();
+        if (strchr(k->paths[STAMP_SYS_DIR], ':') != NULL)
+            return false;
+    }
+    for (int i = 0; i < STAMP_COUNT; i++)
+        stamp_path(k->paths[i], &k->stamps[i]);
+    return true;
+}
+
+static bool same_path(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool same_stamp(const struct file_stamp *a, const struct file_stamp *b)
+{
+    return a->present == b->present && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+           a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
+/* Same trust settings; with_stamps: and the same file identities. */
+static bool key_matches(const struct cache_key *a, const struct cache_key *b, bool with_stamps)
+{
+    if (a->verify != b->verify)
+        return false;
+    for (int i = 0; i < STAMP_COUNT; i++) {
+        if (!same_path(a->paths[i], b->paths[i]))
+            return false;
+        if (with_stamps && !same_stamp(&a->stamps[i], &b->stamps[i]))
+            return false;
+    }
+    return true;
+}
+
+static void key_free_paths(struct cache_key *k)
+{
+    for (int i = 0; i < STAMP_COUNT; i++)
+        free((char *)k->paths[i]);
+}
+
+/* An owned copy of probe. False when out of memory. */
+static bool key_copy(const struct cache_key *probe, struct cache_key *out)
+{
+    *out = *probe;
+    for (int i = 0; i < STAMP_COUNT; i++)
+        out->paths[i] = NULL;
+    for (int i = 0; i < STAMP_COUNT; i++) {
+        if (probe->paths[i] != NULL && (out->paths[i] = strdup(probe->paths[i])) == NULL) {
+            key_free_paths(out);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- lookup and store, under the lock ---- */
+
+static struct cache_entry *find_entry(struct cache_state *s, const struct cache_key *k,
+                                      bool with_stamps)
+{
+    for (size_t i = 0; i < TLS_CACHE_SLOTS; i++) {
+        if (s->slots[i].used && key_matches(&s->slots[i].key, k, with_stamps))
+            return &s->slots[i];
+    }
+    return NULL;
+}
+
+/* The entry for k's settings when there is one (it is stale), else a free or the least
+ * recently used slot. */
+static struct cache_entry *slot_for(struct cache_state *s, const struct cache_key *k)
+{
+    struct cache_entry *e = find_entry(s, k, false);
+
+    if (e != NULL)
+        return e;
+    e = &s->slots[0];
+    for (size_t i = 0; i < TLS_CACHE_SLOTS; i++) {
+        if (!s->slots[i].used)
+            return &s->slots[i];
+        if (s->slots[i].last_used < e->last_used)
+            e = &s->slots[i];
+    }
+    return e;
+}
+
+static SSL_CTX *lookup(struct cache_state *s, const struct cache_key *probe)
+{
+    SSL_CTX *ctx = NULL;
+    struct cache_entry *e;
+
+    pthread_mutex_lock(&s->lock);
+    e = find_entry(s, probe, true);
+    if (e != NULL && SSL_CTX_up_ref(e->ctx) == 1) {
+        ctx = e->ctx;
+        e->last_used = ++s->tick;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ctx;
+}
+
+/* Store ctx under probe, replacing a stale entry of the same settings or evicting the least
+ * recently used one. The cache takes its own reference; failures just leave ctx uncached. */
+static void store(struct cache_state *s, const struct cache_key *probe, SSL_CTX *ctx)
+{
+    struct cache_entry fresh = {.used = true, .ctx = ctx};
+    struct cache_entry old;
+    struct cache_entry *e;
+
+    if (!key_copy(probe, &fresh.key))
+        return;
+    if (SSL_CTX_up_ref(ctx) != 1) {
+        key_free_paths(&fresh.key);
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    e = slot_for(s, probe);
+    old = *e;
+    fresh.last_used = ++s->tick;
+    *e = fresh;
+    pthread_mutex_unlock(&s->lock);
+    if (old.used) {
+        SSL_CTX_free(old.ctx); /* logins still using it hold their own references */
+        key_free_paths(&old.key);
+    }
+}
+
+SSL_CTX *tls_cache_get(const struct tls_options *opt, tls_ctx_build_fn build, struct errbuf *err)
+{
+    struct cache_key probe;
+    struct cache_state *s = NULL;
+    SSL_CTX *ctx;
+
+    if (key_probe(opt, &probe))
+        s = state_get();
+    if (s == NULL)
+        return build(opt, err);
+    ctx = lookup(s, &probe);
+    if (ctx != NULL)
+        return ctx;
+    /* Built outside the lock: reading a CA bundle takes milliseconds, other logins must not
+     * wait for it. Two threads missing at once both build; the later one's context stays. */
+    ctx = build(opt, err);
+    if (ctx != NULL)
+        store(s, &probe, ctx);
+    return ctx;
+}
