@@ -573,7 +573,7 @@ static enum proto_result put_astring(struct imap_session *is, struct cmd_line *c
     cmd_put(cl, prefix, strlen(prefix), false);
     pr = cmd_send(is, cl, false);
     if (pr == PROTO_OK && !non_sync)
-        pr = await_continuation(is, "literal");
+        pr = await_continuation(is, "LOGIN");
     cl->holds_creds = secret;
     if (pr == PROTO_OK)
         cmd_put(cl, s, n, secret);
