@@ -29,7 +29,7 @@ BUILD_PACKAGES=(gcc libc6-dev pkgconf meson ninja-build libpam0g-dev libssl-dev 
 RUN_PACKAGES=(pamtester libpam-wrapper dovecot-imapd dovecot-pop3d python3 python3-cryptography
               ca-certificates)
 TEST_PACKAGES=(python3-pytest clang libclang-rt-14-dev valgrind man-db groff-base clang-format
-               git)
+               git iproute2)
 
 # build DIR [meson options...]: configure (once) and compile.
 build() {

@@ -73,29 +73,40 @@ static size_t secret_at(const struct redact_set *rs, const char *p, size_t left)
     return best;
 }
 
-/* Where a proper prefix (REDACT_MIN_TAIL bytes or more) of a secret ends src, if it starts
- * before limit: the server cut its own echo. len when there is none. */
-static size_t tail_start(const struct redact_set *rs, const char *src, size_t len, size_t limit)
+/* Where the longest proper prefix (REDACT_MIN_TAIL bytes or more) of a secret that ends at
+ * src[end] and starts before limit begins; none when there is none. */
+static size_t prefix_ending_at(const struct redact_set *rs, const char *src, size_t end,
+                               size_t limit, size_t none)
 {
-    size_t best = len;
+    size_t best = none;
 
     for (size_t k = 0; k < rs->count; k++) {
         const struct redact_secret *s = &rs->secrets[k];
-        size_t longest = s->len - 1 < len ? s->len - 1 : len;
-        /* The prefix must start before limit (else it is cut anyway) and before the best. */
-        size_t shortest = len - best + 1;
-        if (len >= limit && len - limit + 1 > shortest)
-            shortest = len - limit + 1;
-        if (shortest < REDACT_MIN_TAIL)
-            shortest = REDACT_MIN_TAIL;
+        size_t longest = s->len - 1 < end ? s->len - 1 : end;
+        size_t shortest = REDACT_MIN_TAIL;
+        /* It must start before limit (else it is cut anyway) and before the best so far. */
+        if (end >= limit && end - limit + 1 > shortest)
+            shortest = end - limit + 1;
+        if (best < end && end - best + 1 > shortest)
+            shortest = end - best + 1;
         for (size_t l = longest; l >= shortest; l--) {
-            if (same(src + len - l, s->text, l, s->nocase)) {
-                best = len - l;
+            if (same(src + end - l, s->text, l, s->nocase)) {
+                best = end - l;
                 break;
             }
         }
     }
     return best;
+}
+
+/* Where a prefix of a secret would end what is kept, or len: one that ends the text (the
+ * server cut its own echo) or one that ends at the cut (whatever the server sent after it). */
+static size_t tail_start(const struct redact_set *rs, const char *src, size_t len, size_t limit)
+{
+    size_t at_end = prefix_ending_at(rs, src, len, limit, len);
+    size_t at_cut = len > limit ? prefix_ending_at(rs, src, limit, limit + 1, len) : len;
+
+    return at_end < at_cut ? at_end : at_cut;
 }
 
 struct out {

@@ -47,7 +47,8 @@ void redact_wipe(struct redact_set *rs);
 /* Copy server text src[0, len) into dst (cap bytes, always NUL-terminated) for a log line:
  * 1. every occurrence of a secret of rs (NULL: none) that starts within the first limit bytes
  *    becomes REDACT_MARK, wherever it ends;
- * 2. a prefix (REDACT_MIN_TAIL bytes or more) of a secret that ends the text becomes REDACT_MARK;
+ * 2. a prefix (REDACT_MIN_TAIL bytes or more) of a secret that ends the text (a server that cut
+ *    its echo) or that would end what is kept (a cut at limit) becomes REDACT_MARK;
  * 3. only the first limit bytes of src are kept, then every byte that is not printable ASCII
  *    becomes '?'.
  * Should the escaped result still hold a secret (bytes that became '?' next to others), the

@@ -100,6 +100,12 @@ static void test_prefix_at_the_end(void)
     redact_excerpt(&rs, out, sizeof(out), text, strlen(text));
     CHECK(no_fragment(out, pw, 3));
     CHECK(strstr(out, REDACT_MARK) != NULL);
+    /* What is kept never ends with a prefix of a secret, whatever followed it. */
+    memset(text, 'z', REDACT_EXCERPT - 4);
+    memcpy(text + REDACT_EXCERPT - 4, "s3crXXXXXXXX", 13);
+    CHECK(redact_text(&rs, out, sizeof(out), text, strlen(text), REDACT_EXCERPT));
+    CHECK(no_fragment(out, pw, 3));
+    CHECK(strlen(out) == REDACT_EXCERPT - 4 + strlen(REDACT_MARK));
     redact_wipe(&rs);
 }
 
