@@ -16,16 +16,17 @@ always means the test is broken; finished() fails the test on any.
 import base64
 import hashlib
 import os
+import shutil
 import socket
-import ssl
-import threading
+import tempfile
 import time
 
 import pytest
 
 import netns
+import pamrun
 from fakeserver import FakeServer, tls_server_context
-from helpers import SCALE, config, hosts, scaled, server
+from helpers import config, hosts, scaled, server
 
 PW = "s3cret"
 UTF8_PW = "gr\u00fc\u00df-\u20ac"
@@ -862,3 +863,39 @@ def test_decisive_reply_split(pam, pki, name, points):
         r = pam.run(cfg(pki, fake, protocol), "alice", PW)
     finished(fake)
     assert r.code == outcome, r
+
+
+# ---- the config owner rule, as README and pam_mailauth.conf(5) state it ----
+
+@pytest.mark.parametrize("owner,accepted", [("root", True), ("self", True), ("other", False)])
+def test_config_owner_rule(pam, pki, tmp_path, owner, accepted):
+    """Owned by root or by the effective user of the process that loads the module, nothing else:
+    run as uid 65534 (nobody) through setpriv, with the file owned by root, by 65534, or by 1
+    (daemon)."""
+    if os.geteuid() != 0:
+        pytest.fail("the owner rule needs root to give the file an owner and to drop to nobody")
+    uid = {"root": 0, "self": 65534, "other": 1}[owner]
+    # pytest's own temp tree is private to root: nobody needs a directory it can traverse.
+    work = tempfile.mkdtemp(prefix="mailauth-owner-")
+    os.chmod(work, 0o755)
+    try:
+        runner = pamrun.PamRunner(pam.module, work, preload=pam.preload,
+                                  wrapper=["sh", "-c",
+                                           'chmod 755 "$PAM_WRAPPER_SERVICE_DIR" && exec "$@"',
+                                           "sh", "setpriv", "--reuid=65534", "--regid=65534",
+                                           "--clear-groups"] + pam.wrapper)
+        with FakeServer(lambda conn: (imap_greet(conn), imap_accept_any_login(conn),
+                                      conn.drain(scaled(0.5)))) as fake:
+            path = runner.write_config(cfg(pki, fake, "imap"))
+            os.chown(path, uid, 0)
+            r = runner.run(None, "alice", PW, config_path=path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    finished(fake)
+    if accepted:
+        assert r.code == "PAM_SUCCESS", r
+    else:
+        assert r.code == "PAM_SERVICE_ERR", r
+        assert "owned by uid 1; must be owned by root or by the effective user (uid 65534)" \
+            in r.log_text(), r
+        assert fake.received == b""
