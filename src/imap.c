@@ -483,14 +483,16 @@ struct cmd_line {
     size_t len;
     char trace[256];
     size_t trace_len;
+    unsigned breaks; /* CRLFs inside: after each LITERAL+ announcement */
     bool overflow;
     bool holds_creds;
 };
 
 static void cmd_put(struct cmd_line *cl, const char *s, size_t n, bool secret)
 {
-    const char *shown = secret ? "<redacted>" : s;
-    size_t shown_len = secret ? strlen(shown) : n;
+    bool crlf = n == 2 && s[0] == '\r' && s[1] == '\n';
+    const char *shown = secret ? "<redacted>" : crlf ? " " : s;
+    size_t shown_len = secret || crlf ? strlen(shown) : n;
 
     if (cl->len + n >= sizeof(cl->text)) {
         cl->overflow = true;
@@ -518,8 +520,12 @@ static enum proto_result cmd_send(struct imap_session *is, struct cmd_line *cl, 
         enum cred_part part =
             (is->creds_begun ? CRED_MORE : CRED_FIRST) | (last ? CRED_LAST : CRED_MORE);
         is->creds_begun = true;
-        pr = stream_result_to_proto(
-            stream_send_credential(is->s, &is->out->reason, part, cl->trace, "%s", cl->text));
+        pr = stream_result_to_proto(stream_send_credential_lines(
+            is->s, &is->out->reason, part, cl->breaks, cl->trace, "%s", cl->text));
+    } else if (cl->breaks > 0) {
+        /* The user name comes first, the password after it: a line that spans literals
+         * always holds credentials. */
+        errbuf_set(&is->out->reason, "internal error: a literal without credentials");
     } else {
         pr = stream_result_to_proto(
             stream_sendf(is->s, &is->out->reason, cl->trace, "%s", cl->text));
@@ -551,8 +557,9 @@ static enum proto_result await_continuation(struct imap_session *is, const char 
 }
 
 /* Append one astring argument: quoted when possible, else a literal. A synchronizing literal
- * sends the line so far and waits for the server's "+". secret: s is the password (its literal's
- * announced length is then credential-derived too). */
+ * sends the line so far and waits for the server's "+"; a non-synchronizing one (LITERAL+, or
+ * LITERAL- up to 4096 bytes) stays in the same command, which then leaves in one write.
+ * secret: s is the password (its literal's announced length is then credential-derived too). */
 static enum proto_result put_astring(struct imap_session *is, struct cmd_line *cl, const char *s,
                                      size_t n, bool secret)
 {
@@ -571,8 +578,14 @@ static enum proto_result put_astring(struct imap_session *is, struct cmd_line *c
     secret_wipe(quoted, sizeof(quoted));
     snprintf(prefix, sizeof(prefix), "{%zu%s}", n, non_sync ? "+" : "");
     cmd_put(cl, prefix, strlen(prefix), false);
+    if (non_sync) {
+        cmd_put(cl, "\r\n", 2, false);
+        cl->breaks++;
+        cmd_put(cl, s, n, secret);
+        return PROTO_OK;
+    }
     pr = cmd_send(is, cl, false);
-    if (pr == PROTO_OK && !non_sync)
+    if (pr == PROTO_OK)
         pr = await_continuation(is, "LOGIN");
     cl->holds_creds = secret;
     if (pr == PROTO_OK)

@@ -327,11 +327,32 @@ static enum stream_result send_bytes(struct stream *s, const char *buf, size_t l
     return from_net(r);
 }
 
-/* Format a command, refuse it when it holds CR, LF or NUL or is too long, trace it, send it with
- * CRLF. *partial is set once bytes may have left (a failed send may have sent some). */
-MA_PRINTF(5, 0)
+/* True when cmd[0, n) holds exactly breaks CRLF pairs (where the caller split a command that
+ * spans lines: an IMAP LITERAL+ literal) and no other CR, LF or NUL. A CR or LF anywhere else
+ * would let data smuggle in a second command; vsnprintf stops at NUL, so a NUL would mean
+ * truncation upstream. */
+static bool lines_are_clean(const char *cmd, size_t n, unsigned breaks)
+{
+    unsigned seen = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (cmd[i] == '\r' && i + 1 < n && cmd[i + 1] == '\n') {
+            seen++;
+            i++;
+        } else if (cmd[i] == '\r' || cmd[i] == '\n' || cmd[i] == '\0') {
+            return false;
+        }
+    }
+    return seen == breaks;
+}
+
+/* Format a command, refuse it when it holds CR, LF or NUL (but for the breaks CRLF pairs the
+ * caller asked for) or is too long, take what the server already sent (take_pending), trace it,
+ * send it with CRLF in one write. *partial is set once bytes may have left (a failed send may
+ * have sent some). */
+MA_PRINTF(6, 0)
 static enum stream_result send_command(struct stream *s, struct errbuf *err, const char *trace_text,
-                                       bool *partial, const char *fmt, va_list ap)
+                                       unsigned breaks, bool *partial, const char *fmt, va_list ap)
 {
     char cmd[STREAM_MAX_COMMAND + 3];
     enum stream_result r = STREAM_EINVAL;
@@ -341,9 +362,7 @@ static enum stream_result send_command(struct stream *s, struct errbuf *err, con
         errbuf_set(err, "command too long");
         goto out;
     }
-    /* A CR or LF inside would let data smuggle a second command; vsnprintf stops at NUL,
-     * so a shorter result than requested would also mean NUL-truncation upstream. */
-    if (bytes_have_crlf_nul(cmd, (size_t)n)) {
+    if (!lines_are_clean(cmd, (size_t)n, breaks)) {
         errbuf_set(err, "refusing to send a command containing CR, LF or NUL");
         goto out;
     }
@@ -369,18 +388,19 @@ enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char
     va_list ap;
 
     va_start(ap, fmt);
-    r = send_command(s, err, trace_text, &partial, fmt, ap);
+    r = send_command(s, err, trace_text, 0, &partial, fmt, ap);
     va_end(ap);
     return r;
 }
 
-enum stream_result stream_send_credential(struct stream *s, struct errbuf *err, enum cred_part part,
-                                          const char *trace_text, const char *fmt, ...)
+MA_PRINTF(6, 0)
+static enum stream_result send_credential(struct stream *s, struct errbuf *err, enum cred_part part,
+                                          unsigned breaks, const char *trace_text, const char *fmt,
+                                          va_list ap)
 {
     struct login_outcome *o = s->outcome;
     enum stream_result r;
     bool partial = false;
-    va_list ap;
 
     if (o == NULL) {
         errbuf_set(err, "internal error: credentials on a stream not opened for a login");
@@ -390,9 +410,7 @@ enum stream_result stream_send_credential(struct stream *s, struct errbuf *err, 
         o->creds = CREDS_NONE;
     if (!stream_may_send_credentials(s, err))
         return STREAM_EINSECURE;
-    va_start(ap, fmt);
-    r = send_command(s, err, trace_text, &partial, fmt, ap);
-    va_end(ap);
+    r = send_command(s, err, trace_text, breaks, &partial, fmt, ap);
     if (partial) {
         o->creds_sent = true;
         if (o->creds == CREDS_NONE)
@@ -400,6 +418,31 @@ enum stream_result stream_send_credential(struct stream *s, struct errbuf *err, 
     }
     if (r == STREAM_OK && (part & CRED_LAST) != 0)
         o->creds = CREDS_ALL;
+    return r;
+}
+
+enum stream_result stream_send_credential(struct stream *s, struct errbuf *err, enum cred_part part,
+                                          const char *trace_text, const char *fmt, ...)
+{
+    enum stream_result r;
+    va_list ap;
+
+    va_start(ap, fmt);
+    r = send_credential(s, err, part, 0, trace_text, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+enum stream_result stream_send_credential_lines(struct stream *s, struct errbuf *err,
+                                                enum cred_part part, unsigned breaks,
+                                                const char *trace_text, const char *fmt, ...)
+{
+    enum stream_result r;
+    va_list ap;
+
+    va_start(ap, fmt);
+    r = send_credential(s, err, part, breaks, trace_text, fmt, ap);
+    va_end(ap);
     return r;
 }
 

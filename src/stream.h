@@ -115,6 +115,15 @@ enum stream_result stream_send_credential(struct stream *s, struct errbuf *err, 
                                           const char *trace_text, const char *fmt, ...)
     MA_PRINTF(5, 6);
 
+/* stream_send_credential for a command that spans lines (an IMAP LOGIN with LITERAL+
+ * literals): the formatted text must hold exactly breaks CRLF pairs, where the lines meet, and
+ * no other CR, LF or NUL. The whole command leaves in one write, so no answer can arrive, or be
+ * taken for one, between its lines. */
+enum stream_result stream_send_credential_lines(struct stream *s, struct errbuf *err,
+                                                enum cred_part part, unsigned breaks,
+                                                const char *trace_text, const char *fmt, ...)
+    MA_PRINTF(6, 7);
+
 /* stream_open for a login: the result as a proto_result, the peer's address copied into o, o
  * armed to record credential progress, and rs (kept, not copied) armed for redaction. */
 enum proto_result stream_open_login(const struct login_target *t, const struct redact_set *rs,

@@ -190,6 +190,31 @@ static void test_progress(void)
     close_pair(&p);
 }
 
+/* A command that spans lines (LITERAL+) leaves in one write with exactly the line breaks the
+ * caller announced; any other CR, LF or NUL refuses it, so data cannot add a command. */
+static void test_lines(void)
+{
+    struct pair p;
+    struct errbuf err = {{0}};
+    char got[256];
+
+    if (open_pair(&p, true, later()) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    CHECK(stream_send_credential_lines(p.s, &err, CRED_WHOLE, 1, "A1 LOGIN u {2+} <redacted>",
+                                       "A1 LOGIN u {2+}\r\n%s", "pw") == STREAM_OK);
+    CHECK(peer_got(&p, got, sizeof(got)) > 0 && strcmp(got, "A1 LOGIN u {2+}\r\npw\r\n") == 0);
+    CHECK(stream_send_credential_lines(p.s, &err, CRED_WHOLE, 1, "x", "a\r\n%s", "b\r\nc") ==
+          STREAM_EINVAL);
+    CHECK(stream_send_credential_lines(p.s, &err, CRED_WHOLE, 1, "x", "a\r\n%s", "b\nc") ==
+          STREAM_EINVAL);
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "x", "a\r\n%s", "b") == STREAM_EINVAL);
+    CHECK(stream_sendf(p.s, &err, NULL, "a%sb", "\r") == STREAM_EINVAL);
+    CHECK(peer_got(&p, got, sizeof(got)) == 0);
+    close_pair(&p);
+}
+
 /* Nothing goes to a server that has closed the connection or flooded it. */
 static void test_no_send_after_close_or_flood(void)
 {
@@ -261,12 +286,30 @@ static void test_deadline_against_a_flood(void)
         r = stream_read_line(p.s, &line, &len, &err);
     }
     CHECK(r == STREAM_ETIMEOUT);
-    CHECK(strstr(err.text, "still sending") != NULL);
     CHECK(clock_now_ms() - start < 3000);
     shutdown(p.peer, SHUT_RDWR);
     stream_close(p.s);
     pthread_join(writer, NULL);
     close(p.peer);
+}
+
+/* Data is waiting, but the deadline has passed: no read happens. (Whether the flood above ever
+ * let a read block depends on the scheduler; this does not.) */
+static void test_deadline_before_every_read(void)
+{
+    struct pair p;
+    struct errbuf err = {{0}};
+    const char *line;
+    size_t len;
+
+    if (open_pair(&p, true, clock_now_ms() - 1) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    peer_says(&p, "* OK ready\r\n");
+    CHECK(stream_read_line(p.s, &line, &len, &err) == STREAM_ETIMEOUT);
+    CHECK(strstr(err.text, "still sending") != NULL);
+    close_pair(&p);
 }
 
 static void test_trace_is_redacted(void)
@@ -304,8 +347,10 @@ int main(void)
     test_stale_lines();
     test_cleartext_rule();
     test_progress();
+    test_lines();
     test_no_send_after_close_or_flood();
     test_deadline_against_a_flood();
+    test_deadline_before_every_read();
     test_trace_is_redacted();
     return check_summary("stream");
 }
