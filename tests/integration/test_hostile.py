@@ -551,6 +551,19 @@ def test_echo_cut_at_the_excerpt_limit_is_redacted(pam, pki, shift):
     assert_nothing_logged(r, password, k=3)
 
 
+def test_echo_of_a_password_longer_than_the_excerpt_is_redacted(pam, pki):
+    """A 200-byte password echoed whole: the old excerpt kept its first 90-odd bytes, and the
+    search for the whole password in them found nothing."""
+    password = base64.b64encode(hashlib.sha512(b"long").digest() * 3).decode()[:200]
+    with FakeServer(_echo_imap(lambda t: "%s NO [AUTHENTICATIONFAILED] you sent %s" %
+                               (t, password))) as fake:
+        r = pam.run(cfg(pki, fake, "imap"), "alice", password)
+    finished(fake)
+    assert r.code == "PAM_AUTH_ERR", r
+    assert_nothing_logged(r, password, k=8)
+    assert "you sent <redacted>" in r.log_text(), r
+
+
 def test_echo_cut_by_the_server_is_redacted(pam, pki):
     """The server cut its own echo: the text ends with a prefix of the password."""
     with FakeServer(_echo_imap(lambda t: "%s NO you sent %s" % (t, ECHO_PW[:9]))) as fake:
