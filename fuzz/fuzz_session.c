@@ -98,26 +98,21 @@ static X509 *make_cert(EVP_PKEY *key, EVP_PKEY *signer, X509 *issuer, const char
     return x;
 }
 
-static void remove_ca_file(void)
-{
-    unlink(ca_path);
-}
-
 static void make_pki(void)
 {
     EVP_PKEY *ca_key = EVP_EC_gen("P-256");
     EVP_PKEY *key = EVP_EC_gen("P-256");
     X509 *ca = make_cert(ca_key, ca_key, NULL, "fuzz CA", true);
     X509 *leaf = make_cert(key, ca_key, ca, "127.0.0.1", false);
-    FILE *f;
-    int fd;
+    char tmp[] = "/tmp/fuzz-session-ca-XXXXXX";
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(dup(fd), "w") : NULL;
 
-    snprintf(ca_path, sizeof(ca_path), "/tmp/fuzz-session-ca-XXXXXX");
-    fd = mkstemp(ca_path);
-    f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (f == NULL || !PEM_write_X509(f, ca) || fclose(f) != 0)
+    /* The client reads the CA by path: hand it /proc/self/fd/N of a file already unlinked, so
+     * nothing is left behind however the process ends (libFuzzer's exits skip atexit). */
+    if (f == NULL || !PEM_write_X509(f, ca) || fclose(f) != 0 || unlink(tmp) != 0)
         fail("cannot write the test CA");
-    atexit(remove_ca_file);
+    snprintf(ca_path, sizeof(ca_path), "/proc/self/fd/%d", fd);
     server_ctx = SSL_CTX_new(TLS_server_method());
     if (server_ctx == NULL || SSL_CTX_use_certificate(server_ctx, leaf) != 1 ||
         SSL_CTX_use_PrivateKey(server_ctx, key) != 1)
