@@ -1,119 +1,915 @@
-/* A whole login dialogue against a server that speaks the fuzzer's bytes. The first byte picks
- * the protocol and options; the rest is what the server sends (then it closes its side).
- * The client code under test is the real one: stream, imap and pop3 over a loopback socket.
- * The invariant: a login may succeed only if the server said a success word. */
+/* A whole login dialogue against a server that speaks the fuzzer's bytes, in clear or behind a
+ * real TLS handshake (a test CA and certificate made once per process, trusted by the client).
+ * The client code under test is the real one: net, tls, stream, imap and pop3 over loopback.
+ *
+ * Input: two header bytes, then the server's chunks separated by 0xFF (a byte UTF-8 never
+ * uses). The server is turn-based: chunk 0 is sent at once (the greeting), chunk i+1 after the
+ * client's i-th command has arrived whole (a line; a LITERAL+ literal and the rest of its line
+ * belong to it). With no chunk left, or when the client stays silent for a while (it waits for
+ * a line the chunk did not finish), the server half-closes. Each chunk leaves in one send (one
+ * TLS record), so what the client sees as sent before its command is exactly what the server
+ * sent before it.
+ *   header[0]: bit 0 POP3 (else IMAP); bits 1-2 apop mode; bit 3 UTF-8 password;
+ *              bits 4-5 TLS: 1 implicit, 2 STARTTLS/STLS, else none
+ *   header[1]: bit 0 TLS storm (KeyUpdates before every chunk; renegotiation requests with
+ *              bit 1); bit 1 TLS 1.2 only; bit 2 a password longer than an excerpt;
+ *              bit 3 a non-ASCII user name (an IMAP literal)
+ *
+ * Both sides are recorded and the oracles check the rules from the transcript, independently of
+ * the client's own bookkeeping:
+ * - success needs the credentials on the wire and the server's acceptance sent after them:
+ *   IMAP the login command's own tag with OK (then space or end of line) at the start of a
+ *   response line outside any literal, in a chunk sent after the credentials arrived; POP3
+ *   "+OK" (then space or end of line) as the first line sent after PASS/APOP/AUTH;
+ * - after a synchronizing literal announcement ({n}, no LITERAL+) no byte follows before the
+ *   server answered, and the password follows only if that answer held a "+";
+ * - apop = only: nothing of the password (raw or base64) on the wire;
+ * - the outcome's creds_sent is honest: false means nothing credential-derived was sent;
+ * - no log line (the debug logger is on) holds the password, its base64 forms, the base64 of
+ *   the SASL PLAIN blob or the APOP digest the client sent. */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
-
-#include "fuzz.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "config.h"
+#include "fuzz.h"
 #include "imap.h"
 #include "pop3.h"
 
-static int listen_fd = -1;
-static unsigned listen_port;
-/* What the server sends: copied in by the fuzzing thread and out by the server thread under the
- * lock, so a connection served late never reads a buffer libFuzzer has already freed. */
-#define MAX_INPUT 65536
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static uint8_t server_data[MAX_INPUT];
-static size_t server_len;
+#define FUZZ_MAX_INPUT 65536
+#define MAX_CHUNKS 64
+#define MAX_CONNS 4
+#define CLIENT_MAX 65536
+#define SERVER_MAX (FUZZ_MAX_INPUT + 1024)
+#define IDLE_MS 20 /* the client waits for something the chunk did not finish */
 
-static void *serve(void *arg)
+static void fail(const char *why)
 {
-    static uint8_t copy[MAX_INPUT];
-    (void)arg;
-    for (;;) {
-        char sink[4096];
-        size_t n;
-        int c = accept(listen_fd, NULL, NULL);
-        if (c < 0)
-            continue;
-        pthread_mutex_lock(&lock);
-        n = server_len;
-        memcpy(copy, server_data, n);
-        pthread_mutex_unlock(&lock);
-        if (n == 0 || send(c, copy, n, MSG_NOSIGNAL) >= 0) {
-            shutdown(c, SHUT_WR);
-            while (recv(c, sink, sizeof(sink), 0) > 0)
-                ;
-        }
-        close(c);
-    }
-    return NULL;
+    fprintf(stderr, "fuzz_session invariant broken: %s\n", why);
+    abort();
 }
 
-static void start_server(void)
+/* ---- the test PKI: a CA and a certificate for 127.0.0.1, made once ---- */
+
+static SSL_CTX *server_ctx;
+static char ca_path[64];
+
+static X509 *make_cert(EVP_PKEY *key, EVP_PKEY *signer, X509 *issuer, const char *cn, bool ca)
+{
+    X509 *x = X509_new();
+    X509V3_CTX v3;
+    X509_EXTENSION *ext;
+
+    if (x == NULL)
+        return NULL;
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), ca ? 1 : 2);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 7L * 86400);
+    X509_set_pubkey(x, key);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(issuer != NULL ? issuer : x));
+    X509V3_set_ctx(&v3, issuer != NULL ? issuer : x, x, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &v3, ca ? NID_basic_constraints : NID_subject_alt_name,
+                              ca ? "critical,CA:TRUE" : "IP:127.0.0.1");
+    if (ext == NULL || !X509_add_ext(x, ext, -1) || !X509_sign(x, signer, EVP_sha256()))
+        fail("cannot make the test certificates");
+    X509_EXTENSION_free(ext);
+    return x;
+}
+
+static void make_pki(void)
+{
+    EVP_PKEY *ca_key = EVP_EC_gen("P-256");
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *ca = make_cert(ca_key, ca_key, NULL, "fuzz CA", true);
+    X509 *leaf = make_cert(key, ca_key, ca, "127.0.0.1", false);
+    char tmp[] = "/tmp/fuzz-session-ca-XXXXXX";
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(dup(fd), "w") : NULL;
+
+    /* The client reads the CA by path: hand it /proc/self/fd/N of a file already unlinked, so
+     * nothing is left behind however the process ends (libFuzzer's exits skip atexit). */
+    if (f == NULL || !PEM_write_X509(f, ca) || fclose(f) != 0 || unlink(tmp) != 0)
+        fail("cannot write the test CA");
+    snprintf(ca_path, sizeof(ca_path), "/proc/self/fd/%d", fd);
+    server_ctx = SSL_CTX_new(TLS_server_method());
+    if (server_ctx == NULL || SSL_CTX_use_certificate(server_ctx, leaf) != 1 ||
+        SSL_CTX_use_PrivateKey(server_ctx, key) != 1)
+        fail("cannot make the server TLS context");
+    X509_free(ca);
+    X509_free(leaf);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(key);
+}
+
+/* ---- what one iteration is, and what happened ---- */
+
+struct conn_log {
+    uint8_t srv[SERVER_MAX]; /* everything the server sent, in clear */
+    size_t srv_len;
+    size_t chunk_at[MAX_CHUNKS + 1]; /* where in srv the chunk sent after turn i-1 starts */
+    size_t n_chunks;
+    uint8_t cli[CLIENT_MAX]; /* everything the client sent, in clear */
+    size_t cli_len;
+    size_t turn_end[MAX_CHUNKS + 1]; /* where in cli the client's turn i ends */
+    size_t n_turns;
+    bool sent_early; /* bytes followed a synchronizing literal before any answer */
+};
+
+struct iteration {
+    bool pop3;
+    int tls; /* TLS_MODE_* */
+    bool storm;
+    bool tls12;
+    const uint8_t *chunk[MAX_CHUNKS + 1];
+    size_t chunk_len[MAX_CHUNKS + 1];
+    size_t n_chunks;
+    size_t next_chunk; /* shared by the connections of one login (POP3 reconnects) */
+    struct conn_log conns[MAX_CONNS];
+    size_t n_conns;
+};
+
+static struct iteration it;
+static uint8_t input_copy[FUZZ_MAX_INPUT];
+static int listen_fd = -1;
+static unsigned listen_port;
+static atomic_bool stop_serving;
+
+static void start_listening(void)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(sa);
-    pthread_t t;
 
     listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
         listen(listen_fd, 16) != 0 || getsockname(listen_fd, (struct sockaddr *)&sa, &len) != 0)
-        abort();
+        fail("cannot listen on loopback");
     listen_port = ntohs(sa.sin_port);
-    if (pthread_create(&t, NULL, serve, NULL) != 0)
-        abort();
 }
 
-static int said_success(const uint8_t *d, size_t n)
+/* ---- the server side of one connection ---- */
+
+struct peer {
+    int fd;
+    SSL *ssl;
+    struct conn_log *log;
+    size_t in_len;
+    bool closed_write;
+    uint8_t in[CLIENT_MAX]; /* last: serve() clears what comes before it */
+};
+
+static bool wait_readable(struct peer *p, int ms)
 {
-    for (size_t i = 0; i + 2 < n; i++) {
-        if (memcmp(d + i, "+OK", 3) == 0 || memcmp(d + i, "OK", 2) == 0 ||
-            memcmp(d + i, "ok", 2) == 0 || memcmp(d + i, "Ok", 2) == 0 ||
-            memcmp(d + i, "oK", 2) == 0)
-            return 1;
+    struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
+
+    if (p->ssl != NULL && SSL_pending(p->ssl) > 0)
+        return true;
+    return poll(&pfd, 1, ms) > 0;
+}
+
+/* The server's sockets are non-blocking once connected (TLS records that carry no data, such as
+ * KeyUpdates, must not leave it blocked in a read). > 0: bytes; 0: EOF; -1: error; -2: nothing
+ * yet. */
+static ssize_t peer_recv(struct peer *p, uint8_t *buf, size_t cap)
+{
+    ssize_t n;
+
+    if (p->ssl == NULL) {
+        n = recv(p->fd, buf, cap, 0);
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? -2 : n;
     }
-    return 0;
+    n = SSL_read(p->ssl, buf, (int)cap);
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(p->ssl, (int)n)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return -2;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    default:
+        ERR_clear_error();
+        return -1;
+    }
+}
+
+static void peer_send(struct peer *p, const uint8_t *buf, size_t len)
+{
+    struct pollfd pfd = {.fd = p->fd, .events = POLLOUT};
+
+    while (len > 0) {
+        ssize_t n =
+            p->ssl == NULL ? send(p->fd, buf, len, MSG_NOSIGNAL) : SSL_write(p->ssl, buf, (int)len);
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (p->ssl != NULL) {
+            int e = SSL_get_error(p->ssl, (int)n);
+            ERR_clear_error();
+            if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ)
+                return;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            return;
+        }
+        if (poll(&pfd, 1, 1000) <= 0)
+            return;
+    }
+}
+
+static void half_close(struct peer *p)
+{
+    if (p->closed_write)
+        return;
+    p->closed_write = true;
+    if (p->ssl != NULL)
+        SSL_shutdown(p->ssl);
+    shutdown(p->fd, SHUT_WR);
+}
+
+/* Storms between chunks: KeyUpdates that ask for one back (TLS 1.3), or renegotiation
+ * requests (TLS 1.2; the client refuses them). */
+static void storm(struct peer *p)
+{
+    for (int i = 0; i < 8 && p->ssl != NULL; i++) {
+        if (SSL_version(p->ssl) >= TLS1_3_VERSION)
+            SSL_key_update(p->ssl, SSL_KEY_UPDATE_REQUESTED);
+        else if (SSL_renegotiate(p->ssl) != 1)
+            break;
+        if (SSL_do_handshake(p->ssl) != 1)
+            break;
+    }
+    ERR_clear_error();
+}
+
+/* Send the next chunk, all of it in one send (one record), and record it. */
+static void send_chunk(struct peer *p)
+{
+    struct conn_log *l = p->log;
+    size_t i = it.next_chunk;
+
+    if (p->closed_write)
+        return;
+    if (i >= it.n_chunks) {
+        half_close(p);
+        return;
+    }
+    it.next_chunk++;
+    if (it.storm)
+        storm(p);
+    if (l->n_chunks <= MAX_CHUNKS)
+        l->chunk_at[l->n_chunks++] = l->srv_len;
+    if (l->srv_len + it.chunk_len[i] <= sizeof(l->srv)) {
+        memcpy(l->srv + l->srv_len, it.chunk[i], it.chunk_len[i]);
+        l->srv_len += it.chunk_len[i];
+    }
+    peer_send(p, it.chunk[i], it.chunk_len[i]);
+}
+
+/* A trailing "{digits}" or "{digits+}" on a line: *plus tells which; -1 when there is none. */
+static long trailing_literal(const uint8_t *line, size_t len, bool *plus)
+{
+    size_t i;
+    long n = 0;
+
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    if (len < 3 || line[len - 1] != '}')
+        return -1;
+    i = len - 1;
+    *plus = line[i - 1] == '+';
+    if (*plus)
+        i--;
+    size_t end = i;
+    while (i > 0 && line[i - 1] >= '0' && line[i - 1] <= '9')
+        i--;
+    if (i == 0 || line[i - 1] != '{' || i == end || end - i > 6)
+        return -1;
+    for (size_t k = i; k < end; k++)
+        n = n * 10 + (line[k] - '0');
+    return n;
+}
+
+/* Length of the client's next whole command in p->in (a line; LITERAL+ literals and the rest of
+ * their line included), 0 when it is not all there. *sync: it ends with a synchronizing literal
+ * announcement (the client must now wait). */
+static size_t whole_command(const struct peer *p, bool *sync)
+{
+    size_t pos = 0;
+
+    *sync = false;
+    for (;;) {
+        const uint8_t *nl = memchr(p->in + pos, '\n', p->in_len - pos);
+        bool plus = false;
+        long lit;
+        if (nl == NULL)
+            return 0;
+        size_t end = (size_t)(nl - p->in) + 1;
+        lit = it.pop3 ? -1 : trailing_literal(p->in + pos, end - 1 - pos, &plus);
+        if (lit < 0 || !plus) {
+            *sync = lit >= 0;
+            return end;
+        }
+        if (p->in_len - end < (size_t)lit)
+            return 0;
+        pos = end + (size_t)lit;
+    }
+}
+
+/* Read the client's next command; false at EOF or error. After IDLE_MS of silence with a
+ * command still incomplete the server half-closes (the client waits for more of a reply). */
+static bool read_command(struct peer *p)
+{
+    struct conn_log *l = p->log;
+    bool sync;
+    size_t n;
+
+    while ((n = whole_command(p, &sync)) == 0) {
+        ssize_t got;
+        if (p->in_len == sizeof(p->in))
+            return false;
+        if (!wait_readable(p, p->closed_write ? 3000 : IDLE_MS)) {
+            if (p->closed_write)
+                return false;
+            half_close(p);
+            continue;
+        }
+        got = peer_recv(p, p->in + p->in_len, sizeof(p->in) - p->in_len);
+        if (got == -2)
+            continue;
+        if (got <= 0)
+            return false;
+        p->in_len += (size_t)got;
+    }
+    if (l->cli_len + n <= sizeof(l->cli)) {
+        memcpy(l->cli + l->cli_len, p->in, n);
+        l->cli_len += n;
+    }
+    if (l->n_turns <= MAX_CHUNKS)
+        l->turn_end[l->n_turns++] = l->cli_len;
+    memmove(p->in, p->in + n, p->in_len - n);
+    p->in_len -= n;
+    /* After "{n}" the client must wait for "+": anything already here came too early. */
+    if (sync && p->in_len > 0)
+        l->sent_early = true;
+    return true;
+}
+
+static bool is_starttls(const struct conn_log *l)
+{
+    size_t start = l->n_turns > 1 ? l->turn_end[l->n_turns - 2] : 0;
+    const char *c = (const char *)l->cli + start;
+    size_t n = l->cli_len - start;
+
+    if (it.pop3)
+        return n >= 4 && strncasecmp(c, "STLS", 4) == 0;
+    return memmem(c, n, " STARTTLS", 9) != NULL;
+}
+
+/* The handshake runs blocking, bounded by a receive timeout; the connection is non-blocking
+ * after it. */
+static bool tls_accept(struct peer *p)
+{
+    struct timeval tv = {.tv_sec = 2};
+
+    fcntl(p->fd, F_SETFL, fcntl(p->fd, F_GETFL) & ~O_NONBLOCK);
+    setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    p->ssl = SSL_new(server_ctx);
+    if (p->ssl == NULL)
+        return false;
+    if (it.tls12)
+        SSL_set_max_proto_version(p->ssl, TLS1_2_VERSION);
+    SSL_set_fd(p->ssl, p->fd);
+    p->in_len = 0; /* what came before the handshake is not the client's */
+    if (SSL_accept(p->ssl) != 1) {
+        ERR_clear_error();
+        return false;
+    }
+    return fcntl(p->fd, F_SETFL, fcntl(p->fd, F_GETFL) | O_NONBLOCK) == 0;
+}
+
+static void serve(int fd, struct conn_log *l)
+{
+    static struct peer p;
+    int one = 1;
+
+    memset(&p, 0, offsetof(struct peer, in));
+    p.fd = fd;
+    p.log = l;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (it.tls != TLS_MODE_IMPLICIT)
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    if (it.tls == TLS_MODE_IMPLICIT && !tls_accept(&p))
+        goto out;
+    send_chunk(&p);
+    while (read_command(&p)) {
+        send_chunk(&p);
+        if (it.tls == TLS_MODE_STARTTLS && p.ssl == NULL && is_starttls(l) && !p.closed_write &&
+            !tls_accept(&p))
+            goto out;
+    }
+out:
+    if (p.ssl != NULL)
+        SSL_free(p.ssl);
+    ERR_clear_error();
+    close(fd);
+}
+
+static void *serve_iteration(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct pollfd pfd = {.fd = listen_fd, .events = POLLIN};
+        bool stopping = atomic_load(&stop_serving);
+        int c;
+        if (poll(&pfd, 1, stopping ? 0 : 20) <= 0) {
+            if (stopping)
+                return NULL;
+            continue;
+        }
+        c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0)
+            continue;
+        if (it.n_conns < MAX_CONNS)
+            serve(c, &it.conns[it.n_conns++]);
+        else
+            close(c);
+    }
+}
+
+/* ---- the logger: every line the client logs, debug traces included ---- */
+
+static char log_text[1 << 17];
+static size_t log_len;
+struct secret_forms {
+    char password[2048];
+    char b64_password[2048];
+    char b64_plain[2048];
+};
+static struct secret_forms forms;
+
+static bool holds_form(const char *text, size_t len, const char *form)
+{
+    return form[0] != '\0' && memmem(text, len, form, strlen(form)) != NULL;
+}
+
+MA_PRINTF(3, 0)
+static void sink(void *ctx, int priority, const char *fmt, va_list ap)
+{
+    char line[4096];
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
+
+    (void)ctx;
+    (void)priority;
+    if (holds_form(line, len, forms.password) || holds_form(line, len, forms.b64_password) ||
+        holds_form(line, len, forms.b64_plain)) {
+        fprintf(stderr, "logged: %s\n", line);
+        fail("a secret in a log line");
+    }
+    if (log_len + len + 1 < sizeof(log_text)) {
+        memcpy(log_text + log_len, line, len);
+        log_len += len;
+        log_text[log_len++] = '\n';
+    }
+}
+
+static void b64_unpadded(const unsigned char *in, size_t n, char *out)
+{
+    int len = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+
+    while (len > 0 && out[len - 1] == '=')
+        out[--len] = '\0';
+}
+
+static void make_forms(const struct login_creds *c)
+{
+    unsigned char blob[2048];
+    size_t n = 0;
+
+    memset(&forms, 0, sizeof(forms));
+    memcpy(forms.password, c->password, c->password_len);
+    b64_unpadded((const unsigned char *)c->password, c->password_len, forms.b64_password);
+    blob[n++] = '\0';
+    memcpy(blob + n, c->user, c->user_len);
+    n += c->user_len;
+    blob[n++] = '\0';
+    memcpy(blob + n, c->password, c->password_len);
+    n += c->password_len;
+    b64_unpadded(blob, n, forms.b64_plain);
+}
+
+/* ---- the oracles ---- */
+
+static bool has(const uint8_t *hay, size_t n, const char *needle)
+{
+    return needle[0] != '\0' && memmem(hay, n, needle, strlen(needle)) != NULL;
+}
+
+/* A server line: where it starts and how long it is (CR LF, or LF, removed; one CR at most). */
+struct srv_line {
+    size_t at;
+    const uint8_t *text;
+    size_t len;
+};
+
+/* The response lines of an IMAP server stream, literals of untagged responses skipped (what a
+ * literal holds is data, never a response line). Returns how many. */
+static size_t imap_lines(const struct conn_log *l, struct srv_line *out, size_t cap)
+{
+    size_t pos = 0;
+    size_t n = 0;
+
+    while (pos < l->srv_len && n < cap) {
+        const uint8_t *nl = memchr(l->srv + pos, '\n', l->srv_len - pos);
+        bool plus = false;
+        if (nl == NULL)
+            break;
+        size_t len = (size_t)(nl - (l->srv + pos));
+        out[n] = (struct srv_line){pos, l->srv + pos, len};
+        if (len > 0 && l->srv[pos + len - 1] == '\r')
+            out[n].len--;
+        bool untagged = len >= 2 && l->srv[pos] == '*' && l->srv[pos + 1] == ' ';
+        n++;
+        pos += len + 1;
+        /* An untagged line ending in {N}: N bytes of data, then the line goes on (and may
+         * announce another literal). */
+        for (long lit = untagged ? trailing_literal(nl - len, len, &plus) : -1; lit >= 0 && !plus;
+             lit = trailing_literal(nl - len, len, &plus)) {
+            pos += (size_t)lit;
+            if (pos >= l->srv_len)
+                return n;
+            nl = memchr(l->srv + pos, '\n', l->srv_len - pos);
+            if (nl == NULL)
+                return n;
+            len = (size_t)(nl - (l->srv + pos));
+            pos += len + 1;
+        }
+    }
+    return n;
+}
+
+static bool starts_word(const uint8_t *text, size_t len, const char *word)
+{
+    size_t w = strlen(word);
+
+    return len >= w && strncasecmp((const char *)text, word, w) == 0 &&
+           (len == w || text[w] == ' ');
+}
+
+/* The connection the login was decided on: the last one the client spoke in. */
+static const struct conn_log *login_conn(void)
+{
+    for (size_t i = it.n_conns; i > 0; i--) {
+        if (it.conns[i - 1].n_turns > 0)
+            return &it.conns[i - 1];
+    }
+    return NULL;
+}
+
+/* The turn in which the credentials had all arrived, or -1. */
+static long credentials_turn(const struct conn_log *l)
+{
+    for (size_t k = 0; k < l->n_turns; k++) {
+        if (has(l->cli, l->turn_end[k], forms.password) ||
+            has(l->cli, l->turn_end[k], forms.b64_plain))
+            return (long)k;
+    }
+    return -1;
+}
+
+static void check_imap_success(void)
+{
+    static struct srv_line lines[4096];
+    const struct conn_log *l = login_conn();
+    long k = l != NULL ? credentials_turn(l) : -1;
+    char tag[32];
+    size_t start, n, tag_len;
+
+    if (k < 0)
+        fail("IMAP success without the credentials on the wire");
+    /* The command carrying them: the last client line before they were complete that names
+     * LOGIN or AUTHENTICATE (a literal's bytes never do: the passwords here hold neither). */
+    start = SIZE_MAX;
+    for (size_t i = 0; i < l->turn_end[k];) {
+        const uint8_t *nl = memchr(l->cli + i, '\n', l->turn_end[k] - i);
+        size_t len = nl != NULL ? (size_t)(nl - (l->cli + i)) : l->turn_end[k] - i;
+        if (memmem(l->cli + i, len, " LOGIN ", 7) != NULL ||
+            memmem(l->cli + i, len, " AUTHENTICATE ", 14) != NULL)
+            start = i;
+        i += len + 1;
+    }
+    if (start == SIZE_MAX)
+        fail("IMAP success without a login command");
+    const uint8_t *sp = memchr(l->cli + start, ' ', l->turn_end[k] - start);
+    if (sp == NULL || (size_t)(sp - (l->cli + start)) >= sizeof(tag) - 4)
+        fail("IMAP success without a login command");
+    snprintf(tag, sizeof(tag), "%.*s OK", (int)(sp - (l->cli + start)), l->cli + start);
+    tag_len = (size_t)(sp - (l->cli + start)) + 1; /* the tag and its space */
+    if ((size_t)k + 1 >= l->n_chunks)
+        fail("IMAP success although the server said nothing after the credentials");
+    /* The first response line with the login command's tag decides; it must have been sent
+     * after the credentials, and say OK. */
+    n = imap_lines(l, lines, MA_ARRAY_LEN(lines));
+    for (size_t i = 0; i < n; i++) {
+        if (lines[i].len < tag_len || memcmp(lines[i].text, tag, tag_len) != 0)
+            continue;
+        if (lines[i].at < l->chunk_at[k + 1])
+            fail("IMAP success although the login command was answered before the credentials");
+        if (starts_word(lines[i].text, lines[i].len, tag))
+            return;
+        break;
+    }
+    fail("IMAP success without the login tag's OK sent after the credentials");
+}
+
+/* How many lines of srv start in [from, to), and whether the last one ends there. */
+static size_t pop3_lines(const struct conn_log *l, size_t from, size_t to, bool *whole,
+                         const uint8_t **last, size_t *last_len)
+{
+    size_t n = 0;
+
+    *whole = true;
+    *last = NULL;
+    *last_len = 0;
+    for (size_t pos = from; pos < to;) {
+        const uint8_t *nl = memchr(l->srv + pos, '\n', to - pos);
+        if (nl == NULL) {
+            *whole = false;
+            return n + 1;
+        }
+        *last = l->srv + pos;
+        *last_len = (size_t)(nl - (l->srv + pos));
+        if (*last_len > 0 && (*last)[*last_len - 1] == '\r')
+            (*last_len)--;
+        pos = (size_t)(nl - l->srv) + 1;
+        n++;
+    }
+    return n;
+}
+
+/* POP3 answers every command with one line (CAPA: lines up to "."), and has no unsolicited
+ * data: when a chunk held more, the client had stale lines in hand when it sent its next
+ * command, and a correct client cannot have gone on to succeed. STLS is the exception: what
+ * follows its answer is thrown away with the handshake. */
+static void check_pop3_one_answer_each(const struct conn_log *l, long k)
+{
+    for (long t = -1; t < k; t++) {
+        size_t s = t > 0 ? l->turn_end[t - 1] : 0;
+        const char *c = (const char *)l->cli + s;
+        size_t cmd_len = t >= 0 ? l->turn_end[t] - s : 0;
+        size_t from = l->chunk_at[t + 1];
+        size_t to = (size_t)t + 2 < l->n_chunks ? l->chunk_at[t + 2] : l->srv_len;
+        const uint8_t *last;
+        size_t last_len;
+        bool whole;
+        size_t n = pop3_lines(l, from, to, &whole, &last, &last_len);
+        if (t >= 0 && cmd_len >= 4 && strncasecmp(c, "STLS", 4) == 0)
+            continue;
+        if (t >= 0 && cmd_len >= 4 && strncasecmp(c, "CAPA", 4) == 0 && whole &&
+            (n == 1 || (last_len == 1 && last[0] == '.')))
+            continue;
+        if (!whole || n != 1)
+            fail("POP3 success although an answer came with more than its one line");
+    }
+}
+
+static void check_pop3_success(void)
+{
+    const struct conn_log *l = login_conn();
+    long k = -1;
+
+    for (size_t t = 0; l != NULL && t < l->n_turns; t++) {
+        size_t s = t > 0 ? l->turn_end[t - 1] : 0;
+        const char *c = (const char *)l->cli + s;
+        size_t n = l->turn_end[t] - s;
+        if ((n > 5 && strncmp(c, "PASS ", 5) == 0 && has(l->cli + s, n, forms.password)) ||
+            (n > 5 && strncmp(c, "APOP ", 5) == 0) ||
+            (n > 11 && strncmp(c, "AUTH PLAIN ", 11) == 0 && has(l->cli + s, n, forms.b64_plain)))
+            k = (long)t;
+    }
+    if (k < 0)
+        fail("POP3 success without PASS, APOP or AUTH PLAIN on the wire");
+    if ((size_t)k + 1 >= l->n_chunks)
+        fail("POP3 success although the server said nothing after the credentials");
+    check_pop3_one_answer_each(l, k);
+    /* The first line that starts in the chunk sent after the credentials. */
+    for (size_t pos = 0; pos < l->srv_len;) {
+        const uint8_t *nl = memchr(l->srv + pos, '\n', l->srv_len - pos);
+        if (nl == NULL)
+            break;
+        size_t len = (size_t)(nl - (l->srv + pos));
+        if (len > 0 && l->srv[pos + len - 1] == '\r')
+            len--;
+        if (pos >= l->chunk_at[k + 1]) {
+            if (starts_word(l->srv + pos, len, "+OK") && memcmp(l->srv + pos, "+OK", 3) == 0)
+                return;
+            break;
+        }
+        pos = (size_t)(nl - l->srv) + 1;
+    }
+    fail("POP3 success without \"+OK\" as the answer to the credentials");
+}
+
+/* Whether the server offered non-synchronizing literals before it had turn k. */
+static bool offered_literal_plus(const struct conn_log *l, size_t k)
+{
+    size_t sent = k + 1 < l->n_chunks ? l->chunk_at[k + 1] : l->srv_len;
+
+    for (size_t i = 0; i + 8 <= sent; i++) {
+        if (strncasecmp((const char *)l->srv + i, "LITERAL", 7) == 0 &&
+            (l->srv[i + 7] == '+' || l->srv[i + 7] == '-'))
+            return true;
+    }
+    return false;
+}
+
+/* Literals: "{n+}" only when the server offered it; after "{n}" nothing before the server's
+ * answer, and the password only after a "+" came. */
+static void check_sync_literals(void)
+{
+    static struct srv_line lines[4096];
+
+    for (size_t c = 0; c < it.n_conns; c++) {
+        const struct conn_log *l = &it.conns[c];
+        size_t n = imap_lines(l, lines, MA_ARRAY_LEN(lines));
+        if (l->sent_early)
+            fail("bytes after a synchronizing literal before the server answered");
+        for (size_t k = 0; k < l->n_turns; k++) {
+            size_t s = k > 0 ? l->turn_end[k - 1] : 0;
+            size_t e = l->turn_end[k];
+            bool plus = false, cont = false;
+            /* Every line of the turn: a LITERAL+ literal may be followed by another. */
+            for (size_t i = s; i < e;) {
+                const uint8_t *nl = memchr(l->cli + i, '\n', e - i);
+                size_t len = nl != NULL ? (size_t)(nl - (l->cli + i)) : e - i;
+                if (trailing_literal(l->cli + i, len, &plus) >= 0 && plus &&
+                    !offered_literal_plus(l, k))
+                    fail("a non-synchronizing literal the server never offered");
+                i += len + 1;
+            }
+            while (e > s && (l->cli[e - 1] == '\n' || l->cli[e - 1] == '\r'))
+                e--;
+            if (trailing_literal(l->cli + s, e - s, &plus) < 0 || plus)
+                continue;
+            size_t from = k + 1 < l->n_chunks ? l->chunk_at[k + 1] : SIZE_MAX;
+            size_t to = k + 2 < l->n_chunks ? l->chunk_at[k + 2] : l->srv_len;
+            for (size_t i = 0; i < n; i++) {
+                if (lines[i].at >= from && lines[i].at < to && lines[i].len >= 1 &&
+                    lines[i].text[0] == '+' && (lines[i].len == 1 || lines[i].text[1] == ' '))
+                    cont = true;
+            }
+            if (!cont && has(l->cli + l->turn_end[k], l->cli_len - l->turn_end[k], forms.password))
+                fail("the password followed a literal announcement without a \"+\"");
+        }
+    }
+}
+
+static void check_wire(const struct login_outcome *o, enum apop_mode apop)
+{
+    char digest[33] = "";
+
+    for (size_t c = 0; c < it.n_conns; c++) {
+        const struct conn_log *l = &it.conns[c];
+        bool secret = has(l->cli, l->cli_len, forms.password) ||
+                      has(l->cli, l->cli_len, forms.b64_password) ||
+                      has(l->cli, l->cli_len, forms.b64_plain);
+        const uint8_t *a = memmem(l->cli, l->cli_len, "APOP ", 5);
+        if (apop == APOP_ONLY && secret)
+            fail("apop = only, but the password went on the wire");
+        if (!o->creds_sent && (secret || a != NULL))
+            fail("creds_sent is false, but credentials went on the wire");
+        if (a != NULL) {
+            const uint8_t *nl = memchr(a, '\r', l->cli_len - (size_t)(a - l->cli));
+            if (nl != NULL && nl - a > 33)
+                snprintf(digest, sizeof(digest), "%.32s", (const char *)nl - 32);
+        }
+    }
+    if (digest[0] != '\0' && memmem(log_text, log_len, digest, 32) != NULL)
+        fail("the APOP digest in a log line");
+}
+
+/* ---- one iteration ---- */
+
+static void split_chunks(const uint8_t *d, size_t n)
+{
+    it.n_chunks = 0;
+    while (it.n_chunks <= MAX_CHUNKS) {
+        const uint8_t *sep = memchr(d, 0xff, n);
+        size_t len = sep != NULL ? (size_t)(sep - d) : n;
+        it.chunk[it.n_chunks] = d;
+        it.chunk_len[it.n_chunks++] = len;
+        if (sep == NULL)
+            break;
+        d += len + 1;
+        n -= len + 1;
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char user[] = "alice";
-    static const char utf8_password[] = "gr\xc3\xbc\xc3\x9f";
-    struct login_creds creds = {user, sizeof(user) - 1, "s3cret", 6};
+    static const char ascii_user[] = "alice";
+    static const char utf8_user[] = "j\xc3\xbcrgen";
+    static const char utf8_password[] = "gr\xc3\xbc\xc3\x9f-\xe2\x82\xac";
+    static const char long_password[] =
+        "Lpw-7f3e9a2c-a-password-longer-than-the-excerpt-limit-of-one-hundred-and-twenty-bytes-"
+        "so-that-a-cut-could-leave-a-prefix-behind-0123456789";
+    static const struct logger log = {.sink = sink, .debug = true};
+    struct login_creds creds = {ascii_user, sizeof(ascii_user) - 1, "s3cret", 6};
     struct login_target t = {
         .label = "fuzz",
         .host = "127.0.0.1",
-        .tls = TLS_MODE_NONE,
         .verify = true,
-        .connect_timeout_ms = 2000,
-        .timeout_ms = 2000,
+        .connect_timeout_ms = 1000,
+        .timeout_ms = 3000,
     };
     struct login_outcome out;
+    pthread_t server;
     enum proto_result r;
 
-    if (size < 1)
+    if (size < 2 || size - 2 > FUZZ_MAX_INPUT)
         return 0;
-    if (listen_fd < 0)
-        start_server();
+    if (listen_fd < 0) {
+        signal(SIGPIPE, SIG_IGN); /* the harness's own TLS server writes to closed sockets */
+        start_listening();
+        make_pki();
+    }
+    memset(&it, 0, sizeof(it));
+    it.pop3 = (data[0] & 1) != 0;
+    it.tls = ((data[0] >> 4) & 3) == 1   ? TLS_MODE_IMPLICIT
+             : ((data[0] >> 4) & 3) == 2 ? TLS_MODE_STARTTLS
+                                         : TLS_MODE_NONE;
+    it.storm = (data[1] & 1) != 0;
+    it.tls12 = (data[1] & 2) != 0;
     t.port = listen_port;
-    t.protocol = (data[0] & 1) ? PROTOCOL_POP3 : PROTOCOL_IMAP;
-    t.apop = (enum apop_mode)((data[0] >> 1) % 3);
-    if (t.protocol == PROTOCOL_IMAP)
-        t.apop = APOP_AUTO;
+    t.protocol = it.pop3 ? PROTOCOL_POP3 : PROTOCOL_IMAP;
+    t.apop = it.pop3 ? (enum apop_mode)(((data[0] >> 1) & 3) % 3) : APOP_AUTO;
+    t.tls = (enum tls_mode)it.tls;
+    t.ca_file = ca_path;
     if (data[0] & 8) {
         creds.password = utf8_password;
         creds.password_len = sizeof(utf8_password) - 1;
     }
-    if (size - 1 > MAX_INPUT)
-        return 0;
-    pthread_mutex_lock(&lock);
-    memcpy(server_data, data + 1, size - 1);
-    server_len = size - 1;
-    pthread_mutex_unlock(&lock);
+    if (data[1] & 4) {
+        creds.password = long_password;
+        creds.password_len = sizeof(long_password) - 1;
+    }
+    if (data[1] & 8) {
+        creds.user = utf8_user;
+        creds.user_len = sizeof(utf8_user) - 1;
+    }
+    memcpy(input_copy, data + 2, size - 2);
+    split_chunks(input_copy, size - 2);
+    make_forms(&creds);
+    log_len = 0;
+    atomic_store(&stop_serving, false);
+    if (pthread_create(&server, NULL, serve_iteration, NULL) != 0)
+        fail("pthread_create");
     memset(&out, 0, sizeof(out));
-    r = t.protocol == PROTOCOL_POP3 ? pop3_login(&t, &creds, NULL, &out)
-                                    : imap_login(&t, &creds, NULL, &out);
-    if (r == PROTO_OK && !said_success(data + 1, size - 1))
-        abort(); /* a "yes" nobody said */
+    r = it.pop3 ? pop3_login(&t, &creds, &log, &out) : imap_login(&t, &creds, &log, &out);
+    atomic_store(&stop_serving, true);
+    pthread_join(server, NULL);
+
+    if (getenv("FUZZ_SESSION_VERBOSE") != NULL)
+        fprintf(stderr, "%s %s: %s (credentials %s): %s\n", it.pop3 ? "pop3" : "imap",
+                tls_mode_name(t.tls), proto_result_name(r), out.creds_sent ? "sent" : "not sent",
+                out.reason.text);
+    if (r == PROTO_OK) {
+        if (out.creds != CREDS_ALL || !out.creds_sent)
+            fail("success without every byte of the credentials sent");
+        if (it.pop3)
+            check_pop3_success();
+        else
+            check_imap_success();
+    }
+    if (!it.pop3)
+        check_sync_literals();
+    check_wire(&out, t.apop);
+    if (holds_form(out.reason.text, strlen(out.reason.text), forms.password) ||
+        holds_form(out.reason.text, strlen(out.reason.text), forms.b64_plain) ||
+        holds_form(out.reason.text, strlen(out.reason.text), forms.b64_password))
+        fail("a secret in the reason");
     return 0;
 }

@@ -9,6 +9,7 @@
 #include "imap.h"
 #include "policy.h"
 #include "pop3.h"
+#include "redact.h"
 
 const char *mailauth_result_name(enum mailauth_result r)
 {
@@ -27,35 +28,18 @@ const char *mailauth_result_name(enum mailauth_result r)
     return "?";
 }
 
-/* Replace every occurrence of the secret in text by "<redacted>": a hostile server could echo
- * the password back in the error text we log. */
-static void redact(char *text, size_t cap, const char *secret, size_t secret_len)
+/* The protocol layers quote server text only through the redaction layer (stream_excerpt), so a
+ * reason holds no secret; this pass over the finished text is the second line of defence, for
+ * any text a future change might add without it. */
+static void scrub_reason(struct errbuf *reason, const struct redact_set *rs)
 {
-    static const char mark[] = "<redacted>";
-    char clean[sizeof(((struct errbuf *)0)->text)];
-    size_t left = strlen(text);
-    const char *p = text;
-    size_t o = 0;
+    char clean[sizeof(reason->text)];
+    size_t len = strlen(reason->text);
 
-    if (secret_len == 0 || memmem(text, left, secret, secret_len) == NULL)
-        return;
-    while (left > 0 && o + 1 < sizeof(clean)) {
-        if (left >= secret_len && memcmp(p, secret, secret_len) == 0) {
-            size_t n = sizeof(mark) - 1;
-            if (o + n >= sizeof(clean))
-                break;
-            memcpy(clean + o, mark, n);
-            o += n;
-            p += secret_len;
-            left -= secret_len;
-            continue;
-        }
-        clean[o++] = *p++;
-        left--;
-    }
-    clean[o] = '\0';
-    secret_wipe(text, cap);
-    snprintf(text, cap, "%s", clean);
+    redact_text(rs, clean, sizeof(clean), reason->text, len, len);
+    if (strcmp(clean, reason->text) != 0)
+        memcpy(reason->text, clean, sizeof(clean));
+    secret_wipe(clean, sizeof(clean));
 }
 
 static void make_target(const struct mailauth_config *cfg, const struct config_server *srv,
@@ -121,7 +105,8 @@ static enum proto_result try_target(const struct login_target *t, const struct l
  * moves on to the next endpoint. Returns the last result. */
 static enum proto_result walk_server(const struct mailauth_config *cfg,
                                      const struct config_server *srv, const struct login_creds *c,
-                                     const struct logger *log, struct mailauth_report *rep)
+                                     const struct redact_set *rs, const struct logger *log,
+                                     struct mailauth_report *rep)
 {
     enum proto_result r = PROTO_EIO;
 
@@ -132,10 +117,11 @@ static enum proto_result walk_server(const struct mailauth_config *cfg,
         make_target(cfg, srv, &srv->endpoints[i], &t);
         r = try_target(&t, c, log, &o);
         rep->attempts++;
-        redact(o.reason.text, sizeof(o.reason.text), c->password, c->password_len);
-        log_debug(log, "server \"%s\" %s (%s, tls %s): %s%s%s", t.label, o.address,
+        scrub_reason(&o.reason, rs);
+        log_debug(log, "server \"%s\" %s (%s, tls %s): %s%s%s (credentials %s)", t.label, o.address,
                   protocol_name(t.protocol), tls_mode_name(t.tls), proto_result_name(r),
-                  o.reason.text[0] != '\0' ? ": " : "", o.reason.text);
+                  o.reason.text[0] != '\0' ? ": " : "", o.reason.text,
+                  o.creds_sent ? "sent" : "not sent");
         /* Failures accumulate into the report; a decision replaces them. */
         note_attempt(rep, &t, &o, r != PROTO_OK && r != PROTO_EAUTHFAIL);
         if (r == PROTO_OK || r == PROTO_EAUTHFAIL)
@@ -155,9 +141,11 @@ enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const cha
     bool tried = false;
     enum policy_result pr;
     struct mailauth_report refusal;
+    struct redact_set rs;
 
     memset(rep, 0, sizeof(*rep));
     memset(&refusal, 0, sizeof(refusal));
+    redact_init(&rs, NULL);
     text_sanitize(rep->user, sizeof(rep->user), user, user_len);
     pr = policy_map_user(&cfg->user, user, user_len, rep->user, sizeof(rep->user), &err);
     if (pr == POLICY_OK)
@@ -168,6 +156,7 @@ enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const cha
         goto out;
     }
     creds = (struct login_creds){rep->user, strlen(rep->user), password, password_len};
+    redact_init(&rs, &creds);
     for (size_t i = 0; i < cfg->n_servers; i++) {
         const struct config_server *srv = &cfg->servers[i];
         enum proto_result r;
@@ -175,7 +164,7 @@ enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const cha
         if (!policy_server_serves(srv, rep->user))
             continue;
         tried = true;
-        r = walk_server(cfg, srv, &creds, log, rep);
+        r = walk_server(cfg, srv, &creds, &rs, log, rep);
         if (r == PROTO_OK) {
             res = MAILAUTH_OK;
             goto out;
@@ -198,6 +187,7 @@ enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const cha
         res = MAILAUTH_DENIED;
     }
 out:
+    redact_wipe(&rs);
     rep->elapsed_ms = (long)(clock_now_ms() - start);
     return res;
 }

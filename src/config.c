@@ -125,6 +125,7 @@ static enum config_result parse_locked(char *buf, size_t len, const char *name,
     cfg_t *cfg = new_parser();
     FILE *fp = NULL;
     int open_line;
+    int env_line;
     int rc;
 
     if (cfg == NULL)
@@ -136,6 +137,14 @@ static enum config_result parse_locked(char *buf, size_t len, const char *name,
     if (open_line > 0) {
         log_msg(parse_log, LOG_ERR, "%s:%d: section is never closed (missing '}')", name,
                 open_line);
+        goto out;
+    }
+    env_line = config_find_env_reference(buf, len);
+    if (env_line > 0) {
+        log_msg(parse_log, LOG_ERR,
+                "%s:%d: \"${\" is not allowed: it would be replaced from the environment, "
+                "which the program calling PAM (su, sudo, ...) controls; write the value itself",
+                name, env_line);
         goto out;
     }
     fp = fmemopen(buf, len, "r");

@@ -80,6 +80,10 @@ void config_free(struct mailauth_config *cfg);
  * first section never closed, or 0 (exposed for tests). */
 int config_blank_comments(char *buf, size_t len);
 
+/* The line of the first "${" (an environment reference to libconfuse), or 0 (exposed for
+ * tests). */
+int config_find_env_reference(const char *buf, size_t len);
+
 /* The names of every option the parser knows, NULL-terminated (for the documentation test). */
 const char *const *config_option_names(void);
 

@@ -166,13 +166,23 @@ static int check_domain_list(cfg_t *root, cfg_t *sec, const char *opt, const cha
     return 0;
 }
 
+/* Timeouts are kept in whole milliseconds: a value the conversion would round (0.0001 would
+ * become 0, 1.0005 would become 1.001) is refused rather than silently changed. */
 int config_validate_timeout(cfg_t *cfg, cfg_opt_t *opt)
 {
     double v = cfg_opt_getnfloat(opt, 0);
+    double ms = v * 1000.0;
 
-    if (!(v > 0.0) || v > MAX_TIMEOUT_S || !isfinite(v)) {
+    if (!isfinite(v) || !(v > 0.0) || v > MAX_TIMEOUT_S) {
         cfg_error(cfg, "%s must be a number of seconds above 0 and at most %.0f", opt->name,
                   MAX_TIMEOUT_S);
+        return -1;
+    }
+    if (ms < 1.0 - 1e-6 || fabs(ms - nearbyint(ms)) > 1e-6) {
+        cfg_error(cfg,
+                  "%s = %g is not a whole number of milliseconds of at least 1 (0.001 s); "
+                  "timeouts are counted in milliseconds",
+                  opt->name, v);
         return -1;
     }
     return 0;

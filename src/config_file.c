@@ -26,9 +26,12 @@ static enum config_result read_safely(const char *path, const struct logger *log
         log_msg(log, LOG_ERR, "%s: not a regular file", path);
         goto out;
     }
+    /* Only a file that root, or the identity this process already runs as, could write may
+     * steer it: a setuid caller runs with euid 0, so there only root's files count. */
     if (st.st_uid != 0 && st.st_uid != geteuid()) {
-        log_msg(log, LOG_ERR, "%s: owned by uid %u; must be owned by root", path,
-                (unsigned)st.st_uid);
+        log_msg(log, LOG_ERR,
+                "%s: owned by uid %u; must be owned by root or by the effective user (uid %u)",
+                path, (unsigned)st.st_uid, (unsigned)geteuid());
         goto out;
     }
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {

@@ -1,5 +1,5 @@
 /* The config text before libconfuse sees it: comments blanked so its line numbers stay true,
- * unclosed sections found. */
+ * unclosed sections and environment references found. */
 #include "config.h"
 
 #include <string.h>
@@ -65,4 +65,22 @@ int config_blank_comments(char *buf, size_t len)
         }
     }
     return depth > 0 ? open_line : 0;
+}
+
+/* libconfuse replaces ${NAME} (and ${NAME:-default}) with the process environment, in unquoted
+ * and double-quoted values alike. The module runs inside setuid programs (su, sudo, passwd)
+ * whose caller sets that environment, so a config using it would let the caller choose the
+ * server, its port or its CA. No value needs "${": refuse it everywhere outside comments (run
+ * after config_blank_comments), escaped or single-quoted too, so the rule is simple to state. */
+int config_find_env_reference(const char *buf, size_t len)
+{
+    int line = 1;
+
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (buf[i] == '\n')
+            line++;
+        else if (buf[i] == '$' && buf[i + 1] == '{')
+            return line;
+    }
+    return 0;
 }

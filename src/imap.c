@@ -4,10 +4,16 @@
 #include <string.h>
 #include <strings.h>
 
+#include "redact.h"
 #include "sasl.h"
 #include "stream.h"
 
-#define MAX_REPLY_LINES 10000
+/* What one command may be answered with before its tagged reply. Untagged data is legal at any
+ * time, but a login needs none: a server that sends more is stalling or attacking, and without a
+ * cap a chain of literals (each announcing the next) would never end. */
+#define MAX_UNTAGGED_LINES 1000
+#define MAX_LITERALS 16
+#define MAX_LITERAL_BYTES (256 * 1024)
 
 /* ---- pure parsers (unit-tested and fuzzed) ---- */
 
@@ -234,6 +240,13 @@ size_t imap_quote(const char *s, size_t n, char *out, size_t cap)
 
 /* ---- the dialogue ---- */
 
+/* What untagged data the current command has been answered with so far (read_until). */
+struct untagged_budget {
+    unsigned lines; /* response lines, the parts between literals included */
+    unsigned literals;
+    size_t literal_bytes;
+};
+
 struct imap_session {
     const struct login_target *t;
     const struct login_creds *c;
@@ -241,9 +254,11 @@ struct imap_session {
     struct login_outcome *out;
     struct stream *s;
     struct imap_caps caps;
+    struct untagged_budget budget;
+    struct redact_set rs; /* what server text is cleaned of before it is logged */
     unsigned next_tag;
     char tag[16];
-    char bye[128];    /* text of an untagged BYE, if one came */
+    char bye[160];    /* text of an untagged BYE, if one came (redacted) */
     bool creds_begun; /* a piece of the current command's credentials went out */
 };
 
@@ -252,26 +267,31 @@ static void new_tag(struct imap_session *is)
     snprintf(is->tag, sizeof(is->tag), "A%u", ++is->next_tag);
 }
 
-/* Untagged data: note BYE, take CAPABILITY, skip literals that follow the line. */
-static enum proto_result absorb_untagged(struct imap_session *is, const struct imap_reply *r)
+static enum proto_result over_budget(struct imap_session *is)
 {
-    static const char cap_word[] = "CAPABILITY";
-    size_t n = sizeof(cap_word) - 1;
-    bool more = r->has_literal;
-    size_t count = r->literal_len;
+    errbuf_set(&is->out->reason,
+               "server sent more than %d untagged lines or %d literals (%d bytes) without "
+               "answering",
+               MAX_UNTAGGED_LINES, MAX_LITERALS, MAX_LITERAL_BYTES);
+    return PROTO_EPROTO;
+}
 
-    if (r->status == IMAP_ST_BYE)
-        text_excerpt(is->bye, sizeof(is->bye), r->data, r->data_len);
-    imap_caps_from_code(r, &is->caps);
-    if (r->status == IMAP_ST_NONE && r->data_len >= n && strncasecmp(r->data, cap_word, n) == 0 &&
-        (r->data_len == n || r->data[n] == ' ')) {
-        is->caps = (struct imap_caps){0};
-        imap_caps_parse(r->data + n, r->data_len - n, &is->caps);
-    }
+/* Skip the literals that follow an untagged line (each continuation line may announce another),
+ * within the command's budget. */
+static enum proto_result skip_literals(struct imap_session *is, bool more, size_t count)
+{
+    struct untagged_budget *b = &is->budget;
+
     while (more) {
         const char *line;
         size_t len;
-        enum stream_result sr = stream_skip(is->s, count, &is->out->reason);
+        enum stream_result sr;
+
+        if (++b->literals > MAX_LITERALS || count > MAX_LITERAL_BYTES - b->literal_bytes ||
+            ++b->lines > MAX_UNTAGGED_LINES)
+            return over_budget(is);
+        b->literal_bytes += count;
+        sr = stream_skip(is->s, count, &is->out->reason);
         if (sr == STREAM_OK)
             sr = stream_read_line(is->s, &line, &len, &is->out->reason);
         if (sr != STREAM_OK)
@@ -286,6 +306,23 @@ static enum proto_result absorb_untagged(struct imap_session *is, const struct i
     return PROTO_OK;
 }
 
+/* Untagged data: note BYE, take CAPABILITY, skip literals that follow the line. */
+static enum proto_result absorb_untagged(struct imap_session *is, const struct imap_reply *r)
+{
+    static const char cap_word[] = "CAPABILITY";
+    size_t n = sizeof(cap_word) - 1;
+
+    if (r->status == IMAP_ST_BYE)
+        stream_excerpt(is->s, is->bye, sizeof(is->bye), r->data, r->data_len);
+    imap_caps_from_code(r, &is->caps);
+    if (r->status == IMAP_ST_NONE && r->data_len >= n && strncasecmp(r->data, cap_word, n) == 0 &&
+        (r->data_len == n || r->data[n] == ' ')) {
+        is->caps = (struct imap_caps){0};
+        imap_caps_parse(r->data + n, r->data_len - n, &is->caps);
+    }
+    return skip_literals(is, r->has_literal, r->literal_len);
+}
+
 static enum proto_result connection_lost(struct imap_session *is, enum stream_result sr)
 {
     if (sr == STREAM_EEOF && is->bye[0] != '\0') {
@@ -295,16 +332,33 @@ static enum proto_result connection_lost(struct imap_session *is, enum stream_re
     return stream_result_to_proto(sr);
 }
 
+/* A reply that began before its command went out (stream_line_is_stale): the server sent it
+ * before it could know the command, so it answers nothing; pipelined, injected or confused,
+ * it is never taken as the answer, and the dialogue cannot go on. */
+static enum proto_result stale_reply(struct imap_session *is, const char *what, const char *line,
+                                     size_t len)
+{
+    char q[160];
+
+    stream_excerpt(is->s, q, sizeof(q), line, len);
+    errbuf_set(&is->out->reason,
+               "server sent \"%s\" before %s went out: not a reply to it (pipelined or injected)",
+               q, what);
+    return PROTO_EPROTO;
+}
+
 /* Read until something other than untagged data arrives: a continuation (when want_cont) or
- * the tagged reply to is->tag. Anything else is a protocol error. */
+ * the tagged reply to is->tag, sent after the command went out. Anything else is a protocol
+ * error; so is more untagged data than the budget allows. */
 static enum proto_result read_until(struct imap_session *is, const char *what, bool want_cont,
                                     struct imap_reply *r)
 {
     const char *line;
     size_t len;
-    char q[128];
+    char q[160];
 
-    for (int i = 0; i < MAX_REPLY_LINES; i++) {
+    is->budget = (struct untagged_budget){0};
+    while (is->budget.lines++ < MAX_UNTAGGED_LINES) {
         enum stream_result sr = stream_read_line(is->s, &line, &len, &is->out->reason);
         enum proto_result pr;
         if (sr != STREAM_OK)
@@ -317,21 +371,20 @@ static enum proto_result read_until(struct imap_session *is, const char *what, b
                 return pr;
             continue;
         case IMAP_TAGGED:
-            return PROTO_OK;
+            return stream_line_is_stale(is->s) ? stale_reply(is, what, line, len) : PROTO_OK;
         case IMAP_CONTINUATION:
             if (want_cont)
-                return PROTO_OK;
+                return stream_line_is_stale(is->s) ? stale_reply(is, what, line, len) : PROTO_OK;
             break;
         case IMAP_OTHER_TAG:
         case IMAP_MALFORMED:
             break;
         }
-        text_excerpt(q, sizeof(q), line, len);
+        stream_excerpt(is->s, q, sizeof(q), line, len);
         errbuf_set(&is->out->reason, "unexpected reply to %s: \"%s\"", what, q);
         return PROTO_EPROTO;
     }
-    errbuf_set(&is->out->reason, "more than %d untagged lines after %s", MAX_REPLY_LINES, what);
-    return PROTO_EPROTO;
+    return over_budget(is);
 }
 
 /* Send a command without arguments and wait for its tagged reply. */
@@ -369,7 +422,7 @@ static enum proto_result read_greeting(struct imap_session *is)
     const char *line;
     size_t len;
     struct imap_reply r;
-    char q[128];
+    char q[160];
     enum stream_result sr = stream_read_line(is->s, &line, &len, &is->out->reason);
 
     if (sr != STREAM_OK) {
@@ -377,7 +430,7 @@ static enum proto_result read_greeting(struct imap_session *is)
         return stream_result_to_proto(sr);
     }
     imap_parse_reply(line, len, "", &r);
-    text_excerpt(q, sizeof(q), line, len);
+    stream_excerpt(is->s, q, sizeof(q), line, len);
     if (r.kind != IMAP_UNTAGGED || r.status == IMAP_ST_NONE || r.status == IMAP_ST_NO ||
         r.status == IMAP_ST_BAD) {
         errbuf_set(&is->out->reason, "not an IMAP greeting: \"%s\"", q);
@@ -430,14 +483,16 @@ struct cmd_line {
     size_t len;
     char trace[256];
     size_t trace_len;
+    unsigned breaks; /* CRLFs inside: after each LITERAL+ announcement */
     bool overflow;
     bool holds_creds;
 };
 
 static void cmd_put(struct cmd_line *cl, const char *s, size_t n, bool secret)
 {
-    const char *shown = secret ? "<redacted>" : s;
-    size_t shown_len = secret ? strlen(shown) : n;
+    bool crlf = n == 2 && s[0] == '\r' && s[1] == '\n';
+    const char *shown = secret ? "<redacted>" : crlf ? " " : s;
+    size_t shown_len = secret || crlf ? strlen(shown) : n;
 
     if (cl->len + n >= sizeof(cl->text)) {
         cl->overflow = true;
@@ -465,8 +520,12 @@ static enum proto_result cmd_send(struct imap_session *is, struct cmd_line *cl, 
         enum cred_part part =
             (is->creds_begun ? CRED_MORE : CRED_FIRST) | (last ? CRED_LAST : CRED_MORE);
         is->creds_begun = true;
-        pr = stream_result_to_proto(
-            stream_send_credential(is->s, &is->out->reason, part, cl->trace, "%s", cl->text));
+        pr = stream_result_to_proto(stream_send_credential_lines(
+            is->s, &is->out->reason, part, cl->breaks, cl->trace, "%s", cl->text));
+    } else if (cl->breaks > 0) {
+        /* The user name comes first, the password after it: a line that spans literals
+         * always holds credentials. */
+        errbuf_set(&is->out->reason, "internal error: a literal without credentials");
     } else {
         pr = stream_result_to_proto(
             stream_sendf(is->s, &is->out->reason, cl->trace, "%s", cl->text));
@@ -482,11 +541,11 @@ static enum proto_result await_continuation(struct imap_session *is, const char 
 {
     struct imap_reply r;
     enum proto_result pr = read_until(is, what, true, &r);
-    char q[128];
+    char q[160];
 
     if (pr != PROTO_OK || r.kind == IMAP_CONTINUATION)
         return pr;
-    text_excerpt(q, sizeof(q), r.data, r.data_len);
+    stream_excerpt(is->s, q, sizeof(q), r.data, r.data_len);
     errbuf_set(&is->out->reason,
                "server answered %s %s before the credentials were sent (no \"+\" came): \"%s\"",
                what,
@@ -498,8 +557,9 @@ static enum proto_result await_continuation(struct imap_session *is, const char 
 }
 
 /* Append one astring argument: quoted when possible, else a literal. A synchronizing literal
- * sends the line so far and waits for the server's "+". secret: s is the password (its literal's
- * announced length is then credential-derived too). */
+ * sends the line so far and waits for the server's "+"; a non-synchronizing one (LITERAL+, or
+ * LITERAL- up to 4096 bytes) stays in the same command, which then leaves in one write.
+ * secret: s is the password (its literal's announced length is then credential-derived too). */
 static enum proto_result put_astring(struct imap_session *is, struct cmd_line *cl, const char *s,
                                      size_t n, bool secret)
 {
@@ -518,9 +578,15 @@ static enum proto_result put_astring(struct imap_session *is, struct cmd_line *c
     secret_wipe(quoted, sizeof(quoted));
     snprintf(prefix, sizeof(prefix), "{%zu%s}", n, non_sync ? "+" : "");
     cmd_put(cl, prefix, strlen(prefix), false);
+    if (non_sync) {
+        cmd_put(cl, "\r\n", 2, false);
+        cl->breaks++;
+        cmd_put(cl, s, n, secret);
+        return PROTO_OK;
+    }
     pr = cmd_send(is, cl, false);
-    if (pr == PROTO_OK && !non_sync)
-        pr = await_continuation(is, "literal");
+    if (pr == PROTO_OK)
+        pr = await_continuation(is, "LOGIN");
     cl->holds_creds = secret;
     if (pr == PROTO_OK)
         cmd_put(cl, s, n, secret);
@@ -587,8 +653,8 @@ static enum proto_result judge(struct imap_session *is, const char *what,
 {
     char q[160];
 
-    text_excerpt(q, sizeof(q), r->code != NULL ? r->code - 1 : r->data,
-                 r->code != NULL ? (size_t)(r->data + r->data_len - r->code + 1) : r->data_len);
+    stream_excerpt(is->s, q, sizeof(q), r->code != NULL ? r->code - 1 : r->data,
+                   r->code != NULL ? (size_t)(r->data + r->data_len - r->code + 1) : r->data_len);
     switch (r->status) {
     case IMAP_ST_OK:
         return proto_accept(is->out, what);
@@ -610,7 +676,7 @@ static enum proto_result login(struct imap_session *is)
     struct imap_reply r;
     enum proto_result pr;
 
-    pr = stream_open_login(is->t, is->c, clock_now_ms() + is->t->timeout_ms, is->log, &is->s,
+    pr = stream_open_login(is->t, &is->rs, clock_now_ms() + is->t->timeout_ms, is->log, &is->s,
                            is->out);
     if (pr != PROTO_OK)
         return pr;
@@ -621,6 +687,10 @@ static enum proto_result login(struct imap_session *is)
         pr = ask_capabilities(is);
     if (pr != PROTO_OK)
         return pr;
+    /* stream_send_credential enforces the cleartext rule on every credential; asking first
+     * keeps a login that could not be finished from starting at all (no user name in clear). */
+    if (!stream_may_send_credentials(is->s, &is->out->reason))
+        return PROTO_EINSECURE;
     if (!is->caps.logindisabled) {
         pr = send_login(is, &r);
         return pr == PROTO_OK ? judge(is, "LOGIN", &r) : pr;
@@ -641,6 +711,7 @@ enum proto_result imap_login(const struct login_target *t, const struct login_cr
 
     errbuf_clear(&out->reason);
     snprintf(out->address, sizeof(out->address), "%s:%u", t->host, t->port);
+    redact_init(&is.rs, c);
     r = login(&is);
     if (is.s != NULL) {
         struct errbuf ignored;
@@ -651,6 +722,7 @@ enum proto_result imap_login(const struct login_target *t, const struct login_cr
         }
         stream_close(is.s);
     }
+    redact_wipe(&is.rs);
     out->result = r;
     return r;
 }

@@ -83,7 +83,6 @@ enum policy_result policy_map_user(const struct config_user_policy *p, const cha
 {
     enum policy_result r = check_user_bytes(user, len, err);
     char *at;
-    int n;
 
     if (r != POLICY_OK)
         return r;
@@ -101,11 +100,14 @@ enum policy_result policy_map_user(const struct config_user_policy *p, const cha
     if (p->strip_domain && at != NULL)
         *at = '\0';
     if (p->append_domain != NULL && strchr(out, '@') == NULL) {
-        n = snprintf(out + strlen(out), cap - strlen(out), "@%s", p->append_domain);
-        if (n < 0 || strlen(out) > POLICY_MAX_USER) {
+        /* Measured before writing: snprintf would cut the name to fit, and a cut name is
+         * somebody else's. */
+        size_t used = strlen(out);
+        if (used + 1 + strlen(p->append_domain) > POLICY_MAX_USER) {
             errbuf_set(err, "user name longer than %d bytes after append_domain", POLICY_MAX_USER);
             return POLICY_EINVAL;
         }
+        snprintf(out + used, cap - used, "@%s", p->append_domain);
     }
     if (out[0] == '\0' || out[0] == '@') {
         errbuf_set(err, "empty user name after mapping");

@@ -6,6 +6,7 @@
 
 #include <openssl/evp.h>
 
+#include "redact.h"
 #include "sasl.h"
 #include "stream.h"
 
@@ -140,23 +141,45 @@ struct pop3_session {
     struct login_outcome *out;
     int64_t deadline_ms;
     struct stream *s;
+    struct redact_set rs; /* what server text is cleaned of before it is logged */
     bool have_timestamp;
     char timestamp[POP3_APOP_TIMESTAMP_MAX + 1];
 };
+
+/* Read one line of the answer to the command what. Every POP3 line after the greeting answers
+ * the last command, and POP3 has no unsolicited data that could be skipped: a line that began
+ * before the command went out (stream_line_is_stale) was sent ahead of time, pipelined or
+ * injected, and is no answer to it. PROTO_EPROTO then; the dialogue cannot go on. */
+static enum proto_result read_answer_line(struct pop3_session *ps, const char *what,
+                                          const char **line, size_t *len)
+{
+    enum stream_result r = stream_read_line(ps->s, line, len, &ps->out->reason);
+    char q[160];
+
+    if (r != STREAM_OK)
+        return stream_result_to_proto(r);
+    if (!stream_line_is_stale(ps->s))
+        return PROTO_OK;
+    stream_excerpt(ps->s, q, sizeof(q), *line, *len);
+    errbuf_set(&ps->out->reason,
+               "server sent \"%s\" before %s went out: not a reply to it (pipelined or injected)",
+               q, what);
+    return PROTO_EPROTO;
+}
 
 /* Read one status reply. PROTO_OK with *kind set, or the stream failure. An unrecognised reply
  * is PROTO_EPROTO: only a well-formed +OK may ever count as success. */
 static enum proto_result read_reply(struct pop3_session *ps, const char *what,
                                     enum pop3_reply *kind, const char **line, size_t *len)
 {
-    enum stream_result r = stream_read_line(ps->s, line, len, &ps->out->reason);
-    char q[128];
+    enum proto_result r = read_answer_line(ps, what, line, len);
+    char q[160];
 
-    if (r != STREAM_OK)
-        return stream_result_to_proto(r);
+    if (r != PROTO_OK)
+        return r;
     *kind = pop3_reply_classify(*line, *len);
     if (*kind == POP3_REPLY_INVALID) {
-        text_excerpt(q, sizeof(q), *line, *len);
+        stream_excerpt(ps->s, q, sizeof(q), *line, *len);
         errbuf_set(&ps->out->reason, "unexpected reply to %s: \"%s\"", what, q);
         return PROTO_EPROTO;
     }
@@ -167,9 +190,9 @@ static enum proto_result read_reply(struct pop3_session *ps, const char *what,
 static enum proto_result refused(struct pop3_session *ps, const char *what, const char *line,
                                  size_t len)
 {
-    char q[128];
+    char q[160];
 
-    text_excerpt(q, sizeof(q), line, len);
+    stream_excerpt(ps->s, q, sizeof(q), line, len);
     if (pop3_err_is_unavailable(line, len)) {
         errbuf_set(&ps->out->reason, "server temporarily unavailable (%s): \"%s\"", what, q);
         return PROTO_ETEMP;
@@ -201,7 +224,7 @@ static enum proto_result start_tls(struct pop3_session *ps)
     enum pop3_reply kind;
     const char *line;
     size_t len;
-    char q[128];
+    char q[160];
     enum proto_result r =
         stream_result_to_proto(stream_sendf(ps->s, &ps->out->reason, NULL, "STLS"));
 
@@ -210,7 +233,7 @@ static enum proto_result start_tls(struct pop3_session *ps)
     if (r != PROTO_OK)
         return r;
     if (kind != POP3_REPLY_OK) {
-        text_excerpt(q, sizeof(q), line, len);
+        stream_excerpt(ps->s, q, sizeof(q), line, len);
         errbuf_set(&ps->out->reason,
                    "server refused STLS (\"%s\"); tls = starttls: password not sent", q);
         return PROTO_EINSECURE;
@@ -225,10 +248,10 @@ static enum proto_result open_session(struct pop3_session *ps)
     enum pop3_reply kind;
     const char *line;
     size_t len;
-    char q[128];
+    char q[160];
     enum proto_result r;
 
-    r = stream_open_login(ps->t, ps->c, ps->deadline_ms, ps->log, &ps->s, ps->out);
+    r = stream_open_login(ps->t, &ps->rs, ps->deadline_ms, ps->log, &ps->s, ps->out);
     if (r != PROTO_OK)
         return r;
     sr = stream_read_line(ps->s, &line, &len, &ps->out->reason);
@@ -238,7 +261,7 @@ static enum proto_result open_session(struct pop3_session *ps)
     }
     kind = pop3_reply_classify(line, len);
     if (kind != POP3_REPLY_OK) {
-        text_excerpt(q, sizeof(q), line, len);
+        stream_excerpt(ps->s, q, sizeof(q), line, len);
         errbuf_set(&ps->out->reason, "server refused service: \"%s\"", q);
         return kind == POP3_REPLY_ERR ? PROTO_ETEMP : PROTO_EPROTO;
     }
@@ -258,6 +281,7 @@ static enum proto_result try_apop(struct pop3_session *ps)
         errbuf_set(&ps->out->reason, "cannot compute the APOP digest (MD5 unavailable)");
         return PROTO_EIO;
     }
+    redact_add_apop_digest(&ps->rs, digest);
     snprintf(trace, sizeof(trace), "APOP %.*s <digest redacted>", (int)ps->c->user_len,
              ps->c->user);
     /* The digest can be cracked offline and answered by anyone on the path: a credential. */
@@ -284,9 +308,9 @@ static enum proto_result read_capa(struct pop3_session *ps, struct pop3_caps *ca
     if (kind != POP3_REPLY_OK)
         return PROTO_OK; /* no CAPA: no capabilities known */
     for (int i = 0; i < CAPA_MAX_LINES; i++) {
-        enum stream_result sr = stream_read_line(ps->s, &line, &len, &ps->out->reason);
-        if (sr != STREAM_OK)
-            return stream_result_to_proto(sr);
+        r = read_answer_line(ps, "CAPA", &line, &len);
+        if (r != PROTO_OK)
+            return r;
         if (len == 1 && line[0] == '.')
             return PROTO_OK;
         if (len > 0 && line[0] == '.') {
@@ -318,12 +342,12 @@ static enum proto_result try_auth_plain(struct pop3_session *ps)
 static enum proto_result after_user_refused(struct pop3_session *ps, const char *line, size_t len)
 {
     struct pop3_caps caps = {0};
-    char q[128];
+    char q[160];
     enum proto_result r;
 
     if (pop3_err_is_unavailable(line, len))
         return refused(ps, "USER", line, len);
-    text_excerpt(q, sizeof(q), line, len);
+    stream_excerpt(ps->s, q, sizeof(q), line, len);
     r = read_capa(ps, &caps);
     if (r != PROTO_OK)
         return r;
@@ -394,6 +418,10 @@ static enum proto_result login(struct pop3_session *ps)
 
     if (r != PROTO_OK)
         return r;
+    /* stream_send_credential enforces the cleartext rule on every credential; asking first
+     * keeps a login that could not be finished from starting at all (no USER in clear). */
+    if (!stream_may_send_credentials(ps->s, &ps->out->reason))
+        return PROTO_EINSECURE;
     if (apop_usable(ps)) {
         r = try_apop(ps);
         if (r != PROTO_EAUTHFAIL || ps->t->apop == APOP_ONLY)
@@ -422,6 +450,7 @@ enum proto_result pop3_login(const struct login_target *t, const struct login_cr
 
     errbuf_clear(&out->reason);
     snprintf(out->address, sizeof(out->address), "%s:%u", t->host, t->port);
+    redact_init(&ps.rs, c);
     r = login(&ps);
     if (ps.s != NULL) {
         struct errbuf ignored;
@@ -430,6 +459,7 @@ enum proto_result pop3_login(const struct login_target *t, const struct login_cr
             stream_sendf(ps.s, &ignored, NULL, "QUIT");
         stream_close(ps.s);
     }
+    redact_wipe(&ps.rs);
     out->result = r;
     return r;
 }

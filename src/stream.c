@@ -1,5 +1,6 @@
 #include "stream.h"
 
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,20 +71,18 @@ static enum stream_result from_net(enum net_result r)
     return STREAM_EIO;
 }
 
+/* Server lines and commands in debug traces: at most TRACE_LIMIT bytes, redacted first. */
+#define TRACE_LIMIT 200
+
 static void trace(const struct stream *s, const char *dir, const char *text, size_t len)
 {
-    char clean[256];
+    char clean[TRACE_LIMIT + 64];
+    bool cut;
 
     if (s->log == NULL || !s->log->debug)
         return;
-    if (s->secret != NULL && s->secret_len > 0 && memmem(text, len, s->secret, s->secret_len)) {
-        log_debug(s->log, "%s %s %s <line echoing the password redacted>", s->address, dir,
-                  s->target->label);
-        return;
-    }
-    text_sanitize(clean, sizeof(clean), text, len);
-    log_debug(s->log, "%s %s %s %s%s", s->address, dir, s->target->label, clean,
-              len >= sizeof(clean) ? "..." : "");
+    cut = redact_text(s->redact, clean, sizeof(clean), text, len, TRACE_LIMIT);
+    log_debug(s->log, "%s %s %s %s%s", s->address, dir, s->target->label, clean, cut ? "..." : "");
 }
 
 enum stream_result stream_start_tls(struct stream *s, struct errbuf *err)
@@ -146,8 +145,32 @@ fail:
     return r;
 }
 
-/* Read more bytes into the buffer, compacting it first. */
-static enum stream_result fill(struct stream *s, struct errbuf *err)
+enum stream_result stream_attach(int fd, const struct login_target *target, int64_t deadline_ms,
+                                 const struct logger *log, struct stream **out)
+{
+    struct stream *s = malloc(sizeof(*s));
+
+    int flags = fcntl(fd, F_GETFL);
+
+    *out = NULL;
+    if (s == NULL || flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+        free(s);
+        close(fd);
+        return STREAM_ESETUP;
+    }
+    memset(s, 0, offsetof(struct stream, buf));
+    s->fd = fd;
+    s->target = target;
+    s->log = log;
+    s->deadline_ms = deadline_ms;
+    snprintf(s->address, sizeof(s->address), "fd %d", fd);
+    *out = s;
+    return STREAM_OK;
+}
+
+/* Read what the connection has into the buffer, compacting it first; wait until deadline_ms at
+ * most (0: do not wait). */
+static enum stream_result read_more(struct stream *s, int64_t deadline_ms, struct errbuf *err)
 {
     size_t got = 0;
 
@@ -159,8 +182,8 @@ static enum stream_result fill(struct stream *s, struct errbuf *err)
     if (s->end == sizeof(s->buf))
         return STREAM_EPROTO;
     if (s->tls != NULL) {
-        enum tls_result r = tls_read_some(s->tls, s->buf + s->end, sizeof(s->buf) - s->end, &got,
-                                          s->deadline_ms, err);
+        enum tls_result r =
+            tls_read_some(s->tls, s->buf + s->end, sizeof(s->buf) - s->end, &got, deadline_ms, err);
         if (r != TLS_OK) {
             if (r == TLS_ETIMEOUT)
                 errbuf_set(err, "no answer within the %d ms timeout", s->target->timeout_ms);
@@ -170,7 +193,7 @@ static enum stream_result fill(struct stream *s, struct errbuf *err)
         }
     } else {
         enum net_result r =
-            net_recv_some(s->fd, s->buf + s->end, sizeof(s->buf) - s->end, &got, s->deadline_ms);
+            net_recv_some(s->fd, s->buf + s->end, sizeof(s->buf) - s->end, &got, deadline_ms);
         if (r != NET_OK) {
             if (r == NET_ETIMEOUT)
                 errbuf_set(err, "no answer within the %d ms timeout", s->target->timeout_ms);
@@ -182,14 +205,61 @@ static enum stream_result fill(struct stream *s, struct errbuf *err)
         }
     }
     s->end += got;
+    s->in_total += got;
     if (s->end > s->buf_used)
         s->buf_used = s->end;
     return STREAM_OK;
 }
 
+/* Read more for a reader. The deadline is checked here, before every read, because the lower
+ * layers check it only when a read would block: a server that keeps the connection readable
+ * (a flood of lines, a chain of literals) would otherwise never be cut off. */
+static enum stream_result fill(struct stream *s, struct errbuf *err)
+{
+    if (deadline_left_ms(s->deadline_ms) == 0) {
+        errbuf_set(err, "no answer within the %d ms timeout (the server was still sending)",
+                   s->target->timeout_ms);
+        return STREAM_ETIMEOUT;
+    }
+    return read_more(s, s->deadline_ms, err);
+}
+
+/* Before a command goes out: read, without waiting, whatever the server has already sent, and
+ * move the fence past it. Those bytes were sent before the server could see the command, so no
+ * line that starts among them may count as its reply; reading them now also catches what still
+ * sits in the socket (or TLS) buffers, not only what an earlier read happened to take. A server
+ * that closed the connection or sent more than the buffer holds gets nothing. */
+static enum stream_result take_pending(struct stream *s, struct errbuf *err)
+{
+    for (;;) {
+        struct errbuf why = {{0}};
+        enum stream_result r = read_more(s, 0, &why);
+
+        if (r == STREAM_ETIMEOUT)
+            break; /* nothing more right now */
+        if (r == STREAM_OK)
+            continue;
+        if (r == STREAM_EPROTO)
+            errbuf_set(err, "server sent more than %zu bytes nobody asked for", sizeof(s->buf));
+        else
+            errbuf_set(err, "%s", why.text);
+        return r;
+    }
+    s->fence = s->in_total;
+    return STREAM_OK;
+}
+
+bool stream_line_is_stale(const struct stream *s)
+{
+    return s->line_stale;
+}
+
 enum stream_result stream_read_line(struct stream *s, const char **line, size_t *len,
                                     struct errbuf *err)
 {
+    /* Where the line starts in the server's byte stream; reading more does not move it. */
+    uint64_t line_start = s->in_total - (s->end - s->start);
+
     for (;;) {
         char *nl = memchr(s->buf + s->start, '\n', s->end - s->start);
         if (nl != NULL) {
@@ -210,6 +280,7 @@ enum stream_result stream_read_line(struct stream *s, const char **line, size_t 
             if (n + 1 > s->line_used)
                 s->line_used = n + 1;
             s->start += full;
+            s->line_stale = line_start < s->fence;
             *line = s->line;
             *len = n;
             trace(s, "S:", s->line, n);
@@ -256,11 +327,32 @@ static enum stream_result send_bytes(struct stream *s, const char *buf, size_t l
     return from_net(r);
 }
 
-/* Format a command, refuse it when it holds CR, LF or NUL or is too long, trace it, send it with
- * CRLF. *partial is set once bytes may have left (a failed send may have sent some). */
-MA_PRINTF(5, 0)
+/* True when cmd[0, n) holds exactly breaks CRLF pairs (where the caller split a command that
+ * spans lines: an IMAP LITERAL+ literal) and no other CR, LF or NUL. A CR or LF anywhere else
+ * would let data smuggle in a second command; vsnprintf stops at NUL, so a NUL would mean
+ * truncation upstream. */
+static bool lines_are_clean(const char *cmd, size_t n, unsigned breaks)
+{
+    unsigned seen = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (cmd[i] == '\r' && i + 1 < n && cmd[i + 1] == '\n') {
+            seen++;
+            i++;
+        } else if (cmd[i] == '\r' || cmd[i] == '\n' || cmd[i] == '\0') {
+            return false;
+        }
+    }
+    return seen == breaks;
+}
+
+/* Format a command, refuse it when it holds CR, LF or NUL (but for the breaks CRLF pairs the
+ * caller asked for) or is too long, take what the server already sent (take_pending), trace it,
+ * send it with CRLF in one write. *partial is set once bytes may have left (a failed send may
+ * have sent some). */
+MA_PRINTF(6, 0)
 static enum stream_result send_command(struct stream *s, struct errbuf *err, const char *trace_text,
-                                       bool *partial, const char *fmt, va_list ap)
+                                       unsigned breaks, bool *partial, const char *fmt, va_list ap)
 {
     char cmd[STREAM_MAX_COMMAND + 3];
     enum stream_result r = STREAM_EINVAL;
@@ -270,12 +362,13 @@ static enum stream_result send_command(struct stream *s, struct errbuf *err, con
         errbuf_set(err, "command too long");
         goto out;
     }
-    /* A CR or LF inside would let data smuggle a second command; vsnprintf stops at NUL,
-     * so a shorter result than requested would also mean NUL-truncation upstream. */
-    if (bytes_have_crlf_nul(cmd, (size_t)n)) {
+    if (!lines_are_clean(cmd, (size_t)n, breaks)) {
         errbuf_set(err, "refusing to send a command containing CR, LF or NUL");
         goto out;
     }
+    r = take_pending(s, err);
+    if (r != STREAM_OK)
+        goto out;
     trace(s, "C:", trace_text != NULL ? trace_text : cmd,
           trace_text != NULL ? strlen(trace_text) : (size_t)n);
     cmd[n] = '\r';
@@ -295,18 +388,19 @@ enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char
     va_list ap;
 
     va_start(ap, fmt);
-    r = send_command(s, err, trace_text, &partial, fmt, ap);
+    r = send_command(s, err, trace_text, 0, &partial, fmt, ap);
     va_end(ap);
     return r;
 }
 
-enum stream_result stream_send_credential(struct stream *s, struct errbuf *err, enum cred_part part,
-                                          const char *trace_text, const char *fmt, ...)
+MA_PRINTF(6, 0)
+static enum stream_result send_credential(struct stream *s, struct errbuf *err, enum cred_part part,
+                                          unsigned breaks, const char *trace_text, const char *fmt,
+                                          va_list ap)
 {
     struct login_outcome *o = s->outcome;
     enum stream_result r;
     bool partial = false;
-    va_list ap;
 
     if (o == NULL) {
         errbuf_set(err, "internal error: credentials on a stream not opened for a login");
@@ -316,9 +410,7 @@ enum stream_result stream_send_credential(struct stream *s, struct errbuf *err, 
         o->creds = CREDS_NONE;
     if (!stream_may_send_credentials(s, err))
         return STREAM_EINSECURE;
-    va_start(ap, fmt);
-    r = send_command(s, err, trace_text, &partial, fmt, ap);
-    va_end(ap);
+    r = send_command(s, err, trace_text, breaks, &partial, fmt, ap);
     if (partial) {
         o->creds_sent = true;
         if (o->creds == CREDS_NONE)
@@ -326,6 +418,31 @@ enum stream_result stream_send_credential(struct stream *s, struct errbuf *err, 
     }
     if (r == STREAM_OK && (part & CRED_LAST) != 0)
         o->creds = CREDS_ALL;
+    return r;
+}
+
+enum stream_result stream_send_credential(struct stream *s, struct errbuf *err, enum cred_part part,
+                                          const char *trace_text, const char *fmt, ...)
+{
+    enum stream_result r;
+    va_list ap;
+
+    va_start(ap, fmt);
+    r = send_credential(s, err, part, 0, trace_text, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+enum stream_result stream_send_credential_lines(struct stream *s, struct errbuf *err,
+                                                enum cred_part part, unsigned breaks,
+                                                const char *trace_text, const char *fmt, ...)
+{
+    enum stream_result r;
+    va_list ap;
+
+    va_start(ap, fmt);
+    r = send_credential(s, err, part, breaks, trace_text, fmt, ap);
+    va_end(ap);
     return r;
 }
 
@@ -340,7 +457,7 @@ void stream_explain_greeting_failure(const struct stream *s, enum stream_result 
                s->target->timeout_ms, s->target->port);
 }
 
-enum proto_result stream_open_login(const struct login_target *t, const struct login_creds *c,
+enum proto_result stream_open_login(const struct login_target *t, const struct redact_set *rs,
                                     int64_t deadline_ms, const struct logger *log,
                                     struct stream **out, struct login_outcome *o)
 {
@@ -350,9 +467,13 @@ enum proto_result stream_open_login(const struct login_target *t, const struct l
         return stream_result_to_proto(r);
     snprintf(o->address, sizeof(o->address), "%s", (*out)->address);
     (*out)->outcome = o;
-    (*out)->secret = c->password;
-    (*out)->secret_len = c->password_len;
+    (*out)->redact = rs;
     return PROTO_OK;
+}
+
+void stream_excerpt(const struct stream *s, char *dst, size_t cap, const char *src, size_t len)
+{
+    redact_excerpt(s->redact, dst, cap, src, len);
 }
 
 bool stream_may_send_credentials(const struct stream *s, struct errbuf *err)

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "proto.h"
+#include "redact.h"
 #include "tls.h"
 #include "util.h"
 
@@ -46,9 +47,15 @@ struct stream {
     struct login_outcome *outcome; /* credential progress is recorded here (stream_open_login) */
     int64_t deadline_ms;
     char address[80];
-    /* When set, server lines that echo this secret are redacted in traces. */
-    const char *secret;
-    size_t secret_len;
+    /* The secrets to keep out of traces and excerpts of server text; NULL: none. */
+    const struct redact_set *redact;
+    /* Stale input: in_total counts every byte the server sent (read into buf); fence is its
+     * value when the last command went out, after everything already readable was read. A
+     * line that starts below the fence was sent before the server could have seen that
+     * command, so it cannot be the reply to it (line_stale). */
+    uint64_t in_total;
+    uint64_t fence;
+    bool line_stale;
     size_t start, end; /* unread bytes are buf[start, end) */
     size_t buf_used;   /* high-water mark of buf, what stream_close must wipe */
     size_t line_used;  /* likewise for line */
@@ -67,10 +74,23 @@ enum stream_result stream_open(const struct login_target *target, int64_t deadli
  * before the handshake is thrown away first. Same results as stream_open's TLS part. */
 enum stream_result stream_start_tls(struct stream *s, struct errbuf *err);
 
+/* Wrap an already connected socket (tests, tools): no TLS, no login outcome. The stream owns
+ * fd from then on, also on failure. STREAM_OK or STREAM_ESETUP. */
+enum stream_result stream_attach(int fd, const struct login_target *target, int64_t deadline_ms,
+                                 const struct logger *log, struct stream **out);
+
 /* Read one line, CRLF (or a bare LF) removed, NUL-terminated in s->line; *len excludes the NUL.
+ * The deadline is checked before every read from the connection, not only when one would
+ * block: a server that keeps the connection readable is cut off at the deadline all the same.
+ * Sets s->line_stale (see stream_line_is_stale).
  * Returns STREAM_OK, STREAM_ETIMEOUT, STREAM_EEOF, STREAM_EIO, STREAM_EPROTO. */
 enum stream_result stream_read_line(struct stream *s, const char **line, size_t *len,
                                     struct errbuf *err);
+
+/* True when the line last read began before the last command went out: the server sent it
+ * before it could have seen that command, so it is no reply to it. Whether such a line may be
+ * read at all (IMAP untagged data) or must be refused (any reply) is the protocol's call. */
+bool stream_line_is_stale(const struct stream *s);
 
 /* Skip n bytes of payload (an IMAP literal). Same results as stream_read_line. */
 enum stream_result stream_skip(struct stream *s, size_t n, struct errbuf *err);
@@ -78,7 +98,10 @@ enum stream_result stream_skip(struct stream *s, size_t n, struct errbuf *err);
 /* Format one command line, refuse it if it holds CR, LF or NUL or exceeds STREAM_MAX_COMMAND,
  * append CRLF and send it. The trace shows trace_text instead of the line when it is not NULL
  * (pass a redacted form for anything carrying credentials). The formatted copy is wiped.
- * Returns STREAM_OK, STREAM_EINVAL, STREAM_ETIMEOUT, STREAM_EIO. */
+ * Before anything is sent, whatever the server has already sent is read into the buffer and
+ * the fence is moved past it (see stream_line_is_stale); should the server have closed the
+ * connection or sent more than the buffer holds, nothing is sent.
+ * Returns STREAM_OK, STREAM_EINVAL, STREAM_ETIMEOUT, STREAM_EIO, STREAM_EEOF, STREAM_EPROTO. */
 enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char *trace_text,
                                 const char *fmt, ...) MA_PRINTF(4, 5);
 
@@ -92,11 +115,23 @@ enum stream_result stream_send_credential(struct stream *s, struct errbuf *err, 
                                           const char *trace_text, const char *fmt, ...)
     MA_PRINTF(5, 6);
 
+/* stream_send_credential for a command that spans lines (an IMAP LOGIN with LITERAL+
+ * literals): the formatted text must hold exactly breaks CRLF pairs, where the lines meet, and
+ * no other CR, LF or NUL. The whole command leaves in one write, so no answer can arrive, or be
+ * taken for one, between its lines. */
+enum stream_result stream_send_credential_lines(struct stream *s, struct errbuf *err,
+                                                enum cred_part part, unsigned breaks,
+                                                const char *trace_text, const char *fmt, ...)
+    MA_PRINTF(6, 7);
+
 /* stream_open for a login: the result as a proto_result, the peer's address copied into o, o
- * armed to record credential progress, and the password armed for redaction in traces. */
-enum proto_result stream_open_login(const struct login_target *t, const struct login_creds *c,
+ * armed to record credential progress, and rs (kept, not copied) armed for redaction. */
+enum proto_result stream_open_login(const struct login_target *t, const struct redact_set *rs,
                                     int64_t deadline_ms, const struct logger *log,
                                     struct stream **out, struct login_outcome *o);
+
+/* Server text for a reason: redact_excerpt with the stream's secrets. */
+void stream_excerpt(const struct stream *s, char *dst, size_t cap, const char *src, size_t len);
 
 /* After a failed greeting read: on a plaintext timeout, add a hint about implicit TLS ports. */
 void stream_explain_greeting_failure(const struct stream *s, enum stream_result r,

@@ -85,11 +85,6 @@ void text_sanitize(char *dst, size_t cap, const char *src, size_t src_len)
     dst[n] = '\0';
 }
 
-void text_excerpt(char *dst, size_t cap, const char *src, size_t src_len)
-{
-    text_sanitize(dst, cap, src, src_len > 120 ? 120 : src_len);
-}
-
 const char *errno_text(int err, char *buf, size_t cap)
 {
     /* GNU strerror_r may return a static string instead of filling buf. */

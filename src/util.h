@@ -36,9 +36,6 @@ bool bytes_have_crlf_nul(const char *p, size_t len);
 /* Copy at most cap-1 bytes of s with every non-printable byte replaced by '?', for logs. */
 void text_sanitize(char *dst, size_t cap, const char *src, size_t src_len);
 
-/* At most the first 120 bytes of server text, sanitized as above, for quoting in a reason. */
-void text_excerpt(char *dst, size_t cap, const char *src, size_t src_len);
-
 /* strerror_r wrapper that always returns a readable string in buf. */
 const char *errno_text(int err, char *buf, size_t cap);
 

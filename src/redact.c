@@ -1,0 +1,185 @@
+/* Redaction of server text: secrets out of the raw bytes first, then cut, then escape. */
+#include "redact.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/evp.h>
+
+static void add_secret(struct redact_set *rs, const char *text, size_t len, bool nocase)
+{
+    if (len == 0 || rs->count >= REDACT_MAX_SECRETS)
+        return;
+    rs->secrets[rs->count++] = (struct redact_secret){text, len, nocase};
+}
+
+/* Base64 without its '=' padding: a server may echo it either way, and the unpadded form is a
+ * prefix of the padded one, so matching it covers both. */
+static size_t unpadded(const char *b64, size_t n)
+{
+    while (n > 0 && b64[n - 1] == '=')
+        n--;
+    return n;
+}
+
+void redact_init(struct redact_set *rs, const struct login_creds *c)
+{
+    memset(rs, 0, sizeof(*rs));
+    if (c == NULL || c->password == NULL || c->password_len == 0)
+        return;
+    add_secret(rs, c->password, c->password_len, false);
+    if (c->password_len <= (sizeof(rs->b64_password) - 1) / 4 * 3) {
+        int n = EVP_EncodeBlock((unsigned char *)rs->b64_password,
+                                (const unsigned char *)c->password, (int)c->password_len);
+        if (n > 0)
+            add_secret(rs, rs->b64_password, unpadded(rs->b64_password, (size_t)n), false);
+    }
+    if (c->user != NULL) {
+        size_t n = sasl_plain_encode(c, rs->b64_plain, sizeof(rs->b64_plain));
+        add_secret(rs, rs->b64_plain, unpadded(rs->b64_plain, n), false);
+    }
+}
+
+void redact_add_apop_digest(struct redact_set *rs, const char *hex)
+{
+    size_t n = strlen(hex);
+
+    if (n >= sizeof(rs->apop_hex))
+        return;
+    memcpy(rs->apop_hex, hex, n + 1);
+    add_secret(rs, rs->apop_hex, n, true);
+}
+
+void redact_wipe(struct redact_set *rs)
+{
+    secret_wipe(rs, sizeof(*rs));
+}
+
+static bool same(const char *a, const char *b, size_t n, bool nocase)
+{
+    return nocase ? strncasecmp(a, b, n) == 0 : memcmp(a, b, n) == 0;
+}
+
+/* Length of the longest secret that starts at p (left bytes available), or 0. */
+static size_t secret_at(const struct redact_set *rs, const char *p, size_t left)
+{
+    size_t best = 0;
+
+    for (size_t k = 0; k < rs->count; k++) {
+        const struct redact_secret *s = &rs->secrets[k];
+        if (s->len <= left && s->len > best && same(p, s->text, s->len, s->nocase))
+            best = s->len;
+    }
+    return best;
+}
+
+/* Where the longest proper prefix (REDACT_MIN_TAIL bytes or more) of a secret that ends at
+ * src[end] and starts before limit begins; none when there is none. */
+static size_t prefix_ending_at(const struct redact_set *rs, const char *src, size_t end,
+                               size_t limit, size_t none)
+{
+    size_t best = none;
+
+    for (size_t k = 0; k < rs->count; k++) {
+        const struct redact_secret *s = &rs->secrets[k];
+        size_t longest = s->len - 1 < end ? s->len - 1 : end;
+        size_t shortest = REDACT_MIN_TAIL;
+        /* It must start before limit (else it is cut anyway) and before the best so far. */
+        if (end >= limit && end - limit + 1 > shortest)
+            shortest = end - limit + 1;
+        if (best < end && end - best + 1 > shortest)
+            shortest = end - best + 1;
+        for (size_t l = longest; l >= shortest; l--) {
+            if (same(src + end - l, s->text, l, s->nocase)) {
+                best = end - l;
+                break;
+            }
+        }
+    }
+    return best;
+}
+
+/* Where a prefix of a secret would end what is kept, or len: one that ends the text (the
+ * server cut its own echo) or one that ends at the cut (whatever the server sent after it). */
+static size_t tail_start(const struct redact_set *rs, const char *src, size_t len, size_t limit)
+{
+    size_t at_end = prefix_ending_at(rs, src, len, limit, len);
+    size_t at_cut = len > limit ? prefix_ending_at(rs, src, limit, limit + 1, len) : len;
+
+    return at_end < at_cut ? at_end : at_cut;
+}
+
+struct out {
+    char *p;
+    size_t cap;
+    size_t n;
+    bool full; /* something did not fit: write nothing more */
+};
+
+static void put_byte(struct out *o, unsigned char c)
+{
+    if (o->full || o->n + 1 >= o->cap) {
+        o->full = true;
+        return;
+    }
+    o->p[o->n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+}
+
+static void put_mark(struct out *o)
+{
+    size_t m = sizeof(REDACT_MARK) - 1;
+
+    if (o->full || o->n + m + 1 > o->cap) {
+        o->full = true;
+        return;
+    }
+    memcpy(o->p + o->n, REDACT_MARK, m);
+    o->n += m;
+}
+
+/* True when text[0, n) still holds a secret (escaping can make one: a '?' in the password). */
+static bool holds_secret(const struct redact_set *rs, const char *text, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (secret_at(rs, text + i, n - i) > 0)
+            return true;
+    }
+    return false;
+}
+
+bool redact_text(const struct redact_set *rs, char *dst, size_t cap, const char *src, size_t len,
+                 size_t limit)
+{
+    struct out o = {.p = dst, .cap = cap};
+    size_t tail = rs != NULL ? tail_start(rs, src, len, limit) : len;
+    size_t stop = len < limit ? len : limit;
+    size_t i = 0;
+
+    if (cap == 0)
+        return len > limit;
+    if (tail < stop)
+        stop = tail;
+    while (i < stop && !o.full) {
+        size_t s = rs != NULL ? secret_at(rs, src + i, len - i) : 0;
+        if (s > 0) {
+            put_mark(&o);
+            i += s;
+        } else {
+            put_byte(&o, (unsigned char)src[i++]);
+        }
+    }
+    if (tail < len && i <= tail)
+        put_mark(&o);
+    dst[o.n] = '\0';
+    if (rs != NULL && holds_secret(rs, dst, o.n)) {
+        secret_wipe(dst, cap);
+        if (cap > sizeof(REDACT_MARK) - 1)
+            memcpy(dst, REDACT_MARK, sizeof(REDACT_MARK));
+    }
+    return len > limit;
+}
+
+void redact_excerpt(const struct redact_set *rs, char *dst, size_t cap, const char *src, size_t len)
+{
+    redact_text(rs, dst, cap, src, len, REDACT_EXCERPT);
+}

@@ -1,0 +1,356 @@
+/* The stream layer's rules, over a socketpair (a peer that is not on loopback):
+ * - a line the server sent before a command went out is marked stale, whether it was already in
+ *   the buffer, still in the socket, or only begun;
+ * - credentials obey the cleartext rule and their progress is recorded; nothing goes to a server
+ *   that already closed the connection or flooded it;
+ * - the one gate to success (proto_accept) needs every byte of the credentials sent;
+ * - the deadline holds against a peer that never lets a read block;
+ * - traces are redacted. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "stream.h"
+
+static char logged[8192];
+
+MA_PRINTF(3, 0)
+static void capture(void *ctx, int priority, const char *fmt, va_list ap)
+{
+    size_t used = strlen(logged);
+
+    (void)ctx;
+    (void)priority;
+    vsnprintf(logged + used, sizeof(logged) - used, fmt, ap);
+    used = strlen(logged);
+    if (used + 1 < sizeof(logged))
+        strcat(logged, "\n");
+}
+
+static const struct logger debug_log = {.sink = capture, .debug = true};
+
+struct pair {
+    struct stream *s;
+    int peer;
+    struct login_target t;
+    struct login_outcome o;
+};
+
+static int open_pair(struct pair *p, bool allow_cleartext, int64_t deadline_ms)
+{
+    int sv[2];
+
+    memset(p, 0, sizeof(*p));
+    p->t = (struct login_target){.label = "unit",
+                                 .host = "peer",
+                                 .tls = TLS_MODE_NONE,
+                                 .allow_cleartext = allow_cleartext,
+                                 .timeout_ms = 2000};
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return -1;
+    p->peer = sv[1];
+    if (stream_attach(sv[0], &p->t, deadline_ms, &debug_log, &p->s) != STREAM_OK) {
+        close(p->peer);
+        return -1;
+    }
+    p->s->outcome = &p->o;
+    return 0;
+}
+
+static void close_pair(struct pair *p)
+{
+    stream_close(p->s);
+    if (p->peer >= 0)
+        close(p->peer);
+}
+
+static void peer_says(struct pair *p, const char *text)
+{
+    if (write(p->peer, text, strlen(text)) != (ssize_t)strlen(text))
+        CHECK(!"peer write");
+}
+
+/* What the client sent so far (without waiting). */
+static size_t peer_got(struct pair *p, char *buf, size_t cap)
+{
+    ssize_t n = recv(p->peer, buf, cap - 1, MSG_DONTWAIT);
+
+    buf[n > 0 ? n : 0] = '\0';
+    return n > 0 ? (size_t)n : 0;
+}
+
+static int64_t later(void)
+{
+    return clock_now_ms() + 5000;
+}
+
+static bool read_is(struct pair *p, const char *want, bool stale)
+{
+    struct errbuf err = {{0}};
+    const char *line;
+    size_t len;
+
+    return stream_read_line(p->s, &line, &len, &err) == STREAM_OK && strcmp(line, want) == 0 &&
+           stream_line_is_stale(p->s) == stale;
+}
+
+static void test_stale_lines(void)
+{
+    struct pair p;
+    struct errbuf err = {{0}};
+
+    if (open_pair(&p, true, later()) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    /* Nothing was sent yet: the greeting is no reply to anything, and not stale. */
+    peer_says(&p, "+OK greeting\r\n+OK early\r\n");
+    CHECK(read_is(&p, "+OK greeting", false));
+    /* "+OK early" was already in the buffer when USER went out. */
+    CHECK(stream_sendf(p.s, &err, NULL, "USER alice") == STREAM_OK);
+    CHECK(read_is(&p, "+OK early", true));
+    /* Sent after the command: a reply. */
+    peer_says(&p, "+OK fresh\r\n");
+    CHECK(read_is(&p, "+OK fresh", false));
+
+    /* Still in the socket, not yet read, when the command goes out: stale all the same. */
+    peer_says(&p, "+OK queued\r\n");
+    CHECK(stream_sendf(p.s, &err, NULL, "PASS x") == STREAM_OK);
+    peer_says(&p, "+OK after\r\n");
+    CHECK(read_is(&p, "+OK queued", true));
+    CHECK(read_is(&p, "+OK after", false));
+
+    /* A line begun before the command and finished after it. */
+    peer_says(&p, "* one\r\nA1 O");
+    CHECK(read_is(&p, "* one", false));
+    CHECK(stream_sendf(p.s, &err, NULL, "A1 NOOP") == STREAM_OK);
+    peer_says(&p, "K done\r\n");
+    CHECK(read_is(&p, "A1 OK done", true));
+    close_pair(&p);
+}
+
+static void test_cleartext_rule(void)
+{
+    struct pair p;
+    struct errbuf err = {{0}};
+    char got[256];
+
+    /* A socketpair is no loopback peer: without allow_cleartext nothing may leave. */
+    if (open_pair(&p, false, later()) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "PASS <redacted>", "PASS %s", "pw") ==
+          STREAM_EINSECURE);
+    CHECK(strstr(err.text, "refusing to send credentials in clear") != NULL);
+    CHECK(peer_got(&p, got, sizeof(got)) == 0);
+    CHECK(!p.o.creds_sent && p.o.creds == CREDS_NONE);
+    CHECK(proto_accept(&p.o, "PASS") == PROTO_EPROTO);
+    close_pair(&p);
+
+    if (open_pair(&p, true, later()) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "PASS <redacted>", "PASS %s", "pw") ==
+          STREAM_OK);
+    CHECK(peer_got(&p, got, sizeof(got)) > 0 && strcmp(got, "PASS pw\r\n") == 0);
+    CHECK(p.o.creds_sent && p.o.creds == CREDS_ALL);
+    CHECK(proto_accept(&p.o, "PASS") == PROTO_OK);
+    close_pair(&p);
+}
+
+static void test_progress(void)
+{
+    struct pair p;
+    struct errbuf err = {{0}};
+    char got[256];
+
+    if (open_pair(&p, true, later()) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    CHECK(stream_send_credential(p.s, &err, CRED_FIRST, "A1 LOGIN u {2}", "A1 LOGIN u {2}") ==
+          STREAM_OK);
+    CHECK(p.o.creds == CREDS_PARTIAL && p.o.creds_sent);
+    CHECK(proto_accept(&p.o, "LOGIN") == PROTO_EPROTO);
+    CHECK(strstr(p.o.reason.text, "only partly sent") != NULL);
+    CHECK(stream_send_credential(p.s, &err, CRED_LAST, "<redacted>", "pw") == STREAM_OK);
+    CHECK(p.o.creds == CREDS_ALL);
+    CHECK(proto_accept(&p.o, "LOGIN") == PROTO_OK);
+    /* A new mechanism starts over. */
+    CHECK(stream_send_credential(p.s, &err, CRED_FIRST, "x", "x") == STREAM_OK);
+    CHECK(p.o.creds == CREDS_PARTIAL);
+    peer_got(&p, got, sizeof(got));
+    close_pair(&p);
+}
+
+/* A command that spans lines (LITERAL+) leaves in one write with exactly the line breaks the
+ * caller announced; any other CR, LF or NUL refuses it, so data cannot add a command. */
+static void test_lines(void)
+{
+    struct pair p;
+    struct errbuf err = {{0}};
+    char got[256];
+
+    if (open_pair(&p, true, later()) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    CHECK(stream_send_credential_lines(p.s, &err, CRED_WHOLE, 1, "A1 LOGIN u {2+} <redacted>",
+                                       "A1 LOGIN u {2+}\r\n%s", "pw") == STREAM_OK);
+    CHECK(peer_got(&p, got, sizeof(got)) > 0 && strcmp(got, "A1 LOGIN u {2+}\r\npw\r\n") == 0);
+    CHECK(stream_send_credential_lines(p.s, &err, CRED_WHOLE, 1, "x", "a\r\n%s", "b\r\nc") ==
+          STREAM_EINVAL);
+    CHECK(stream_send_credential_lines(p.s, &err, CRED_WHOLE, 1, "x", "a\r\n%s", "b\nc") ==
+          STREAM_EINVAL);
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "x", "a\r\n%s", "b") == STREAM_EINVAL);
+    CHECK(stream_sendf(p.s, &err, NULL, "a%sb", "\r") == STREAM_EINVAL);
+    CHECK(peer_got(&p, got, sizeof(got)) == 0);
+    close_pair(&p);
+}
+
+/* Nothing goes to a server that has closed the connection or flooded it. */
+static void test_no_send_after_close_or_flood(void)
+{
+    struct pair p;
+    struct errbuf err = {{0}};
+    char got[256];
+    static char flood[3 * STREAM_MAX_LINE];
+
+    if (open_pair(&p, true, later()) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    peer_says(&p, "+OK bye\r\n");
+    shutdown(p.peer, SHUT_WR);
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "PASS <redacted>", "PASS pw") ==
+          STREAM_EEOF);
+    CHECK(peer_got(&p, got, sizeof(got)) == 0);
+    CHECK(!p.o.creds_sent && p.o.creds == CREDS_NONE);
+    close_pair(&p);
+
+    if (open_pair(&p, true, later()) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    memset(flood, '*', sizeof(flood));
+    CHECK(write(p.peer, flood, sizeof(flood)) == (ssize_t)sizeof(flood));
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "PASS <redacted>", "PASS pw") ==
+          STREAM_EPROTO);
+    CHECK(strstr(err.text, "nobody asked for") != NULL);
+    CHECK(peer_got(&p, got, sizeof(got)) == 0);
+    CHECK(!p.o.creds_sent);
+    close_pair(&p);
+}
+
+static void *flood_lines(void *arg)
+{
+    int fd = *(int *)arg;
+    static const char line[] = "* OK still here\r\n";
+
+    while (send(fd, line, sizeof(line) - 1, MSG_NOSIGNAL) > 0)
+        ;
+    return NULL;
+}
+
+/* A peer that keeps the connection readable: every read finds data at once, so only a deadline
+ * checked on every read ends it. Correct: ~300 ms; broken: never (the test's own alarm fires). */
+static void test_deadline_against_a_flood(void)
+{
+    struct pair p;
+    struct errbuf err = {{0}};
+    pthread_t writer;
+    enum stream_result r = STREAM_OK;
+    int64_t start = clock_now_ms();
+    int peer;
+
+    if (open_pair(&p, true, start + 300) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    peer = p.peer;
+    if (pthread_create(&writer, NULL, flood_lines, &peer) != 0) {
+        CHECK(!"pthread_create");
+        close_pair(&p);
+        return;
+    }
+    while (r == STREAM_OK) {
+        const char *line;
+        size_t len;
+        r = stream_read_line(p.s, &line, &len, &err);
+    }
+    CHECK(r == STREAM_ETIMEOUT);
+    CHECK(clock_now_ms() - start < 3000);
+    shutdown(p.peer, SHUT_RDWR);
+    stream_close(p.s);
+    pthread_join(writer, NULL);
+    close(p.peer);
+}
+
+/* Data is waiting, but the deadline has passed: no read happens. (Whether the flood above ever
+ * let a read block depends on the scheduler; this does not.) */
+static void test_deadline_before_every_read(void)
+{
+    struct pair p;
+    struct errbuf err = {{0}};
+    const char *line;
+    size_t len;
+
+    if (open_pair(&p, true, clock_now_ms() - 1) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    peer_says(&p, "* OK ready\r\n");
+    CHECK(stream_read_line(p.s, &line, &len, &err) == STREAM_ETIMEOUT);
+    CHECK(strstr(err.text, "still sending") != NULL);
+    close_pair(&p);
+}
+
+static void test_trace_is_redacted(void)
+{
+    static const char pw[] = "gr\xc3\xbc\xc3\x9f-s3cret";
+    const struct login_creds c = {"alice", 5, pw, sizeof(pw) - 1};
+    struct redact_set rs;
+    struct pair p;
+    char line[128];
+
+    if (open_pair(&p, true, later()) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    redact_init(&rs, &c);
+    p.s->redact = &rs;
+    logged[0] = '\0';
+    snprintf(line, sizeof(line), "* BYE you said %s\r\n", pw);
+    peer_says(&p, line);
+    peer_says(&p, "* NO AGFsaWNlAGdyw7zDny1zM2NyZXQ=\r\n");
+    CHECK(read_is(&p, "* BYE you said gr\xc3\xbc\xc3\x9f-s3cret", false));
+    CHECK(read_is(&p, "* NO AGFsaWNlAGdyw7zDny1zM2NyZXQ=", false));
+    CHECK(strstr(logged, "S: unit * BYE you said <redacted>") != NULL);
+    CHECK(strstr(logged, "S: unit * NO <redacted>") != NULL);
+    CHECK(strstr(logged, "s3cret") == NULL &&
+          strstr(logged, "AGFsaWNlAGdyw7zDny1zM2NyZXQ") == NULL);
+    close_pair(&p);
+    redact_wipe(&rs);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    alarm(60); /* a broken deadline must fail the test, not hang it */
+    test_stale_lines();
+    test_cleartext_rule();
+    test_progress();
+    test_lines();
+    test_no_send_after_close_or_flood();
+    test_deadline_against_a_flood();
+    test_deadline_before_every_read();
+    test_trace_is_redacted();
+    return check_summary("stream");
+}
