@@ -25,7 +25,8 @@ install_missing() {
         "${missing[@]}" </dev/null
 }
 
-BUILD_PACKAGES=(gcc libc6-dev pkgconf meson ninja-build libpam0g-dev libssl-dev libconfuse-dev)
+BUILD_PACKAGES=(gcc libc6-dev pkgconf meson ninja-build libpam0g-dev libssl-dev libconfuse-dev
+                libcrypt-dev)
 RUN_PACKAGES=(pamtester libpam-wrapper dovecot-imapd dovecot-pop3d python3 python3-cryptography
               ca-certificates)
 TEST_PACKAGES=(python3-pytest clang libclang-rt-14-dev valgrind man-db groff-base clang-format
