@@ -70,7 +70,8 @@ bool auth_cache_ttl_hit(struct auth_cache *ac, const struct mailauth_config *cfg
 
     if (ac->store == NULL || ac->settings->ttl_s <= 0 || !any_server_serves(cfg, rep->user))
         return false;
-    cache_check(ac->store, ac->password, ac->password_len, ac->settings->ttl_s, &lk);
+    /* Not strict: a wrong password here only sends the login to the servers, which judge it. */
+    cache_check(ac->store, ac->password, ac->password_len, ac->settings->ttl_s, false, &lk);
     switch (lk.verdict) {
     case CACHE_MATCH:
         rep->source = MAILAUTH_SOURCE_CACHE;
@@ -124,7 +125,8 @@ static enum mailauth_result offline(struct auth_cache *ac, struct mailauth_repor
         append_reason(rep, "offline cache not used: a server received the credentials");
         return MAILAUTH_UNAVAIL;
     }
-    cache_check(ac->store, ac->password, ac->password_len, s->offline_grace_s, &lk);
+    /* Strict: here the cache is the only judge, so max_failures must hold under concurrency. */
+    cache_check(ac->store, ac->password, ac->password_len, s->offline_grace_s, true, &lk);
     switch (lk.verdict) {
     case CACHE_MATCH:
         rep->source = MAILAUTH_SOURCE_OFFLINE;

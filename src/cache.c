@@ -631,6 +631,16 @@ void cache_close(struct cache *c)
 
 /* ---- operations ---- */
 
+/* One more mismatch on rec (read under the held lock), never beyond max_failures. */
+static void bump_locked(struct cache *c, struct cache_record *rec, unsigned *failures)
+{
+    if (rec->failures >= c->max_failures)
+        return;
+    rec->failures++;
+    if (write_record(c, rec) == 0)
+        *failures = rec->failures;
+}
+
 /* Add one mismatch to the record that was compared, unless it has been replaced meanwhile. */
 static void count_failure(struct cache *c, const char *compared_hash, unsigned *failures)
 {
@@ -639,18 +649,16 @@ static void count_failure(struct cache *c, const char *compared_hash, unsigned *
 
     if (lock < 0)
         return;
-    if (read_record(c, &rec, (int64_t)time(NULL)) == 0 && strcmp(rec.hash, compared_hash) == 0 &&
-        rec.failures < CACHE_MAX_FAILURES) {
-        rec.failures++;
-        if (write_record(c, &rec) == 0)
-            *failures = rec.failures;
-    }
+    if (read_record(c, &rec, (int64_t)time(NULL)) == 0 && strcmp(rec.hash, compared_hash) == 0)
+        bump_locked(c, &rec, failures);
     secret_wipe(&rec, sizeof(rec));
     close(lock);
 }
 
-void cache_check(struct cache *c, const char *password, size_t len, long max_age_s,
-                 struct cache_lookup *out)
+/* Read, judge and compare; a mismatch is counted with the lock already held (locked) or taken
+ * for the update. */
+static void check_record(struct cache *c, const char *password, size_t len, long max_age_s,
+                         bool locked, struct cache_lookup *out)
 {
     struct cache_record rec;
     int64_t now = (int64_t)time(NULL);
@@ -669,9 +677,31 @@ void cache_check(struct cache *c, const char *password, size_t len, long max_age
         out->verdict = compare(c, &rec, password, len);
     if (out->verdict == CACHE_MISMATCH && !c->failure_counted) {
         c->failure_counted = true;
-        count_failure(c, rec.hash, &out->failures);
+        if (locked)
+            bump_locked(c, &rec, &out->failures);
+        else
+            count_failure(c, rec.hash, &out->failures);
     }
     secret_wipe(&rec, sizeof(rec));
+}
+
+void cache_check(struct cache *c, const char *password, size_t len, long max_age_s, bool strict,
+                 struct cache_lookup *out)
+{
+    int lock;
+
+    if (!strict) {
+        check_record(c, password, len, max_age_s, false, out);
+        return;
+    }
+    /* Without the lock the cap could not be guaranteed: then the cache is not used. */
+    lock = lock_record(c);
+    if (lock < 0) {
+        *out = (struct cache_lookup){.verdict = CACHE_UNUSABLE};
+        return;
+    }
+    check_record(c, password, len, max_age_s, true, out);
+    close(lock);
 }
 
 int cache_store(struct cache *c, const char *password, size_t len)

@@ -66,8 +66,14 @@ int cache_open(const struct cache_params *p, const char *user, const struct logg
 void cache_close(struct cache *c);
 
 /* Compare password with the user's record if the record is at most max_age_s old and not locked.
- * A mismatch bumps the record's failure counter, at most once per struct cache (one login). */
-void cache_check(struct cache *c, const char *password, size_t len, long max_age_s,
+ * A mismatch bumps the record's failure counter (never beyond max_failures), at most once per
+ * struct cache (one login).
+ * strict = false: no lock while reading and hashing (many logins of one user proceed in parallel);
+ *   mismatches racing each other may all be compared before the first one is counted.
+ * strict = true: the whole check runs under the record's lock, so at most max_failures wrong
+ *   passwords are ever compared with a record, however many logins run at once; for when the
+ *   cache is the only judge (offline). Unusable when the lock cannot be had. */
+void cache_check(struct cache *c, const char *password, size_t len, long max_age_s, bool strict,
                  struct cache_lookup *out);
 
 /* After a server accepted password: write a fresh record (new salt, now, no failures).

@@ -79,7 +79,7 @@ static enum cache_verdict check_pw(const char *id, const char *user, const char 
     struct cache *c = open_as(id, user);
 
     if (c != NULL)
-        cache_check(c, pw, strlen(pw), max_age, &lk);
+        cache_check(c, pw, strlen(pw), max_age, false, &lk);
     cache_close(c);
     if (lk_out != NULL)
         *lk_out = lk;
@@ -257,7 +257,7 @@ static void test_store_and_check(void)
         struct cache_lookup l2 = {.verdict = CACHE_UNUSABLE};
         CHECK(cache_open(&p, "alice", &test_log, &c) == 0 && c != NULL);
         if (c != NULL)
-            cache_check(c, PW, strlen(PW), 200, &l2);
+            cache_check(c, PW, strlen(PW), 200, false, &l2);
         CHECK(l2.verdict == CACHE_MATCH);
         CHECK(c != NULL && cache_store(c, PW, strlen(PW)) == 0);
         cache_close(c);
@@ -285,9 +285,9 @@ static void test_failures_and_lock(void)
     /* one count per login, however often it asks */
     c = open_as(ID_A, "bob");
     if (c != NULL) {
-        cache_check(c, "wrong", 5, 60, &lk);
+        cache_check(c, "wrong", 5, 60, false, &lk);
         CHECK(lk.verdict == CACHE_MISMATCH && lk.failures == 1);
-        cache_check(c, "wrong", 5, 60, &lk);
+        cache_check(c, "wrong", 5, 60, false, &lk);
         CHECK(lk.verdict == CACHE_MISMATCH && lk.failures == 1);
     }
     cache_close(c);
@@ -494,13 +494,13 @@ static void *race(void *arg)
                 r->bad++;
             }
         } else if ((i + r->id) % 3 == 1) {
-            cache_check(c, PW, strlen(PW), 60, &lk);
+            cache_check(c, PW, strlen(PW), 60, false, &lk);
             if (lk.verdict != CACHE_MATCH && lk.verdict != CACHE_NO_ENTRY) {
                 fprintf(stderr, "racer: right password: %s\n", cache_verdict_name(lk.verdict));
                 r->bad++;
             }
         } else {
-            cache_check(c, "wrong", 5, 60, &lk);
+            cache_check(c, "wrong", 5, 60, false, &lk);
             if (lk.verdict == CACHE_MATCH || lk.verdict == CACHE_UNUSABLE) {
                 fprintf(stderr, "racer: wrong password: %s\n", cache_verdict_name(lk.verdict));
                 r->bad++;
@@ -549,6 +549,62 @@ static void test_threads(void)
             closedir(d);
         CHECK(tmp == 0);
     }
+}
+
+/* Offline checks are strict: however many wrong passwords arrive at once, at most max_failures
+ * of them are ever compared with the record. */
+struct guesser {
+    pthread_t t;
+    enum cache_verdict verdict;
+};
+
+static void *guess(void *arg)
+{
+    struct guesser *g = arg;
+    struct cache_params p = params(ID_A);
+    struct cache *c = NULL;
+    struct cache_lookup lk = {.verdict = CACHE_UNUSABLE};
+
+    if (cache_open(&p, "guessed", NULL, &c) == 0)
+        cache_check(c, "guess", 5, 60, true, &lk);
+    cache_close(c);
+    g->verdict = lk.verdict;
+    return NULL;
+}
+
+static void test_strict_cap(void)
+{
+    struct guesser g[16];
+    int mismatches = 0, locked = 0;
+    char lockpath[700], path[600];
+    struct cache_lookup lk;
+    struct cache *c;
+
+    fresh_base();
+    CHECK(store_pw(ID_A, "guessed", PW) == 0);
+    for (int i = 0; i < 16; i++)
+        CHECK(pthread_create(&g[i].t, NULL, guess, &g[i]) == 0);
+    for (int i = 0; i < 16; i++) {
+        pthread_join(g[i].t, NULL);
+        mismatches += g[i].verdict == CACHE_MISMATCH;
+        locked += g[i].verdict == CACHE_LOCKED;
+    }
+    CHECK(mismatches == 3 && locked == 13);
+    /* strict needs the lock: a symlinked lock file makes the record unusable */
+    CHECK(store_pw(ID_A, "guessed", PW) == 0);
+    record_path(path, sizeof(path));
+    snprintf(lockpath, sizeof(lockpath), "%s.lock", path);
+    CHECK(unlink(lockpath) == 0 && symlink("/tmp", lockpath) == 0);
+    logged[0] = '\0';
+    c = open_as(ID_A, "guessed");
+    if (c != NULL) {
+        cache_check(c, PW, strlen(PW), 60, true, &lk);
+        CHECK(lk.verdict == CACHE_UNUSABLE && strstr(logged, "is a symbolic link") != NULL);
+        /* the lock-free check still reads it */
+        cache_check(c, PW, strlen(PW), 60, false, &lk);
+        CHECK(lk.verdict == CACHE_MATCH);
+    }
+    cache_close(c);
 }
 
 static void test_config_section(void)
@@ -658,6 +714,7 @@ int main(void)
     test_hostile_store();
     test_hostile_dirs();
     test_threads();
+    test_strict_cap();
     test_config_section();
     test_config_identity();
     fresh_base(); /* removes the last one */
