@@ -340,32 +340,6 @@ def test_offline_grace_with_dovecot_stopped(pam, own_dv, pki, cache_dir):
     assert "entry locked after 3 mismatches" in final_line(r)[1], r
 
 
-def test_offline_burst_of_wrong_passwords_is_capped(pam, own_dv, pki, module, tmp_path,
-                                                   cache_dir):
-    """16 threads guessing at once while the server is down: the counter stops at max_failures
-    and the entry is locked (cache.c compares offline under the record's lock)."""
-    driver = os.environ.get("MAILAUTH_CONCURRENCY")
-    assert driver and os.path.exists(driver), "MAILAUTH_CONCURRENCY must name the driver"
-    cfg = config(pki, dv_imap(own_dv), head=cache_section(cache_dir, offline=3600,
-                                                          max_failures=3))
-    conf = pam.write_config(cfg, name="burst.conf")
-    assert pam.run(None, "alice", "s3cret", config_path=conf).code == "PAM_SUCCESS"
-    own_dv.stop()
-    confdir = tmp_path / "pam.d"
-    confdir.mkdir()
-    (confdir / "burst").write_text("auth required %s config=%s\n" % (module, conf))
-    wrapper = os.environ.get("MAILAUTH_CONCURRENCY_WRAPPER", "").split()
-    proc = subprocess.run(wrapper + [driver, str(confdir), "burst", "16", "1",
-                                     "alice:wrong-Pa55:9"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
-    out = proc.stdout.decode("utf-8", "replace")
-    assert proc.returncode == 0 and "concurrency: 16 passed, 0 failed" in out, out[-4000:]
-    assert read_record(record_of(cache_dir, "alice"))["failures"] == "3"
-    r = pam.run(None, "alice", "s3cret", config_path=conf)
-    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
-    assert "entry locked after 3 mismatches" in final_line(r)[1], r
-
-
 def test_offline_grace_after_server_restart_and_unlock(pam, own_dv, pki, cache_dir):
     """A locked entry is unlocked by the next server-confirmed login, and offline works again."""
     d = own_dv
@@ -618,30 +592,41 @@ def test_hostile_store_is_ignored(pam, dv, pki, cache_dir, damage, logged):
 
 
 # ---- many threads and processes at once ----
+# Only the concurrency driver (real libpam, pam_start_confdir) runs here, no pamtester, so the
+# ThreadSanitizer build can run these two tests too (tests/meson.build, suite concurrency).
 
-def test_threads_and_processes_with_cache(pam, dv, pki, module, tmp_path, cache_dir):
+def driver_service(module, tmp_path, conf, name):
     driver = os.environ.get("MAILAUTH_CONCURRENCY")
     assert driver and os.path.exists(driver), "MAILAUTH_CONCURRENCY must name the driver"
+    confdir = tmp_path / "pam.d"
+    confdir.mkdir(exist_ok=True)
+    (confdir / name).write_text("auth required %s config=%s\n" % (module, conf))
+    wrapper = os.environ.get("MAILAUTH_CONCURRENCY_WRAPPER", "").split()
+
+    def start(threads, rounds, *cases):
+        return subprocess.Popen(wrapper + [driver, str(confdir), name, str(threads),
+                                           str(rounds)] + list(cases),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return start
+
+
+def finish(proc, passed):
+    out = proc.communicate(timeout=600)[0].decode("utf-8", "replace")
+    assert proc.returncode == 0, out[-4000:]
+    assert "concurrency: %d passed, 0 failed" % passed in out, out[-4000:]
+
+
+def test_threads_and_processes_with_cache(pam, dv, pki, module, tmp_path, cache_dir):
     head = cache_section(cache_dir, ttl=300, offline=3600, max_failures=3, cost=2)
     conf = pam.write_config(config(pki, dv_imap(dv), head=head, timeout=scaled(30)),
                             name="threads.conf")
-    confdir = tmp_path / "pam.d"
-    confdir.mkdir()
-    (confdir / "mailcache").write_text("auth required %s config=%s\n" % (module, conf))
+    start = driver_service(module, tmp_path, conf, "mailcache")
     cases = ["alice:s3cret:0", "alice:wrong-Pa55:7", "erin:%s:0" % USERS["erin"],
              "mallory:s3cret:7", "carol@example.org:carol-pw:0"]
-    wrapper = os.environ.get("MAILAUTH_CONCURRENCY_WRAPPER", "").split()
-
-    def run(threads, rounds):
-        return subprocess.Popen(wrapper + [driver, str(confdir), "mailcache", str(threads),
-                                           str(rounds)] + cases,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    # one process with 32 threads, then 8 processes with 4 threads each, all at once
-    procs = [run(32, 2)] + [run(4, 3) for _ in range(8)]
-    outs = [p.communicate(timeout=600)[0].decode("utf-8", "replace") for p in procs]
-    for p, out, want in zip(procs, outs, [64] + [12] * 8):
-        assert p.returncode == 0, out[-4000:]
-        assert "concurrency: %d passed, 0 failed" % want in out, out[-4000:]
+    # one process with 32 threads and 8 processes with 4 threads each, all at once
+    procs = [start(32, 2, *cases)] + [start(4, 3, *cases) for _ in range(8)]
+    for proc, passed in zip(procs, [64] + [12] * 8):
+        finish(proc, passed)
     # every record whole and valid, no temp file left
     names = os.listdir(os.path.join(cache_dir, str(os.geteuid())))
     assert not [n for n in names if n.startswith("tmp.")], names
@@ -650,6 +635,19 @@ def test_threads_and_processes_with_cache(pam, dv, pki, module, tmp_path, cache_
     for path in recs:
         fields = read_record(path)
         assert fields["hash"].startswith("$y$j85$") and int(fields["failures"]) <= 3
-    # and they still answer
-    r = pam.run(None, "erin", USERS["erin"], config_path=conf)
-    assert "source=cache" in final_line(r)[1], r
+
+
+def test_offline_burst_of_wrong_passwords_is_capped(pam, own_dv, pki, module, tmp_path,
+                                                   cache_dir):
+    """16 threads guessing at once while the server is down: the counter stops at max_failures
+    and the entry is locked (cache.c compares offline under the record's lock)."""
+    cfg = config(pki, dv_imap(own_dv), head=cache_section(cache_dir, offline=3600,
+                                                          max_failures=3))
+    start = driver_service(module, tmp_path, pam.write_config(cfg, name="burst.conf"), "burst")
+    finish(start(1, 1, "alice:s3cret:0"), 1)
+    assert read_record(record_of(cache_dir, "alice"))["failures"] == "0"
+    own_dv.stop()
+    finish(start(16, 1, "alice:wrong-Pa55:9"), 16)   # 9: PAM_AUTHINFO_UNAVAIL
+    assert read_record(record_of(cache_dir, "alice"))["failures"] == "3"
+    # locked: the right password is no longer accepted offline
+    finish(start(1, 1, "alice:s3cret:9"), 1)
