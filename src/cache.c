@@ -28,7 +28,7 @@
 #define RECORD_MAGIC "pam_mailauth cache 1\n"
 #define YESCRYPT_PREFIX "$y$"
 #define LOCK_WAIT_MS 5000
-#define LOCK_POLL_MS 2
+#define LOCK_POLL_MAX_MS 32
 
 static_assert(CACHE_MAX_PASSWORD < CRYPT_MAX_PASSPHRASE_SIZE, "phrase buffer too small");
 
@@ -418,8 +418,10 @@ static int lock_record(struct cache *c)
         close(fd);
         return -1;
     }
-    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        const struct timespec pause = {0, LOCK_POLL_MS * 1000000L};
+    /* Polling with a growing pause: flock has no timeout, and a lock holder does at most one
+     * yescrypt and one small write. */
+    for (long pause_ms = 1; flock(fd, LOCK_EX | LOCK_NB) != 0;) {
+        const struct timespec pause = {0, pause_ms * 1000000L};
         if (errno != EWOULDBLOCK && errno != EINTR) {
             note(c, LOG_WARNING, "%s: cannot lock: %s", name,
                  errno_text(errno, ebuf, sizeof(ebuf)));
@@ -427,12 +429,14 @@ static int lock_record(struct cache *c)
             return -1;
         }
         if (clock_now_ms() >= deadline) {
-            note(c, LOG_WARNING, "%s: still locked after %d ms; cache not updated", name,
+            note(c, LOG_WARNING, "%s: still locked after %d ms; cache not used for this", name,
                  LOCK_WAIT_MS);
             close(fd);
             return -1;
         }
         nanosleep(&pause, NULL);
+        if (pause_ms < LOCK_POLL_MAX_MS)
+            pause_ms *= 2;
     }
     return fd;
 }

@@ -19,7 +19,8 @@ import pytest
 import dovecot
 from conftest import USERS
 from fakeserver import FakeServer
-from helpers import SCALE, config, hosts, scaled, server
+from helpers import config as plain_config
+from helpers import hosts, scaled, server
 
 LOG_NOTICE, LOG_INFO = 5, 6
 OTHER_PASSWORDS = ["wrong-Pa55", "evil-Pa55", "old-Pa55", "new-Pa55", "fake-Pa55"]
@@ -27,6 +28,12 @@ CAPS = "IMAP4rev1 LITERAL+ AUTH=PLAIN"
 
 
 # ---- helpers ----
+
+def config(pki, *servers, head="", ca=True, timeout=5, connect_timeout=2):
+    """helpers.config with the timeouts scaled for valgrind and sanitizer runs."""
+    return plain_config(pki, *servers, head=head, ca=ca, timeout=scaled(timeout),
+                        connect_timeout=scaled(connect_timeout))
+
 
 @pytest.fixture
 def cache_dir(tmp_path):
@@ -398,7 +405,7 @@ class Phased:
 
 def fake_imap_cfg(fake, head, timeout=1.0):
     return config(None, server("fake", "imap", hosts(fake.host), fake.port), ca=False,
-                  head=head, timeout=scaled(timeout), connect_timeout=scaled(1))
+                  head=head, timeout=timeout, connect_timeout=1)
 
 
 @pytest.mark.parametrize("after", ["stall", "close"])
@@ -462,8 +469,7 @@ def test_no_offline_after_apop_digest(pam, cache_dir):
         conn.drain(0.5)
     with FakeServer(script) as fake:
         cfg = config(None, server("fake", "pop3", hosts(fake.host), fake.port), ca=False,
-                     head=cache_section(cache_dir, offline=3600), timeout=scaled(1),
-                     connect_timeout=scaled(1))
+                     head=cache_section(cache_dir, offline=3600), timeout=1, connect_timeout=1)
         assert pam.run(cfg, "alice", "s3cret").code == "PAM_SUCCESS"
         state["mode"] = "stall"
         r = pam.run(cfg, "alice", "s3cret")
@@ -492,7 +498,7 @@ def test_refusal_is_never_offline_and_removes_the_entry(pam, cache_dir):
         head = cache_section(cache_dir, offline=3600)
         cfg = config(None, server("fake", "imap", hosts(fake.host), fake.port),
                      server("down", "imap", hosts("127.0.0.1"), dovecot.free_port()),
-                     ca=False, head=head, timeout=scaled(1), connect_timeout=scaled(1))
+                     ca=False, head=head, timeout=1, connect_timeout=1)
         assert pam.run(cfg, "alice", "s3cret").code == "PAM_SUCCESS"
         script.mode = "refuse"
         # the first server refuses, the second is down: a refusal, whatever the cache holds
@@ -618,7 +624,7 @@ def finish(proc, passed):
 
 def test_threads_and_processes_with_cache(pam, dv, pki, module, tmp_path, cache_dir):
     head = cache_section(cache_dir, ttl=300, offline=3600, max_failures=3, cost=2)
-    conf = pam.write_config(config(pki, dv_imap(dv), head=head, timeout=scaled(30)),
+    conf = pam.write_config(config(pki, dv_imap(dv), head=head, timeout=30),
                             name="threads.conf")
     start = driver_service(module, tmp_path, conf, "mailcache")
     cases = ["alice:s3cret:0", "alice:wrong-Pa55:7", "erin:%s:0" % USERS["erin"],

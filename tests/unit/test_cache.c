@@ -12,9 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "cache.h"
 #include "check.h"
 #include "config.h"
+#include "mailauth.h"
 
 #define PW "correct horse"
 #define ID_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -607,6 +611,83 @@ static void test_strict_cap(void)
     cache_close(c);
 }
 
+/* The walk's offline path (auth_cache.c), without PAM: a server on a closed port is offline;
+ * the right password is accepted from the cache, and 16 wrong ones at once get at most
+ * max_failures comparisons (the others find the entry locked). */
+static int closed_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int port = 0;
+
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+struct walker {
+    pthread_t t;
+    const struct mailauth_config *cfg;
+    enum mailauth_result res;
+    struct mailauth_report rep;
+};
+
+static void *walk(void *arg)
+{
+    struct walker *w = arg;
+
+    w->res = mailauth_check(w->cfg, "alice", 5, "wrong", 5, NULL, &w->rep);
+    return NULL;
+}
+
+static void test_offline_walk(void)
+{
+    struct mailauth_config *cfg = NULL;
+    struct mailauth_report rep;
+    struct walker w[16];
+    char text[1024];
+    int mismatches = 0, locked = 0, accepted = 0;
+
+    fresh_base();
+    snprintf(text, sizeof(text),
+             "fail_delay = 0\nserver s {\n protocol = imap\n host = \"127.0.0.1\"\n port = %d\n"
+             " tls = none\n}\ncache {\n dir = \"%s\"\n offline_grace = 600\n hash_cost = 1\n"
+             " max_failures = 3\n}\n",
+             closed_port(), base);
+    CHECK(config_parse_buffer(text, strlen(text), "walk.conf", &test_log, &cfg) == CONFIG_OK);
+    if (cfg == NULL)
+        return;
+    /* nothing stored yet: unavailable */
+    CHECK(mailauth_check(cfg, "alice", 5, PW, strlen(PW), NULL, &rep) == MAILAUTH_UNAVAIL);
+    CHECK(strstr(rep.reason, "offline cache: no entry") != NULL && !rep.creds_sent);
+    /* as if a server had confirmed PW */
+    CHECK(store_pw(cfg->identity, "alice", PW) == 0);
+    CHECK(mailauth_check(cfg, "alice", 5, PW, strlen(PW), NULL, &rep) == MAILAUTH_OK);
+    CHECK(rep.source == MAILAUTH_SOURCE_OFFLINE && rep.cache_age_s <= 1 && rep.attempts == 1);
+    for (int i = 0; i < 16; i++) {
+        w[i] = (struct walker){.cfg = cfg};
+        CHECK(pthread_create(&w[i].t, NULL, walk, &w[i]) == 0);
+    }
+    for (int i = 0; i < 16; i++) {
+        pthread_join(w[i].t, NULL);
+        accepted += w[i].res == MAILAUTH_OK;
+        mismatches += strstr(w[i].rep.reason, "does not match") != NULL;
+        locked += strstr(w[i].rep.reason, "entry locked after 3 mismatches") != NULL;
+    }
+    CHECK(accepted == 0 && mismatches == 3 && locked == 13);
+    if (mismatches != 3 || locked != 13) {
+        for (int i = 0; i < 16; i++)
+            fprintf(stderr, "walker %d: %s: %s\n", i, mailauth_result_name(w[i].res),
+                    w[i].rep.reason);
+    }
+    CHECK(mailauth_check(cfg, "alice", 5, PW, strlen(PW), NULL, &rep) == MAILAUTH_UNAVAIL);
+    config_free(cfg);
+}
+
 static void test_config_section(void)
 {
     struct mailauth_config *cfg = NULL;
@@ -715,6 +796,7 @@ int main(void)
     test_hostile_dirs();
     test_threads();
     test_strict_cap();
+    test_offline_walk();
     test_config_section();
     test_config_identity();
     fresh_base(); /* removes the last one */
