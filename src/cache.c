@@ -1,6 +1,6 @@
 /* The credential cache's store (see cache.h for the layout). Files are reached only through the
- * per-euid directory's fd with O_NOFOLLOW, checked after opening (regular, owned by the euid, one
- * link, no group/other access, bounded size), written to a temp file, fsync'ed and renamed.
+ * per-euid directory's fd with O_NOFOLLOW, checked after opening (regular, owned by the euid, not
+ * hard-linked, no group/other access, bounded size), written to a temp file, fsync'ed and renamed.
  * Readers take no lock (a rename is atomic, so a record is seen whole or not at all); every
  * read-modify-write (failure counter, store, removal) holds an flock on the record's lock file
  * and re-reads the record under it, so a counter update can never bring back a record that a
@@ -308,8 +308,8 @@ out:
 
 /* ---- files ---- */
 
-/* A file of the store, opened without following links: regular, owned by the euid, one link,
- * no access for group or others. 0, or -1 (logged). */
+/* A file of the store, opened without following links: regular, owned by the euid, not
+ * hard-linked, no access for group or others. 0, or -1 (logged). */
 static int check_file(const struct cache *c, int fd, const char *name, struct stat *st)
 {
     if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {

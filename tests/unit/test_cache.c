@@ -685,6 +685,17 @@ static void test_offline_walk(void)
                     w[i].rep.reason);
     }
     CHECK(mailauth_check(cfg, "alice", 5, PW, strlen(PW), NULL, &rep) == MAILAUTH_UNAVAIL);
+    /* a password libxcrypt cannot hash bypasses the cache entirely, logged */
+    {
+        char longpw[CACHE_MAX_PASSWORD + 2];
+        memset(longpw, 'x', sizeof(longpw) - 1);
+        longpw[sizeof(longpw) - 1] = '\0';
+        logged[0] = '\0';
+        CHECK(mailauth_check(cfg, "alice", 5, longpw, strlen(longpw), &test_log, &rep) ==
+              MAILAUTH_UNAVAIL);
+        CHECK(strstr(logged, "password longer than 511 bytes; cache not used") != NULL);
+        CHECK(strstr(rep.reason, "offline cache") == NULL);
+    }
     config_free(cfg);
 }
 
