@@ -85,6 +85,20 @@ static int log_priority(enum mailauth_result r)
 static void log_outcome(pam_handle_t *pamh, enum mailauth_result r,
                         const struct mailauth_report *rep)
 {
+    if (r == MAILAUTH_OK && rep->source == MAILAUTH_SOURCE_CACHE) {
+        pam_syslog(pamh, LOG_INFO, "user=%s result=accepted source=%s age_s=%ld elapsed_ms=%ld",
+                   rep->user, mailauth_source_name(rep->source), rep->cache_age_s, rep->elapsed_ms);
+        return;
+    }
+    if (r == MAILAUTH_OK && rep->source == MAILAUTH_SOURCE_OFFLINE) {
+        /* notice: no server confirmed this password now; say why and how old the entry is */
+        pam_syslog(pamh, LOG_NOTICE,
+                   "user=%s result=accepted source=%s age_s=%ld elapsed_ms=%ld attempts=%u "
+                   "reason=\"%s\"",
+                   rep->user, mailauth_source_name(rep->source), rep->cache_age_s, rep->elapsed_ms,
+                   rep->attempts, rep->reason);
+        return;
+    }
     if (r == MAILAUTH_OK) {
         pam_syslog(pamh, LOG_INFO, "user=%s result=accepted server=%s address=%s elapsed_ms=%ld",
                    rep->user, rep->label, rep->address, rep->elapsed_ms);

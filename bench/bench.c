@@ -11,6 +11,8 @@
  *       PROTO: imap, imap-starttls, imaps, pop3-apop, pop3-user, pop3-stls, pop3s
  *   bench concurrent CONFDIR SERVICE USER PASSWORD THREADS PER_THREAD
  *       THREADS threads at once; prints RESULT and "THROUGHPUT <auths per second>"
+ *   bench yescrypt COST N
+ *       libxcrypt's yescrypt at COST (what the credential cache computes once per hit), N times
  *   bench instant PORT pam|floor ARGS...
  *       first start an instant IMAP server on 127.0.0.1:PORT in a thread of this process (it
  *       greets and says OK to everything), then run the pam or floor mode against it.
@@ -27,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <crypt.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -405,6 +408,37 @@ static int start_instant(int port)
     return pthread_create(&t, NULL, instant_serve, NULL) == 0 ? 0 : -1;
 }
 
+/* ---- the credential cache's hash ---- */
+
+struct yescrypt_args {
+    char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+    struct crypt_data *data;
+};
+
+static int yescrypt_once(void *arg)
+{
+    struct yescrypt_args *y = arg;
+
+    return crypt_rn("bench-password", y->setting, y->data, (int)sizeof(*y->data)) != NULL;
+}
+
+static int run_yescrypt(char **a)
+{
+    struct yescrypt_args y;
+    int rc;
+
+    y.data = calloc(1, sizeof(*y.data));
+    if (y.data == NULL || crypt_gensalt_rn("$y$", (unsigned long)atol(a[0]), NULL, 0, y.setting,
+                                           (int)sizeof(y.setting)) == NULL) {
+        perror("yescrypt setting");
+        free(y.data);
+        return 2;
+    }
+    rc = measure(atoi(a[1]), yescrypt_once, &y) != 0;
+    free(y.data);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "instant") == 0) {
@@ -421,6 +455,8 @@ int main(int argc, char **argv)
         return run_floor(argv + 2);
     if (argc == 8 && strcmp(argv[1], "concurrent") == 0)
         return run_concurrent(argv + 2);
+    if (argc == 4 && strcmp(argv[1], "yescrypt") == 0)
+        return run_yescrypt(argv + 2);
     fprintf(stderr, "usage: see the comment at the top of bench/bench.c\n");
     return 2;
 }

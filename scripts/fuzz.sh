@@ -8,10 +8,11 @@ set -uo pipefail
 seconds=${1:-30}
 CC=clang build build-fuzz -Dfuzzing=true -Db_sanitize=address,undefined -Db_lundef=false \
     -Dwerror=true || exit 1
-meson compile -C "$ROOT/build-fuzz" fuzz_imap fuzz_pop3 fuzz_config fuzz_session >/dev/null || exit 1
+meson compile -C "$ROOT/build-fuzz" fuzz_imap fuzz_pop3 fuzz_config fuzz_session \
+    fuzz_cache_record >/dev/null || exit 1
 
 status=0
-for t in imap pop3 config session; do
+for t in imap pop3 config session cache_record; do
     work="$ROOT/build-fuzz/corpus-work/$t"
     log="$ROOT/build-fuzz/fuzz_$t.log"
     mkdir -p "$work"

@@ -37,7 +37,7 @@ install_missing() {
 }
 
 BUILD_PACKAGES=(gcc libc6-dev pkgconf meson ninja-build libpam0g-dev libssl-dev libconfuse-dev
-                libc-ares-dev)
+                libc-ares-dev libcrypt-dev)
 RUN_PACKAGES=(pamtester libpam-wrapper dovecot-imapd dovecot-pop3d python3 python3-cryptography
               ca-certificates)
 # The system suite: the Debian package (build and lint), real sshd and Apache clients.

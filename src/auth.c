@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth_cache.h"
 #include "imap.h"
 #include "policy.h"
 #include "pop3.h"
@@ -24,6 +25,19 @@ const char *mailauth_result_name(enum mailauth_result r)
         return "invalid input";
     case MAILAUTH_DENIED:
         return "denied by policy";
+    }
+    return "?";
+}
+
+const char *mailauth_source_name(enum mailauth_source s)
+{
+    switch (s) {
+    case MAILAUTH_SOURCE_SERVER:
+        return "server";
+    case MAILAUTH_SOURCE_CACHE:
+        return "cache";
+    case MAILAUTH_SOURCE_OFFLINE:
+        return "offline";
     }
     return "?";
 }
@@ -117,6 +131,7 @@ static enum proto_result walk_server(const struct mailauth_config *cfg,
         make_target(cfg, srv, &srv->endpoints[i], &t);
         r = try_target(&t, c, log, &o);
         rep->attempts++;
+        rep->creds_sent |= o.creds_sent; /* offline acceptance needs "no server got it" */
         scrub_reason(&o.reason, rs);
         log_debug(log, "server \"%s\" %s (%s, tls %s): %s%s%s (credentials %s)", t.label, o.address,
                   protocol_name(t.protocol), tls_mode_name(t.tls), proto_result_name(r),
@@ -142,6 +157,7 @@ enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const cha
     enum policy_result pr;
     struct mailauth_report refusal;
     struct redact_set rs;
+    struct auth_cache ac = {0};
 
     memset(rep, 0, sizeof(*rep));
     memset(&refusal, 0, sizeof(refusal));
@@ -157,6 +173,11 @@ enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const cha
     }
     creds = (struct login_creds){rep->user, strlen(rep->user), password, password_len};
     redact_init(&rs, &creds);
+    auth_cache_begin(&ac, cfg, rep->user, password, password_len, log);
+    if (auth_cache_ttl_hit(&ac, cfg, rep)) {
+        res = MAILAUTH_OK;
+        goto out;
+    }
     for (size_t i = 0; i < cfg->n_servers; i++) {
         const struct config_server *srv = &cfg->servers[i];
         enum proto_result r;
@@ -180,6 +201,7 @@ enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const cha
     }
     if (res == MAILAUTH_REJECTED) {
         refusal.attempts = rep->attempts;
+        refusal.creds_sent = rep->creds_sent;
         *rep = refusal;
     }
     if (!tried) {
@@ -187,6 +209,9 @@ enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const cha
         res = MAILAUTH_DENIED;
     }
 out:
+    /* Every walk outcome passes here, on_reject = stop included. */
+    res = auth_cache_after_walk(&ac, res, rep);
+    auth_cache_end(&ac);
     redact_wipe(&rs);
     rep->elapsed_ms = (long)(clock_now_ms() - start);
     return res;

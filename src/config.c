@@ -37,6 +37,12 @@ static const char *const option_names[] = {
     "allow_cleartext",
     "apop",
     "domains",
+    "cache",
+    "dir",
+    "ttl",
+    "offline_grace",
+    "hash_cost",
+    "max_failures",
     NULL,
 };
 
@@ -93,6 +99,14 @@ static cfg_t *new_parser(void)
         CFG_STR_LIST("deny_users", deny_default, CFGF_NONE),
         CFG_END(),
     };
+    cfg_opt_t cache_opts[] = {
+        CFG_STR("dir", CONFIG_CACHE_DEFAULT_DIR, CFGF_NONE),
+        CFG_INT("ttl", 0, CFGF_NONE),
+        CFG_INT("offline_grace", 0, CFGF_NONE),
+        CFG_INT("hash_cost", 2, CFGF_NONE),
+        CFG_INT("max_failures", 5, CFGF_NONE),
+        CFG_END(),
+    };
     cfg_opt_t root_opts[] = {
         CFG_FLOAT("timeout", 10.0, CFGF_NONE),
         CFG_FLOAT("connect_timeout", 3.0, CFGF_NONE),
@@ -102,6 +116,8 @@ static cfg_t *new_parser(void)
         CFG_STR("ca_dir", NULL, CFGF_NODEFAULT),
         CFG_SEC("user", user_opts, CFGF_NONE),
         CFG_SEC("server", server_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+        /* MULTI so that an absent section is told apart (size 0) and a second one is an error. */
+        CFG_SEC("cache", cache_opts, CFGF_MULTI),
         CFG_END(),
     };
     cfg_t *cfg = cfg_init(root_opts, CFGF_NONE);
@@ -115,6 +131,7 @@ static cfg_t *new_parser(void)
     cfg_set_validate_func(cfg, "fail_delay", config_validate_fail_delay);
     cfg_set_validate_func(cfg, "server", config_validate_server);
     cfg_set_validate_func(cfg, "user", config_validate_user);
+    cfg_set_validate_func(cfg, "cache", config_validate_cache);
     return cfg;
 }
 
@@ -203,5 +220,11 @@ enum config_result config_parse_buffer(const char *buf, size_t len, const char *
     parse_log = NULL;
     pthread_mutex_unlock(&parse_lock);
     free(copy);
+    /* The identity covers the text as written, comments included: any edit is a new config. */
+    if (res == CONFIG_OK && config_identity(name, buf, len, (*out)->identity) != 0) {
+        config_free(*out);
+        *out = NULL;
+        res = CONFIG_ENOMEM;
+    }
     return res;
 }

@@ -11,6 +11,7 @@
 
 #define CONFIG_MAX_BYTES (256 * 1024)
 #define CONFIG_DEFAULT_PATH "/etc/security/pam_mailauth.conf"
+#define CONFIG_CACHE_DEFAULT_DIR "/var/cache/pam_mailauth"
 
 enum config_result {
     CONFIG_OK,
@@ -51,6 +52,20 @@ struct config_user_policy {
     size_t n_deny_users;
 };
 
+/* The credential cache (cache.c); enabled only with a cache section whose ttl or offline_grace is
+ * above 0. Without it nothing is read or written. */
+struct config_cache {
+    bool enabled;
+    char *dir;            /* base directory; a subdirectory per effective uid is used */
+    long ttl_s;           /* accept without any server within this age (0: off) */
+    long offline_grace_s; /* accept when no server received the password (0: off) */
+    unsigned hash_cost;   /* yescrypt cost, 1..11 */
+    unsigned max_failures;
+};
+
+/* Hex SHA-256 naming one config: its canonical path and its exact contents (config_file.c). */
+#define CONFIG_IDENTITY_LEN 64
+
 struct mailauth_config {
     int timeout_ms;
     int connect_timeout_ms;
@@ -61,20 +76,28 @@ struct mailauth_config {
     struct config_user_policy user;
     struct config_server *servers;
     size_t n_servers;
+    struct config_cache cache;
+    char identity[CONFIG_IDENTITY_LEN + 1]; /* keys the cache: two configs never share entries */
 };
 
-/* Parse a NUL-terminated buffer; name is used in error messages ("file:line: ...").
+/* Parse a NUL-terminated buffer; name is used in error messages ("file:line: ...") and, with the
+ * contents, for cfg->identity.
  * Returns CONFIG_OK, CONFIG_EINVAL or CONFIG_ENOMEM; *out is set only on CONFIG_OK. */
 enum config_result config_parse_buffer(const char *buf, size_t len, const char *name,
                                        const struct logger *log, struct mailauth_config **out);
 
 /* Open path safely (no symlink, regular file, owned by root or the caller, not group/world
- * writable, at most CONFIG_MAX_BYTES) and parse it. Returns CONFIG_OK, CONFIG_EIO,
+ * writable, at most CONFIG_MAX_BYTES) and parse it; cfg->identity names the canonical path and
+ * the contents. Returns CONFIG_OK, CONFIG_EIO,
  * CONFIG_EINVAL or CONFIG_ENOMEM. */
 enum config_result config_load_file(const char *path, const struct logger *log,
                                     struct mailauth_config **out);
 
 void config_free(struct mailauth_config *cfg);
+
+/* out = hex SHA-256 of name and contents; 0, or -1 when the digest fails. */
+int config_identity(const char *name, const char *buf, size_t len,
+                    char out[CONFIG_IDENTITY_LEN + 1]);
 
 /* Overwrite comments with spaces, keeping quoted text and newlines; returns the line of the
  * first section never closed, or 0 (exposed for tests). */

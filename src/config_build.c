@@ -112,6 +112,21 @@ static void fill_user_policy(cfg_t *sec, struct config_user_policy *u, bool *oom
     u->deny_users = dup_list(sec, "deny_users", &u->n_deny_users, oom);
 }
 
+/* Enabled only when the section exists and ttl or offline_grace is above 0. */
+static void fill_cache(cfg_t *cfg, struct config_cache *c, bool *oom)
+{
+    cfg_t *sec = cfg_size(cfg, "cache") > 0 ? cfg_getnsec(cfg, "cache", 0) : NULL;
+
+    if (sec == NULL)
+        return;
+    c->ttl_s = cfg_getint(sec, "ttl");
+    c->offline_grace_s = cfg_getint(sec, "offline_grace");
+    c->hash_cost = (unsigned)cfg_getint(sec, "hash_cost");
+    c->max_failures = (unsigned)cfg_getint(sec, "max_failures");
+    c->dir = dup_opt(sec, "dir", oom);
+    c->enabled = c->ttl_s > 0 || c->offline_grace_s > 0;
+}
+
 enum config_result config_build(cfg_t *cfg, struct mailauth_config **out)
 {
     struct mailauth_config *c = calloc(1, sizeof(*c));
@@ -128,6 +143,7 @@ enum config_result config_build(cfg_t *cfg, struct mailauth_config **out)
     c->ca_file = dup_opt(cfg, "ca_file", &oom);
     c->ca_dir = dup_opt(cfg, "ca_dir", &oom);
     fill_user_policy(cfg_getsec(cfg, "user"), &c->user, &oom);
+    fill_cache(cfg, &c->cache, &oom);
     if (n > 0) {
         c->servers = calloc(n, sizeof(*c->servers));
         if (c->servers == NULL)
@@ -165,6 +181,7 @@ void config_free(struct mailauth_config *cfg)
     free(cfg->servers);
     free(cfg->ca_file);
     free(cfg->ca_dir);
+    free(cfg->cache.dir);
     free(cfg->user.append_domain);
     free_list(cfg->user.allowed_domains, cfg->user.n_allowed_domains);
     free_list(cfg->user.deny_users, cfg->user.n_deny_users);

@@ -13,6 +13,10 @@
 #define MAX_FAIL_DELAY_MS 60000
 #define MAX_LABEL_LEN 63
 #define MAX_HOST_LEN 253
+#define MAX_CACHE_DIR_LEN 1024
+#define MAX_CACHE_AGE_S 31536000L /* one year: a bound against typos, not a recommendation */
+#define MAX_CACHE_HASH_COST 11
+#define MAX_CACHE_FAILURES 1000
 
 static const char *cfg_where(cfg_t *cfg)
 {
@@ -319,4 +323,43 @@ int config_validate_user(cfg_t *cfg, cfg_opt_t *opt)
     return check_domain_list(cfg, sec, "allowed_domains", "user: ");
 }
 
-/* ---- conversion from libconfuse's tree into plain structs (already validated) ---- */
+static int check_cache_range(cfg_t *root, cfg_t *sec, const char *opt, long lo, long hi,
+                             const char *unit)
+{
+    long v = cfg_getint(sec, opt);
+
+    if (v < lo || v > hi) {
+        config_report(root, sec, "cache: %s = %ld is out of range %ld-%ld%s", opt, v, lo, hi, unit);
+        return -1;
+    }
+    return 0;
+}
+
+int config_validate_cache(cfg_t *cfg, cfg_opt_t *opt)
+{
+    unsigned n = cfg_opt_size(opt);
+    cfg_t *sec = cfg_opt_getnsec(opt, n - 1);
+    const char *dir = cfg_getstr(sec, "dir");
+
+    if (n > 1) {
+        config_report(cfg, sec, "cache: only one cache section is allowed");
+        return -1;
+    }
+    if (dir == NULL || dir[0] != '/' || strlen(dir) > MAX_CACHE_DIR_LEN) {
+        config_report(cfg, sec, "cache: dir \"%s\" must be an absolute path of at most %d bytes",
+                      dir != NULL ? dir : "", MAX_CACHE_DIR_LEN);
+        return -1;
+    }
+    for (const char *p = dir; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            config_report(cfg, sec, "cache: dir contains a control character");
+            return -1;
+        }
+    }
+    if (check_cache_range(cfg, sec, "ttl", 0, MAX_CACHE_AGE_S, " seconds") != 0 ||
+        check_cache_range(cfg, sec, "offline_grace", 0, MAX_CACHE_AGE_S, " seconds") != 0 ||
+        check_cache_range(cfg, sec, "hash_cost", 1, MAX_CACHE_HASH_COST, "") != 0 ||
+        check_cache_range(cfg, sec, "max_failures", 1, MAX_CACHE_FAILURES, "") != 0)
+        return -1;
+    return 0;
+}

@@ -1,12 +1,41 @@
 /* Reading the config file safely (pam-u2f's open_safely): no symlink, a regular file, trusted
- * owner, not group/world writable, bounded size. */
+ * owner, not group/world writable, bounded size. Also the config's identity, which keys the
+ * credential cache. */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+
+/* SHA-256 of a tag, the name and the exact contents, NUL-separated. The contents are in it so that
+ * any edit (a server removed, a policy tightened) starts the cache afresh; the name is in it so
+ * that two files never share entries even with equal contents. */
+int config_identity(const char *name, const char *buf, size_t len,
+                    char out[CONFIG_IDENTITY_LEN + 1])
+{
+    static const char tag[] = "pam_mailauth config identity v1";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned md_len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, tag, sizeof(tag)) == 1 &&
+             EVP_DigestUpdate(ctx, name, strlen(name) + 1) == 1 &&
+             EVP_DigestUpdate(ctx, buf, len) == 1 && EVP_DigestFinal_ex(ctx, md, &md_len) == 1 &&
+             md_len * 2 == CONFIG_IDENTITY_LEN;
+
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return -1;
+    for (unsigned i = 0; i < md_len; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
 
 static enum config_result read_safely(const char *path, const struct logger *log, char **buf_out,
                                       size_t *len_out)
@@ -80,6 +109,17 @@ enum config_result config_load_file(const char *path, const struct logger *log,
     if (res != CONFIG_OK)
         return res;
     res = config_parse_buffer(buf, len, path, log, out);
+    if (res == CONFIG_OK) {
+        /* The canonical path: one file reached by two spellings is one config. Without it the
+         * path as given (set by config_parse_buffer) still tells two files apart. */
+        char *canon = realpath(path, NULL);
+        if (canon != NULL && config_identity(canon, buf, len, (*out)->identity) != 0) {
+            config_free(*out);
+            *out = NULL;
+            res = CONFIG_ENOMEM;
+        }
+        free(canon);
+    }
     free(buf);
     return res;
 }

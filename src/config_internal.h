@@ -30,6 +30,7 @@ int config_validate_on_reject(cfg_t *cfg, cfg_opt_t *opt);
 int config_validate_fail_delay(cfg_t *cfg, cfg_opt_t *opt);
 int config_validate_server(cfg_t *cfg, cfg_opt_t *opt);
 int config_validate_user(cfg_t *cfg, cfg_opt_t *opt);
+int config_validate_cache(cfg_t *cfg, cfg_opt_t *opt);
 
 /* The validated tree as plain structs. CONFIG_OK or CONFIG_ENOMEM. */
 enum config_result config_build(cfg_t *cfg, struct mailauth_config **out);

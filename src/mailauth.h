@@ -3,6 +3,7 @@
 #ifndef MAILAUTH_H
 #define MAILAUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -16,6 +17,13 @@ enum mailauth_result {
     MAILAUTH_DENIED,   /* deny_users/allowed_domains, or no server serves the user's domain */
 };
 
+/* Who gave the answer (credential cache: auth_cache.c). */
+enum mailauth_source {
+    MAILAUTH_SOURCE_SERVER,  /* a server, or nobody */
+    MAILAUTH_SOURCE_CACHE,   /* the cache within ttl: no server was contacted */
+    MAILAUTH_SOURCE_OFFLINE, /* no server received the password; the cached entry matched */
+};
+
 struct mailauth_report {
     char user[256]; /* the mapped name the servers saw */
     char label[64]; /* the server that decided, or the last one tried */
@@ -23,6 +31,9 @@ struct mailauth_report {
     char reason[512]; /* plain words; never contains the password */
     long elapsed_ms;
     unsigned attempts; /* server addresses contacted */
+    bool creds_sent;   /* some attempt sent anything derived from the password */
+    enum mailauth_source source;
+    long cache_age_s; /* source cache/offline: seconds since a server confirmed the password */
 };
 
 /* password_len is the real length (NUL bytes inside are refused). */
@@ -31,5 +42,6 @@ enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const cha
                                     const struct logger *log, struct mailauth_report *report);
 
 const char *mailauth_result_name(enum mailauth_result r);
+const char *mailauth_source_name(enum mailauth_source s);
 
 #endif

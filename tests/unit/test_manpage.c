@@ -73,6 +73,29 @@ static int states_default(const char *page, const char *option, const char *valu
     return 0;
 }
 
+/* The cache section's defaults apply only when the section is there. */
+static void check_cache_defaults(const char *page)
+{
+    struct mailauth_config *cfg = NULL;
+    const char *text = "server s { protocol = pop3\n host = h }\ncache {\n}\n";
+    char buf[80];
+
+    CHECK(config_parse_buffer(text, strlen(text), "t", NULL, &cfg) == CONFIG_OK);
+    if (cfg == NULL)
+        return;
+    snprintf(buf, sizeof(buf), "%s)", cfg->cache.dir);
+    CHECK(states_default(page, "dir", buf));
+    snprintf(buf, sizeof(buf), "%ld)", cfg->cache.ttl_s);
+    CHECK(states_default(page, "ttl", buf));
+    snprintf(buf, sizeof(buf), "%ld)", cfg->cache.offline_grace_s);
+    CHECK(states_default(page, "offline_grace", buf));
+    snprintf(buf, sizeof(buf), "%u)", cfg->cache.hash_cost);
+    CHECK(states_default(page, "hash_cost", buf));
+    snprintf(buf, sizeof(buf), "%u)", cfg->cache.max_failures);
+    CHECK(states_default(page, "max_failures", buf));
+    config_free(cfg);
+}
+
 static void check_defaults(const char *page)
 {
     struct mailauth_config *cfg = NULL;
@@ -101,6 +124,7 @@ static void check_defaults(const char *page)
           cfg->servers[0].endpoints[0].tls == TLS_MODE_IMPLICIT);
     CHECK(strstr(page, "995 for pop3 with implicit TLS") != NULL);
     config_free(cfg);
+    check_cache_defaults(page);
 }
 
 int main(int argc, char **argv)
