@@ -44,6 +44,7 @@ class DevLog:
         os.chmod(self.path, 0o666)
         self.records = []        # (priority, text)
         self.lock = threading.Lock()
+        self.stopping = False
         self.thread = threading.Thread(target=self._receive, daemon=True)
 
     def __enter__(self):
@@ -51,15 +52,21 @@ class DevLog:
         return self
 
     def __exit__(self, *exc):
-        self.sock.close()
+        self.stopping = True
         self.thread.join(timeout=5)
+        self.sock.close()
         shutil.rmtree(self.top, ignore_errors=True)
         return False
 
     def _receive(self):
+        self.sock.settimeout(0.05)
         while True:
             try:
                 data = self.sock.recv(65536)
+            except socket.timeout:
+                if self.stopping:
+                    return     # the child has exited: every datagram it sent is queued
+                continue
             except OSError:
                 return
             text = data.decode("utf-8", "replace").rstrip("\n")

@@ -178,6 +178,31 @@ class PamRunner:
         assert proc.returncode == 0, output[-3000:]
         return Probe(output, log.lines)
 
+    def wipe_check(self, config, user, password, extra_secrets=(), args=("debug",)):
+        """One authentication under tests/wipe_check: (exit status, output). extra_secrets are
+        bytes that must not survive either (base64 forms, an APOP digest)."""
+        import devlog
+        register_secret(password, user)
+        driver = os.environ.get("MAILAUTH_WIPE_CHECK")
+        assert driver and os.path.exists(driver), "MAILAUTH_WIPE_CHECK must name tests/wipe_check"
+        path = self.write_config(config)
+        confdir = tempfile.mkdtemp(prefix="pamd-", dir=self.workdir)
+        with open(os.path.join(confdir, "mailtest"), "w") as f:
+            f.write("auth required %s config=%s %s\n" % (self.module, path, " ".join(args)))
+        cmd = [driver, confdir, "mailtest", user, password] + [s.hex() for s in extra_secrets]
+        # Bind symbols at start, as sshd and su (built with -z now) do: a lazy binding saves the
+        # vector registers on the stack, and they may hold bytes of the password from libpam's
+        # own strlen or memcpy, which no C code can wipe.
+        env = dict(os.environ, LD_BIND_NOW="1")
+        with devlog.DevLog() as log:
+            proc = subprocess.run(log.wrap(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  env=env, timeout=60 * SCALE)
+        ALL_LOG_LINES.extend(log.lines)
+        output = proc.stdout.decode("utf-8", "replace")
+        if "Sanitizer" in output or "runtime error:" in output:
+            raise AssertionError("sanitizer report from wipe_check:\n" + output[-6000:])
+        return proc.returncode, output
+
     def run(self, config, user, password, args=("debug",), config_path=None, timeout=None,
             stdin=None, service_line=None, operation="authenticate", env=None):
         register_secret(password, user)
