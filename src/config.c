@@ -10,10 +10,11 @@
 
 /* libconfuse's lexer keeps its state in process globals (cfg_yyin, cfg_yylineno, ...), so two
  * threads must never parse at once. This lock is the module's only mutable global; it also
- * guards parse_log, the logger the libconfuse error callback writes to (the callback has no
- * context argument). */
+ * guards parse_log and parse_name, the logger the libconfuse error callback writes to and the
+ * file name it reports (the callback has no context argument). */
 static pthread_mutex_t parse_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct logger *parse_log;
+static const char *parse_name; /* the file being parsed, for sections libconfuse leaves unnamed */
 
 static const char *const option_names[] = {
     "timeout",
@@ -43,6 +44,11 @@ static const char *const option_names[] = {
 const struct logger *config_log(void)
 {
     return parse_log;
+}
+
+const char *config_file_name(void)
+{
+    return parse_name;
 }
 
 const char *const *config_option_names(void)
@@ -190,8 +196,10 @@ enum config_result config_parse_buffer(const char *buf, size_t len, const char *
     copy[len] = '\0';
     pthread_mutex_lock(&parse_lock);
     parse_log = log;
+    parse_name = name;
     res = parse_locked(copy, len, name, out);
     parse_log = NULL;
+    parse_name = NULL;
     pthread_mutex_unlock(&parse_lock);
     free(copy);
     return res;
