@@ -124,7 +124,25 @@ static cfg_t *new_parser(void)
     return cfg;
 }
 
+/* Counts what the parse logged, so that a refusal libconfuse gives no reason for (an empty
+ * option name, for one) still gets a file:line message. */
+struct log_counter {
+    const struct logger *next;
+    int messages;
+};
+
+MA_PRINTF(3, 0)
+static void count_and_forward(void *ctx, int priority, const char *fmt, va_list ap)
+{
+    struct log_counter *c = ctx;
+
+    c->messages++;
+    if (c->next != NULL && c->next->sink != NULL)
+        c->next->sink(c->next->ctx, priority, fmt, ap);
+}
+
 static enum config_result parse_locked(char *buf, size_t len, const char *name,
+                                       const struct log_counter *logged,
                                        struct mailauth_config **out)
 {
     enum config_result res = CONFIG_EINVAL;
@@ -150,8 +168,11 @@ static enum config_result parse_locked(char *buf, size_t len, const char *name,
         goto out;
     }
     rc = cfg_parse_fp(cfg, fp);
-    if (rc == CFG_PARSE_ERROR)
+    if (rc == CFG_PARSE_ERROR) {
+        if (logged->messages == 0)
+            log_msg(parse_log, LOG_ERR, "%s:%d: syntax error", name, cfg->line);
         goto out;
+    }
     if (rc != CFG_SUCCESS) {
         res = CONFIG_ENOMEM;
         goto out;
@@ -173,6 +194,9 @@ out:
 enum config_result config_parse_buffer(const char *buf, size_t len, const char *name,
                                        const struct logger *log, struct mailauth_config **out)
 {
+    struct log_counter counter = {log, 0};
+    const struct logger counted = {
+        .sink = count_and_forward, .ctx = &counter, .debug = log != NULL && log->debug};
     enum config_result res;
     char *copy;
 
@@ -195,9 +219,9 @@ enum config_result config_parse_buffer(const char *buf, size_t len, const char *
     memcpy(copy, buf, len);
     copy[len] = '\0';
     pthread_mutex_lock(&parse_lock);
-    parse_log = log;
+    parse_log = &counted;
     parse_name = name;
-    res = parse_locked(copy, len, name, out);
+    res = parse_locked(copy, len, name, &counter, out);
     parse_log = NULL;
     parse_name = NULL;
     pthread_mutex_unlock(&parse_lock);
