@@ -397,3 +397,17 @@ def test_config_size_limit(pam, dv, pki, size, code):
     assert r.code == code, r
     if code == "PAM_SERVICE_ERR":
         assert "larger than %d bytes" % CONFIG_MAX_BYTES in r.log_text(), r
+
+
+@pytest.mark.parametrize("text,line,why", [
+    ("bogus = 1\n", 1, "no such option 'bogus'"),
+    ("user {\n  lowercase = true\n  bogus = 1\n}\n", 3, "no such option 'bogus'"),
+    ('server "x" {\n  protocol = imap\n  host = "127.0.0.1"\n  bogus = 1\n}\n', 4,
+     "no such option 'bogus'"),
+    ('timeout = 3\n"" = 1\n', 2, "syntax error"),
+], ids=["global", "user-section", "server-section", "empty-option-name"])
+def test_config_errors_name_file_and_line(pam, text, line, why):
+    """pam_mailauth.conf(5): "the log names the file and line", inside sections too."""
+    r = pam.run(text, "alice", "s3cret")
+    assert r.code == "PAM_SERVICE_ERR", r
+    assert "t.conf:%d: %s" % (line, why) in r.log_text(), r
