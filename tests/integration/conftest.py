@@ -20,6 +20,8 @@ USERS = {
     "erin": 'q"u\\o{t}e%*( )d',
     "carol@example.org": "carol-pw",
     "dave@other.example": "dave-pw",
+    # longer than any register: a search of memory for it cannot match a spilled register
+    "frank": "frank-Wipe-Me-after-use-2024",
 }
 
 
