@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# The whole test suite. Installs what is missing (apt-get, via sudo when not root), then:
+# The whole test suite. Installs what is missing (apt-get, via sudo when not root), then, one
+# stage after the other so that no stage starves another of the 2 CI cores:
 #   1. gcc build with -Werror: unit tests, integration tests (real libpam, real Dovecot, fake
 #      servers, 32-thread test), DESTDIR install check;
 #   2. clang build with -Werror;
 #   3. gcc ASan+UBSan build: the same tests;
 #   4. every integration case again with pamtester under valgrind memcheck;
 #   5. clang ThreadSanitizer build: the 32-thread test;
-#   6. each libFuzzer target for FUZZ_SECONDS (default 30) from the committed corpus;
-#   and, with the gcc build, the system suite (root): the Debian package, real sshd and Apache.
+#   6. each libFuzzer target for FUZZ_SECONDS (default 20) from the committed corpus, two at a
+#      time;
+#   and, after stage 1 with the gcc build, the system suite (root): the Debian package, real sshd
+#   and Apache, pam_faillock.
+# Every stage's result file is deleted before the stage runs and must exist, non-empty and
+# naming the tests expected of it, for the summary to count it (scripts/summarize.py). The
+# expected names are what meson itself lists for the suites, so a test added to meson.build is
+# expected without editing this file, and one that did not run is a failure.
 # Ends with one line "tests: N passed, N failed" (N counts every run of every check).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -18,16 +25,52 @@ logs="$ROOT/build-logs"
 rm -rf "$logs"
 mkdir -p "$logs"
 status=0
-stage() { say "$1"; }
+started=$SECONDS
+stage_start=$SECONDS
+stage() {
+    [ "$stage_start" -ne "$SECONDS" ] && printf '(%d s)\n' $((SECONDS - stage_start))
+    stage_start=$SECONDS
+    say "$1"
+}
+
+# meson_stage NAME BUILD_DIR [meson test arguments]: run meson test with a fresh testlog named
+# NAME.json and copy it to $logs. A stale log from an earlier run is removed first, so a suite
+# that matched nothing (meson then exits 0 and writes no log) shows up as missing.
+meson_stage() {
+    local name=$1 dir=$2
+    shift 2
+    rm -f "$dir/meson-logs/$name.json" "$dir/meson-logs/$name.txt"
+    meson test -C "$dir" --no-rebuild --print-errorlogs --logbase "$name" "$@" || status=1
+    if [ -s "$dir/meson-logs/$name.json" ]; then
+        cp "$dir/meson-logs/$name.json" "$logs/"
+    else
+        echo "no test results from $dir ($name)"
+        status=1
+    fi
+}
+
+# listed DIR [meson test --list arguments]: the test names meson knows, comma-separated.
+listed() {
+    local dir=$1
+    shift
+    meson test -C "$dir" --no-rebuild --list "$@" 2>/dev/null |
+        sed -n 's/^pam_mailauth:[^ ]* \/ //p' | paste -sd, -
+}
 
 stage "1/6 gcc -Werror: unit, integration, install"
 build build -Dwerror=true || exit 1
-meson test -C build --no-rebuild --print-errorlogs --logbase quick || status=1
-cp build/meson-logs/quick.json "$logs/"
+QUICK=$(listed build)
+[ -n "$QUICK" ] || { echo "meson lists no tests for the default setup"; exit 1; }
+expect=(--expect "quick.json:$QUICK" --expect "asan.json:$QUICK"
+        --expect "system.json:$(listed build --suite system)"
+        --expect "valgrind.json:$(listed build --suite valgrind)"
+        --expect "tsan.json:$(listed build --suite concurrency)"
+        --expect "clang.txt:clang-build"
+        --expect "fuzz.txt:fuzz_imap,fuzz_pop3,fuzz_config,fuzz_session,fuzz_cache_record")
+meson_stage quick build
 
 stage "system: Debian package, sshd, Apache, pam_faillock (root; leaves the machine as found)"
-meson test -C build --no-rebuild --print-errorlogs --suite system --logbase system || status=1
-cp build/meson-logs/system.json "$logs/"
+meson_stage system build --suite system
 
 stage "2/6 clang -Werror build"
 if CC=clang build build-clang -Dwerror=true; then
@@ -39,29 +82,20 @@ fi
 
 stage "3/6 ASan+UBSan: unit and integration"
 build build-asan -Db_sanitize=address,undefined -Dwerror=true || exit 1
-meson test -C build-asan --no-rebuild --print-errorlogs --logbase asan || status=1
-cp build-asan/meson-logs/asan.json "$logs/"
-
-# The fuzzers use one core at the lowest priority while stages 4 and 5 mostly wait on sockets.
-stage "6/6 (in the background) fuzzing, ${FUZZ_SECONDS:-30}s per target"
-nice -n 19 bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-30}" >"$logs/fuzz.txt" 2>&1 &
-fuzz_pid=$!
+meson_stage asan build-asan
 
 stage "4/6 valgrind memcheck: every integration case"
-meson test -C build --no-rebuild --print-errorlogs --suite valgrind --logbase valgrind || status=1
-cp build/meson-logs/valgrind.json "$logs/"
+meson_stage valgrind build --suite valgrind
 
 stage "5/6 ThreadSanitizer: 32 threads with their own PAM handles"
 CC=clang build build-tsan -Db_sanitize=thread -Db_lundef=false -Dwerror=true || exit 1
-TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
-    meson test -C build-tsan --no-rebuild --print-errorlogs --suite concurrency --logbase tsan ||
-    status=1
-cp build-tsan/meson-logs/tsan.json "$logs/"
+TSAN_OPTIONS="halt_on_error=1 exitcode=66" meson_stage tsan build-tsan --suite concurrency
 
-stage "6/6 fuzzing results"
-wait "$fuzz_pid" || status=1
-cat "$logs/fuzz.txt"
+stage "6/6 fuzzing, ${FUZZ_SECONDS:-20}s per target, two at a time"
+bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-20}" 2>&1 | tee "$logs/fuzz.txt" || status=1
 
-say "summary"
-"$PY" "$ROOT/scripts/summarize.py" "$logs"/* || status=1
+stage "summary (whole run $((SECONDS - started)) s)"
+"$PY" "$ROOT/scripts/summarize.py" "${expect[@]}" "$logs"/quick.json "$logs"/system.json \
+    "$logs"/clang.txt \
+    "$logs"/asan.json "$logs"/valgrind.json "$logs"/tsan.json "$logs"/fuzz.txt || status=1
 exit $status

@@ -10,10 +10,11 @@
 
 /* libconfuse's lexer keeps its state in process globals (cfg_yyin, cfg_yylineno, ...), so two
  * threads must never parse at once. This lock is the module's only mutable global; it also
- * guards parse_log, the logger the libconfuse error callback writes to (the callback has no
- * context argument). */
+ * guards parse_log and parse_name, the logger the libconfuse error callback writes to and the
+ * file name it reports (the callback has no context argument). */
 static pthread_mutex_t parse_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct logger *parse_log;
+static const char *parse_name; /* the file being parsed, for sections libconfuse leaves unnamed */
 
 static const char *const option_names[] = {
     "timeout",
@@ -49,6 +50,11 @@ static const char *const option_names[] = {
 const struct logger *config_log(void)
 {
     return parse_log;
+}
+
+const char *config_file_name(void)
+{
+    return parse_name;
 }
 
 const char *const *config_option_names(void)
@@ -135,7 +141,25 @@ static cfg_t *new_parser(void)
     return cfg;
 }
 
+/* Counts what the parse logged, so that a refusal libconfuse gives no reason for (an empty
+ * option name, for one) still gets a file:line message. */
+struct log_counter {
+    const struct logger *next;
+    int messages;
+};
+
+MA_PRINTF(3, 0)
+static void count_and_forward(void *ctx, int priority, const char *fmt, va_list ap)
+{
+    struct log_counter *c = ctx;
+
+    c->messages++;
+    if (c->next != NULL && c->next->sink != NULL)
+        c->next->sink(c->next->ctx, priority, fmt, ap);
+}
+
 static enum config_result parse_locked(char *buf, size_t len, const char *name,
+                                       const struct log_counter *logged,
                                        struct mailauth_config **out)
 {
     enum config_result res = CONFIG_EINVAL;
@@ -170,8 +194,11 @@ static enum config_result parse_locked(char *buf, size_t len, const char *name,
         goto out;
     }
     rc = cfg_parse_fp(cfg, fp);
-    if (rc == CFG_PARSE_ERROR)
+    if (rc == CFG_PARSE_ERROR) {
+        if (logged->messages == 0)
+            log_msg(parse_log, LOG_ERR, "%s:%d: syntax error", name, cfg->line);
         goto out;
+    }
     if (rc != CFG_SUCCESS) {
         res = CONFIG_ENOMEM;
         goto out;
@@ -193,6 +220,9 @@ out:
 enum config_result config_parse_buffer(const char *buf, size_t len, const char *name,
                                        const struct logger *log, struct mailauth_config **out)
 {
+    struct log_counter counter = {log, 0};
+    const struct logger counted = {
+        .sink = count_and_forward, .ctx = &counter, .debug = log != NULL && log->debug};
     enum config_result res;
     char *copy;
 
@@ -215,9 +245,11 @@ enum config_result config_parse_buffer(const char *buf, size_t len, const char *
     memcpy(copy, buf, len);
     copy[len] = '\0';
     pthread_mutex_lock(&parse_lock);
-    parse_log = log;
-    res = parse_locked(copy, len, name, out);
+    parse_log = &counted;
+    parse_name = name;
+    res = parse_locked(copy, len, name, &counter, out);
     parse_log = NULL;
+    parse_name = NULL;
     pthread_mutex_unlock(&parse_lock);
     free(copy);
     /* The identity covers the text as written, comments included: any edit is a new config. */

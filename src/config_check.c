@@ -20,7 +20,9 @@
 
 static const char *cfg_where(cfg_t *cfg)
 {
-    return cfg != NULL && cfg->filename != NULL ? cfg->filename : "(config)";
+    if (cfg != NULL && cfg->filename != NULL)
+        return cfg->filename;
+    return config_file_name() != NULL ? config_file_name() : "(config)";
 }
 
 void config_on_cfg_error(cfg_t *cfg, const char *fmt, va_list ap)

@@ -11,6 +11,8 @@
 
 /* The logger of the parse in progress; only valid under the parse lock (config.c). */
 const struct logger *config_log(void);
+/* The name of the file being parsed (set under the parse lock), or NULL. */
+const char *config_file_name(void);
 
 /* libconfuse's error callback: "file:line: message" to config_log(). */
 void config_on_cfg_error(cfg_t *cfg, const char *fmt, va_list ap) MA_PRINTF(2, 0);

@@ -29,7 +29,10 @@ def server(label, protocol, host, port, tls="none", extra=""):
             % (label, protocol, host, port, tls, extra))
 
 
-def config(pki, *servers, head="", timeout=5, connect_timeout=2, ca=True):
+def config(pki, *servers, head="", timeout=None, connect_timeout=None, ca=True):
+    """A config with fail_delay = 0; timeouts default to 5 s and 2 s, scaled."""
+    timeout = scaled(5) if timeout is None else timeout
+    connect_timeout = scaled(2) if connect_timeout is None else connect_timeout
     trust = 'ca_file = "%s"\n' % pki["ca"] if ca else ""
     return ('timeout = %s\nconnect_timeout = %s\nfail_delay = 0\n%s%s\n'
             % (timeout, connect_timeout, trust, head)) + "".join(servers)

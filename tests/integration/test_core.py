@@ -2,11 +2,21 @@
 import pytest
 
 from conftest import USERS
+from fakeserver import FakeServer
 from helpers import closed_port, config, hosts, ports, server
+from test_faults import imap_server
 
 
 def login_count(dv, offset, user):
     return dv.log_since(offset).count("Login: user=<%s>" % user)
+
+
+def login_attempts(dv, offset, service):
+    """Lines where a client tried to log in through SERVICE ("imap", "pop3"). The suite's own
+    readiness probes also leave "...-login: Disconnected ... (no auth attempts" lines, written
+    whenever Dovecot gets to it: they are not attempts."""
+    return [line for line in dv.log_since(offset).splitlines()
+            if "%s-login" % service in line and "no auth attempts" not in line]
 
 
 # ---- POP3 ----
@@ -178,7 +188,24 @@ def test_on_reject_stop(pam, dv, pki):
     r = pam.run(cfg, "alice", "wrong-Pa55")
     assert r.code == "PAM_AUTH_ERR", r
     assert "second" not in r.log_text().replace("server=first", "")
-    assert "pop3-login" not in dv.log_since(off)
+    assert login_attempts(dv, off, "pop3") == []
+
+
+@pytest.mark.parametrize("head", ["", "on_reject = next\n"], ids=["default", "explicit"])
+def test_on_reject_next_tries_the_next_server(pam, dv, pki, head):
+    """pam_mailauth.conf(5): on_reject defaults to next, which tries the remaining servers after
+    one refused. The first server here refuses whatever it is sent; Dovecot accepts."""
+    refuse = imap_server("{tag} NO [AUTHENTICATIONFAILED] not known here")
+    with FakeServer(refuse) as first:
+        cfg = config(pki, server("first", "imap", hosts("127.0.0.1"), first.port),
+                     server("dv", "imap", hosts("127.0.0.1"), dv.ports["imap"]), head=head)
+        off = dv.log_size()
+        r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    assert first.connections == 1 and b"LOGIN" in first.received
+    assert 'server "first"' in r.log_text() and "refused" in r.log_text(), r
+    assert "result=accepted server=dv" in r.log_text(), r
+    assert login_count(dv, off, "alice") == 1
 
 
 def test_host_list_with_one_port(pam, dv, pki):

@@ -1,5 +1,9 @@
 """Issue 3: hostile and faulty servers. No case may yield PAM_SUCCESS unless the server really
-accepted the credentials; where it matters, the password must never have been sent."""
+accepted the credentials; where it matters, the password must never have been sent.
+
+Every script raises when the client does not do what it expects (FakeServer raises it again at
+the end of the test), so a case expecting "unavailable" cannot pass because the script gave up
+before sending the reply under test; cases also assert the reason the module logged."""
 import base64
 import os
 import re
@@ -8,26 +12,44 @@ import ssl
 import subprocess
 import time
 
+import pamrun
 import pytest
 
-from fakeserver import FakeServer, tls_server_context
-from helpers import config, hosts, server
+from fakeserver import FakeServer, ScriptError, tls_server_context
+from helpers import config, hosts, scaled, server
 
 PW = "s3cret"
 CAPS = "IMAP4rev1 LITERAL+ AUTH=PLAIN"
+# The per-server timeout of the deadline tests: short, and not scaled, because what they measure
+# is the module's own clock. Every other case gets a scaled timeout (fake_cfg's default).
 TIMEOUT = 2.0
+# How late past its deadline a busy or slow runner may report, scaled. A broken deadline reads
+# far more: the fake keeps the line open (or trickling) DEADLINE_SLACK + 5 s past the deadline.
+DEADLINE_SLACK = 1.0
 
 
-def fake_cfg(pki, fake, protocol, tls="none", extra="", host=None, timeout=TIMEOUT):
+def fake_cfg(pki, fake, protocol, tls="none", extra="", host=None, timeout=None):
     h = host or fake.host
     return config(pki, server("fake", protocol, hosts(h), fake.port, tls, extra=extra),
-                  timeout=timeout, connect_timeout=1)
+                  timeout=scaled(TIMEOUT) if timeout is None else timeout,
+                  connect_timeout=scaled(1))
 
 
 def elapsed_ms(result):
     m = re.search(r"elapsed_ms=(\d+)", result.log_text())
     assert m, result
     return int(m.group(1))
+
+
+def server_hold(deadline):
+    """How long a fake keeps a silent line open: well past what a correct client takes."""
+    return deadline + scaled(DEADLINE_SLACK) + 5
+
+
+def assert_deadline(result, deadline):
+    """The module gave up at its deadline: not before, and not much after (scaled)."""
+    ms = elapsed_ms(result)
+    assert deadline * 1000 <= ms <= (deadline + scaled(DEADLINE_SLACK)) * 1000, (ms, result)
 
 
 def never_sent(fake, password=PW):
@@ -37,12 +59,13 @@ def never_sent(fake, password=PW):
 # ---- IMAP helpers ----
 
 def imap_login_reply(conn, reply):
-    """Wait for LOGIN, answer with reply formatted with the client's tag."""
+    """Wait for LOGIN, answer with reply formatted with the client's tag. None when the client
+    hung up without sending LOGIN."""
     while True:
         line = conn.readline()
         if line is None:
             return None
-        tag = line.split(b" ", 1)[0].decode()
+        tag = line.split(b" ", 1)[0].decode("ascii", "replace")
         if b" LOGIN " in line.upper():
             conn.line(reply.format(tag=tag))
             return line
@@ -54,10 +77,16 @@ def imap_login_reply(conn, reply):
             conn.line(tag + " OK bye")
 
 
-def imap_server(reply, greeting="* OK [CAPABILITY %s] fake" % CAPS):
+def imap_server(reply, greeting="* OK [CAPABILITY %s] fake" % CAPS, login_expected=True):
+    """Greet, answer LOGIN with reply. login_expected=False for cases where the client must not
+    log in (it may still hang up early); otherwise a LOGIN that never came fails the test."""
     def script(conn):
         conn.line(greeting)
-        imap_login_reply(conn, reply)
+        login = imap_login_reply(conn, reply)
+        if login is None and login_expected:
+            raise ScriptError("the client hung up without sending LOGIN")
+        if login is not None and not login_expected:
+            raise ScriptError("the client sent LOGIN where it must not: %r" % login[:40])
         conn.drain(0.5)
     return script
 
@@ -65,36 +94,44 @@ def imap_server(reply, greeting="* OK [CAPABILITY %s] fake" % CAPS):
 # ---- deadlines and broken connections ----
 
 def test_greeting_never_arrives(pam, pki):
-    with FakeServer(lambda c: time.sleep(TIMEOUT + 3)) as fake:
-        r = pam.run(fake_cfg(pki, fake, "imap"), "alice", PW)
+    with FakeServer(lambda c: c.wait_closed(server_hold(TIMEOUT))) as fake:
+        r = pam.run(fake_cfg(pki, fake, "imap", timeout=TIMEOUT), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
     assert "no greeting within 2000 ms" in r.log_text()
-    assert 2000 <= elapsed_ms(r) <= 2200
+    assert_deadline(r, TIMEOUT)
     assert never_sent(fake)
 
 
 def test_silent_after_login(pam, pki):
     def script(conn):
         conn.line("* OK [CAPABILITY %s] fake" % CAPS)
-        conn.readline()
-        time.sleep(TIMEOUT + 3)
+        conn.expect("A1 LOGIN ")
+        conn.wait_closed(server_hold(TIMEOUT))
     with FakeServer(script) as fake:
-        r = pam.run(fake_cfg(pki, fake, "imap"), "alice", PW)
+        r = pam.run(fake_cfg(pki, fake, "imap", timeout=TIMEOUT), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
     assert "no answer within the 2000 ms timeout" in r.log_text()
-    assert 2000 <= elapsed_ms(r) <= 2200
+    assert_deadline(r, TIMEOUT)
 
 
 @pytest.mark.parametrize("protocol", ["imap", "pop3"])
 def test_one_byte_per_second(pam, pki, protocol):
+    """The deadline covers the whole exchange, not each read: a byte a second never ends a
+    line, and a per-read timeout would wait until the fake stops trickling."""
+    deadline = 3.0
+
     def script(conn):
-        for b in (b"* OK " if protocol == "imap" else b"+OK ") + b"x" * 100:
-            conn.send(bytes([b]))
+        stop = time.monotonic() + server_hold(deadline)
+        for b in (b"* OK " if protocol == "imap" else b"+OK ") + b"x" * 1000:
+            if time.monotonic() > stop or not conn.send(bytes([b]), peer_may_close=True):
+                break
             time.sleep(1.0)
     with FakeServer(script) as fake:
-        r = pam.run(fake_cfg(pki, fake, protocol, timeout=3), "alice", PW)
+        r = pam.run(fake_cfg(pki, fake, protocol, timeout=deadline), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
-    assert 3000 <= elapsed_ms(r) <= 3300   # the per-server deadline holds within 10%
+    assert "3000 ms" in r.log_text(), r
+    assert_deadline(r, deadline)
+    assert never_sent(fake)
 
 
 def test_closes_mid_line(pam, pki):
@@ -104,6 +141,7 @@ def test_closes_mid_line(pam, pki):
         r = pam.run(fake_cfg(pki, fake, "imap"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
     assert "connection closed by the server" in r.log_text()
+    assert never_sent(fake)
 
 
 @pytest.mark.parametrize("tls", [False, True])
@@ -128,7 +166,7 @@ def test_reset_while_client_writes(pam, pki, tls):
 ], ids=["1MiB-line-without-CRLF", "NUL-byte", "non-ASCII-garbage"])
 def test_garbage_greetings(pam, pki, payload, why):
     def script(conn):
-        conn.send(payload)
+        conn.send(payload, peer_may_close=True)   # the client stops reading at 8 KiB
         conn.drain(3)
     with FakeServer(script) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap"), "alice", PW)
@@ -155,7 +193,7 @@ def test_imap_wrong_tag_is_not_an_answer(pam, pki):
     with FakeServer(imap_server("X{tag} OK LOGIN completed")) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
-    assert "unexpected reply to LOGIN" in r.log_text()
+    assert 'unexpected reply to LOGIN: "XA1 OK LOGIN completed"' in r.log_text()
 
 
 def test_imap_untagged_around_tagged_ok(pam, pki):
@@ -170,6 +208,7 @@ def test_imap_untagged_ok_then_tagged_no(pam, pki):
     with FakeServer(imap_server(reply)) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap"), "alice", PW)
     assert r.code == "PAM_AUTH_ERR", r
+    assert "server refused credentials (LOGIN)" in r.log_text()
 
 
 def test_imap_untagged_literal_is_skipped(pam, pki):
@@ -178,12 +217,13 @@ def test_imap_untagged_literal_is_skipped(pam, pki):
     with FakeServer(imap_server(reply)) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap"), "alice", PW)
     assert r.code == "PAM_AUTH_ERR", r
+    assert "server refused credentials (LOGIN)" in r.log_text()
 
 
 def test_imap_bye_during_login(pam, pki):
     def script(conn):
         conn.line("* OK [CAPABILITY %s] fake" % CAPS)
-        conn.readline()
+        conn.expect("A1 LOGIN ")
         conn.line("* BYE server shutting down")
     with FakeServer(script) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap"), "alice", PW)
@@ -195,6 +235,7 @@ def test_imap_bye_greeting(pam, pki):
     with FakeServer(lambda c: c.line("* BYE too many connections")) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert 'server refused service: "* BYE too many connections"' in r.log_text()
     assert never_sent(fake)
 
 
@@ -213,12 +254,15 @@ def test_imap_no_unavailable_is_not_a_refusal(pam, pki):
     with FakeServer(imap_server("{tag} NO [UNAVAILABLE] backend down")) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert 'server temporarily unavailable (LOGIN): "[UNAVAILABLE] backend down"' \
+        in r.log_text(), r
 
 
 def test_imap_bad_is_not_a_refusal(pam, pki):
     with FakeServer(imap_server("{tag} BAD syntax error")) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert 'server rejected LOGIN as malformed: "syntax error"' in r.log_text(), r
 
 
 UTF8_PW = "gr\u00fc\u00df-\u20ac"
@@ -233,8 +277,7 @@ def test_imap_sync_literal_waits_for_continuation(pam, pki):
         first = conn.readline()
         seen["first"] = first
         # Give the client time to (wrongly) send the password early.
-        time.sleep(0.3)
-        seen["early"] = conn.buf
+        seen["early"] = conn.buf + (conn.readline(timeout=scaled(0.3)) or b"")
         conn.line("+ go ahead")
         seen["literal"] = conn.readline()
         tag = first.split(b" ")[0].decode()
@@ -252,11 +295,13 @@ def test_imap_sync_literal_waits_for_continuation(pam, pki):
 def test_imap_continuation_never_sent(pam, pki):
     def script(conn):
         conn.line("* OK [CAPABILITY IMAP4rev1] fake")
-        conn.readline()
-        time.sleep(TIMEOUT + 2)
+        conn.expect('A1 LOGIN "alice" {%d}' % len(UTF8_PW.encode()))
+        conn.wait_closed(server_hold(TIMEOUT))
     with FakeServer(script) as fake:
-        r = pam.run(fake_cfg(pki, fake, "imap"), "alice", UTF8_PW)
+        r = pam.run(fake_cfg(pki, fake, "imap", timeout=TIMEOUT), "alice", UTF8_PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "2000 ms" in r.log_text(), r
+    assert_deadline(r, TIMEOUT)
     assert never_sent(fake, UTF8_PW)
 
 
@@ -297,18 +342,20 @@ def test_imap_logindisabled_without_plain(pam, pki):
     with FakeServer(script) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "LOGINDISABLED and does not offer AUTH=PLAIN" in r.log_text(), r
     assert never_sent(fake)
 
 
 def test_imap_capability_missing(pam, pki):
     def script(conn):
         conn.line("* OK fake ready")   # no [CAPABILITY] in the greeting
-        line = conn.readline()
-        conn.line(line.split(b" ")[0].decode() + " BAD unknown command")
+        conn.expect("A1 CAPABILITY")
+        conn.line("A1 BAD unknown command")
         conn.drain(1)
     with FakeServer(script) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "CAPABILITY failed or listed nothing" in r.log_text(), r
     assert never_sent(fake)
 
 
@@ -329,13 +376,13 @@ TS = "<1896.697170952@dbc.mtview.ca.us>"
 
 
 def pop3_script(steps):
-    """steps: list of (expected command prefix, reply) after a greeting."""
+    """steps: a greeting, then (expected command prefix, reply) pairs; reply None closes the
+    line instead of answering. A command that does not arrive fails the test (FakeServer raises
+    the ScriptError at the end), so every step was reached when the test passes."""
     def script(conn):
         conn.line(steps[0])
         for prefix, reply in steps[1:]:
-            line = conn.readline()
-            if line is None or not line.upper().startswith(prefix.upper().encode()):
-                return
+            conn.expect(prefix)
             if reply is None:
                 return
             conn.line(reply)
@@ -347,6 +394,7 @@ def test_pop3_user_ok_then_closed(pam, pki):
     with FakeServer(pop3_script(["+OK ready", ("USER", "+OK"), ("PASS", None)])) as fake:
         r = pam.run(fake_cfg(pki, fake, "pop3"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "connection closed by the server" in r.log_text(), r
 
 
 def test_pop3_apop_refused_then_line_dropped_reconnects(pam, pki):
@@ -399,10 +447,11 @@ def test_pop3_apop_digest_is_rfc1939(pam, pki):
 
 @pytest.mark.parametrize("reply", ["+OKAY", "+ok", "OK", "+OK\tfine", "* OK"])
 def test_pop3_near_misses_are_not_success(pam, pki, reply):
-    steps = ["+OK ready", ("USER", "+OK"), ("PASS", reply)]
+    steps = ["+OK ready", ("USER alice", "+OK"), ("PASS " + PW, reply)]
     with FakeServer(pop3_script(steps)) as fake:
         r = pam.run(fake_cfg(pki, fake, "pop3"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert 'unexpected reply to PASS: "%s"' % reply.replace("\t", "?") in r.log_text(), r
 
 
 def test_pop3_sys_temp_is_unavailable(pam, pki):
@@ -410,6 +459,8 @@ def test_pop3_sys_temp_is_unavailable(pam, pki):
     with FakeServer(pop3_script(steps)) as fake:
         r = pam.run(fake_cfg(pki, fake, "pop3"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert 'server temporarily unavailable (PASS): "-ERR [SYS/TEMP] backend down"' \
+        in r.log_text(), r
 
 
 def test_pop3_sasl_plain_when_user_not_offered(pam, pki):
@@ -432,7 +483,7 @@ def test_pop3_user_refused_with_user_capability_is_a_refusal(pam, pki):
 # ---- STARTTLS / STLS ----
 
 def test_imap_starttls_not_advertised(pam, pki):
-    with FakeServer(imap_server("{tag} OK welcome")) as fake:
+    with FakeServer(imap_server("{tag} OK welcome", login_expected=False)) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap", "starttls", host="localhost"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
     assert "does not offer STARTTLS" in r.log_text()
@@ -442,20 +493,25 @@ def test_imap_starttls_not_advertised(pam, pki):
 def test_imap_starttls_refused(pam, pki):
     def script(conn):
         conn.line("* OK [CAPABILITY IMAP4rev1 STARTTLS] fake")
-        line = conn.readline()
-        conn.line(line.split(b" ")[0].decode() + " NO not today")
+        conn.expect("A1 STARTTLS")
+        conn.line("A1 NO not today")
         conn.drain(1)
     with FakeServer(script) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap", "starttls", host="localhost"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "server refused STARTTLS" in r.log_text(), r
     assert never_sent(fake)
 
 
-@pytest.mark.parametrize("reply", ["-ERR not here", "+OKAY"])
-def test_pop3_stls_refused(pam, pki, reply):
+@pytest.mark.parametrize("reply,why", [
+    ("-ERR not here", 'server refused STLS ("-ERR not here")'),
+    ("+OKAY", 'unexpected reply to STLS: "+OKAY"'),
+])
+def test_pop3_stls_refused(pam, pki, reply, why):
     with FakeServer(pop3_script(["+OK ready", ("STLS", reply)])) as fake:
         r = pam.run(fake_cfg(pki, fake, "pop3", "starttls", host="localhost"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert why in r.log_text(), r
     assert never_sent(fake)
 
 
@@ -507,7 +563,7 @@ def test_garbage_instead_of_tls_handshake(pam, pki, protocol):
             conn.line("+OK ready")
             conn.expect("STLS")
             conn.line("+OK begin TLS")
-        conn.send(b"this is not a TLS handshake\r\n" * 10)
+        conn.send(b"this is not a TLS handshake\r\n" * 10, peer_may_close=True)
         conn.drain(1)
     with FakeServer(script) as fake:
         r = pam.run(fake_cfg(pki, fake, protocol, "starttls", host="localhost"), "alice", PW)
@@ -517,7 +573,7 @@ def test_garbage_instead_of_tls_handshake(pam, pki, protocol):
 
 
 def test_plaintext_server_on_implicit_tls(pam, pki):
-    with FakeServer(imap_server("{tag} OK welcome")) as fake:
+    with FakeServer(imap_server("{tag} OK welcome", login_expected=False)) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap", "implicit", host="localhost"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
     assert never_sent(fake)
@@ -533,7 +589,8 @@ def test_plaintext_server_on_implicit_tls(pam, pki):
 ])
 def test_bad_certificates(pam, pki, cert, reason):
     ctx = tls_server_context(pki[cert + "_cert"], pki[cert + "_key"])
-    with FakeServer(imap_server("{tag} OK welcome"), tls_context=ctx) as fake:
+    with FakeServer(imap_server("{tag} OK welcome", login_expected=False), tls_context=ctx,
+                    handshake_may_fail=True) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap", "implicit", host="localhost"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
     assert "certificate verify failed: " + reason in r.log_text()
@@ -558,10 +615,12 @@ def test_tls_1_0_only_server(pam, pki):
         ctx.set_ciphers("ALL:@SECLEVEL=0")
     except (ssl.SSLError, ValueError) as e:
         pytest.fail("cannot build a TLS 1.0 server here: %s" % e)
-    with FakeServer(imap_server("{tag} OK welcome"), tls_context=ctx) as fake:
+    with FakeServer(imap_server("{tag} OK welcome", login_expected=False), tls_context=ctx,
+                    handshake_may_fail=True) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap", "implicit", host="localhost"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
     assert "TLS handshake failed" in r.log_text()
+    assert fake.handshake_errors, "the client never tried a handshake"
     assert never_sent(fake)
 
 
@@ -624,11 +683,11 @@ def test_ipv6_tls_server_verified_by_ip(pam, pki):
     ("alice", "a\rb"),
 ])
 def test_bad_input_makes_no_connection(pam, pki, user, password):
-    with FakeServer(imap_server("{tag} OK welcome")) as fake:
+    with FakeServer(imap_server("{tag} OK welcome", login_expected=False)) as fake:
         r = pam.run(fake_cfg(pki, fake, "imap"), user, password)
-        time.sleep(0.1)
     assert r.code == "PAM_AUTH_ERR", r
-    assert fake.connections == 0
+    assert "nothing sent" in r.log_text(), r
+    assert fake.connections == 0   # exact: counts what still waits in the listen queue
 
 
 def test_longest_allowed_credentials_work(pam, pki):
@@ -644,3 +703,51 @@ def test_password_echoed_by_server_is_redacted(pam, pki):
     assert r.code == "PAM_AUTH_ERR", r
     assert PW not in r.log_text()
     assert "<redacted>" in r.log_text()
+
+
+# Longer than the 120-byte reply excerpt, and varied enough that any 8-byte run is evidence.
+LONG_PW = "long-pass-" + "".join("%03d-" % i for i in range(48))
+
+
+def b64_plain(user, password):
+    return base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode("utf-8")).decode()
+
+
+def echo_imap_login(password):
+    return imap_server("{tag} NO [AUTHENTICATIONFAILED] bad password " + password)
+
+
+def echo_sasl_blob(password):
+    blob = b64_plain("alice", password)
+
+    def script(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=PLAIN SASL-IR] fake")
+        conn.expect("A1 AUTHENTICATE PLAIN " + blob)
+        conn.line("A1 NO [AUTHENTICATIONFAILED] you sent " + blob)
+        conn.drain(0.5)
+    return script
+
+
+def echo_pop3_pass(password):
+    return pop3_script(["+OK ready", ("USER alice", "+OK"),
+                        ("PASS ", "-ERR [AUTH] wrong password: " + password)])
+
+
+@pytest.mark.parametrize("echo,password", [
+    (echo_imap_login, UTF8_PW),
+    (echo_imap_login, LONG_PW),
+    (echo_sasl_blob, PW + "-sasl-echo"),
+    (echo_pop3_pass, LONG_PW),
+    (echo_pop3_pass, UTF8_PW),
+], ids=["imap-utf8", "imap-over-excerpt", "sasl-plain-base64", "pop3-over-excerpt",
+        "pop3-utf8"])
+def test_password_echoed_in_any_form_is_not_logged(pam, pki, echo, password):
+    """A server echoing the password as UTF-8 (sanitized to '?' in the excerpt), longer than the
+    excerpt (cut to a prefix) or as the base64 of the SASL blob: no form may reach a log line."""
+    protocol = "pop3" if echo is echo_pop3_pass else "imap"
+    with FakeServer(echo(password)) as fake:
+        r = pam.run(fake_cfg(pki, fake, protocol), "alice", password)
+    assert r.code == "PAM_AUTH_ERR", r
+    assert "server refused credentials" in r.log_text(), r
+    leaked = pamrun.scan_for_secrets([t for _, t in r.logs], {password: {"alice"}})
+    assert not leaked, leaked
