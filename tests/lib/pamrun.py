@@ -64,8 +64,11 @@ def leak_needles(password, users=()):
     def add(form, text, prefix_from=0):
         if len(text) >= MIN_SCANNED:
             needles.append((form, text))
-        if len(text) > prefix_from + MIN_RUN:
-            needles.append((form + " cut", text[:prefix_from + MIN_RUN]))
+        cut = text[:prefix_from + MIN_RUN]
+        # A prefix of one or two repeated characters ("xxxxxxxx") is ordinary filler text, not
+        # evidence; the whole form above is still looked for.
+        if len(text) > len(cut) and len(set(cut[prefix_from:])) > 2:
+            needles.append((form + " cut", cut))
 
     add("password", password)
     b64 = base64.b64encode(raw).decode()
