@@ -9,9 +9,11 @@ import time
 
 import pytest
 
+import netns
 from fakeserver import FakeServer, ScriptError
 from helpers import config, hosts, scaled, server
 from test_cache import cache_section, final_line
+from test_network import imap_accepting, root_net  # noqa: F401 (root_net: a fixture)
 
 PW = "s3cret"
 LOG_NOTICE = 5
@@ -315,3 +317,25 @@ def test_imap_bye_temporary_problem_is_unavailable(pam, pki):
         r = pam.run(cfg_for(pki, fake, "imap"), "alice", PW)
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
     assert 'server said BYE: "Temporary problem, please try again later"' in r.log_text(), r
+
+
+# ---- the default timeout and dead servers ----
+
+def test_default_timeout_does_not_make_a_dead_server_cost_more(root_net, pam, pki):
+    """timeout defaults to 20 s to leave room for failure delays; a server that never answers
+    the TCP connect still costs connect_timeout, not timeout. No timeout line in the config."""
+    connect_timeout = scaled(1)
+    with netns.NetNs() as ns:
+        dead = ns.black_hole()
+        with FakeServer(imap_accepting()) as fake:
+            cfg = ('connect_timeout = %s\nfail_delay = 0\nca_file = "%s"\n' % (
+                connect_timeout, pki["ca"])
+                + server("dead", "imap", hosts(dead), 143)
+                + server("live", "imap", hosts(fake.host), fake.port))
+            r = pam.run(cfg, "alice", PW)
+    assert r.code == "PAM_SUCCESS", r
+    assert "server=live" in r.log_text(), r
+    took = int(re.search(r"elapsed_ms=(\d+)", r.log_text()).group(1))
+    # Correct: connect_timeout plus a login. Broken (the dead server given the whole default
+    # timeout): 20 s.
+    assert connect_timeout * 1000 <= took <= (connect_timeout + scaled(3)) * 1000, r
