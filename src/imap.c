@@ -253,6 +253,9 @@ struct imap_session {
 static void new_tag(struct imap_session *is)
 {
     snprintf(is->tag, sizeof(is->tag), "A%u", ++is->next_tag);
+    /* A BYE that came before this command (the server carried on) says nothing about it: a
+     * later close must not be explained by an earlier step's BYE. */
+    is->bye[0] = '\0';
 }
 
 static enum proto_result over_budget(struct imap_session *is)

@@ -32,11 +32,12 @@ static bool contains_nocase(const char *hay, size_t n, const char *needle)
     return false;
 }
 
+/* Bytes before the first of stops (a NUL byte is never one: replies are length-bounded). */
 static size_t span_until(const char *p, size_t n, const char *stops)
 {
     size_t i = 0;
 
-    while (i < n && strchr(stops, p[i]) == NULL)
+    while (i < n && memchr(stops, p[i], strlen(stops)) == NULL)
         i++;
     return i;
 }
@@ -134,8 +135,7 @@ static bool text_has_any(const struct negative_reply *nr, const char *const *mar
  * verdict on the account. */
 static bool says_temporary(const struct negative_reply *nr)
 {
-    static const char *const markers[] = {"temporar", "try again later", "try later",
-                                          "retry later"};
+    static const char *const markers[] = {"temporar", "try again later", "try later"};
 
     return text_has_any(nr, markers, MA_ARRAY_LEN(markers));
 }

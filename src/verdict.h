@@ -10,8 +10,9 @@
  *  3. A "try later" code, POP3 [SYS/...], [IN-USE], [LOGIN-DELAY]; IMAP [UNAVAILABLE],
  *     [SERVERBUG], [INUSE], [LIMIT]: temporary.
  *  4. IMAP [PRIVACYREQUIRED]: not checked (the server wants TLS first).
- *  5. Text that says it is temporary ("temporar", "try again later", "try later",
- *     "retry later"): temporary. Courier POP3: "-ERR Temporary problem, please try again later".
+ *  5. Text that says it is temporary ("temporar", "try again later", "try later"; "retry later"
+ *     contains the last): temporary. Courier POP3: "-ERR Temporary problem, please try again
+ * later".
  *  6. Text that says the password was not looked at for how we came ("TLS required", "under a
  *     layer", "plaintext authentication disallowed", ...): not checked. Courier POP3:
  *     "-ERR TLS required to log in.", Cyrus: "-ERR [AUTH] USER command only available under a

@@ -319,6 +319,25 @@ def test_imap_bye_temporary_problem_is_unavailable(pam, pki):
     assert 'server said BYE: "Temporary problem, please try again later"' in r.log_text(), r
 
 
+def test_an_earlier_bye_does_not_explain_a_later_close(pam, pki):
+    """A BYE sent with the CAPABILITY answer (the server carried on) is not the reason the
+    connection closed after LOGIN: the reason is the close, after the password was sent."""
+    def script(conn):
+        conn.line("* OK ready")
+        conn.expect("A1 CAPABILITY")
+        conn.line("* BYE maybe later")
+        conn.line("* CAPABILITY " + CYRUS_IMAP_CAPS)
+        conn.line("A1 OK done")
+        conn.expect("A2 LOGIN ")
+    with FakeServer(script) as fake:
+        r = pam.run(cfg_for(pki, fake, "imap"), "alice", PW)
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    final = [t for _, t in r.logs if "result=unavailable" in t]
+    assert final and "BYE" not in final[-1], r
+    assert re.search(r"connection closed by the server \d+ ms after the password was sent, "
+                     r"without a verdict", final[-1]), r
+
+
 # ---- the default timeout and dead servers ----
 
 def test_default_timeout_does_not_make_a_dead_server_cost_more(root_net, pam, pki):
