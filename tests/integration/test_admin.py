@@ -384,6 +384,19 @@ def test_config_through_a_symlink_is_refused(pam, dv, pki, tmp_path):
     unsafe_config_refused(pam, link, "cannot open")
 
 
+def test_relative_config_path_is_refused(pam, dv, pki):
+    """config= relative to the caller's working directory (su run from a directory the user
+    chose) would let the user pick the file; the module refuses it before opening anything. The
+    same file by its absolute path works, so only the path's form is refused."""
+    path = pam.write_config(config(pki, imap_dv(dv)))
+    assert pam.run(None, "alice", "s3cret", config_path=path).code == "PAM_SUCCESS"
+    relative = os.path.relpath(path)
+    assert not relative.startswith("/")
+    r = pam.run(None, "alice", "s3cret", config_path=relative)
+    assert r.code == "PAM_SERVICE_ERR", r
+    assert "config=%s is not an absolute path; refused" % relative in r.log_text(), r
+
+
 def test_config_that_is_a_fifo_is_refused_without_waiting(pam, tmp_path):
     """A named pipe where the config should be: open() without O_NONBLOCK waits for a writer
     before fstat() can see that it is no regular file, so whoever can create it at that path
