@@ -575,7 +575,7 @@ static enum proto_result put_astring(struct imap_session *is, struct cmd_line *c
     }
     secret_wipe(quoted, sizeof(quoted));
     snprintf(prefix, sizeof(prefix), "{%zu%s}", n, non_sync ? "+" : "");
-    cmd_put(cl, prefix, strlen(prefix), false);
+    cmd_put(cl, prefix, strlen(prefix), secret); /* the password's length is no trace material */
     if (non_sync) {
         cmd_put(cl, "\r\n", 2, false);
         cl->breaks++;

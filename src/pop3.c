@@ -265,6 +265,18 @@ static enum proto_result open_session(struct pop3_session *ps)
     return PROTO_OK;
 }
 
+/* Open a session that credentials may follow. stream_send_credential enforces the cleartext rule
+ * on every credential; asking first keeps a login that could not be finished from starting at all
+ * (no USER in clear). Also on a reconnect, which may land on another address of the host. */
+static enum proto_result open_for_credentials(struct pop3_session *ps)
+{
+    enum proto_result r = open_session(ps);
+
+    if (r == PROTO_OK && !stream_may_send_credentials(ps->s, &ps->out->reason))
+        r = PROTO_EINSECURE;
+    return r;
+}
+
 static enum proto_result try_apop(struct pop3_session *ps)
 {
     char digest[33];
@@ -385,7 +397,7 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
                   ps->out->address, ps->t->label);
         stream_close(ps->s);
         ps->s = NULL;
-        r = open_session(ps);
+        r = open_for_credentials(ps);
         ps->apop_cost_ms += (long)(clock_now_ms() - began);
         if (r == PROTO_OK)
             r = send_user(ps, &kind, &line, &len);
@@ -415,14 +427,10 @@ static enum proto_result login(struct pop3_session *ps)
 {
     bool apop_refused = false;
     int64_t apop_began;
-    enum proto_result r = open_session(ps);
+    enum proto_result r = open_for_credentials(ps);
 
     if (r != PROTO_OK)
         return r;
-    /* stream_send_credential enforces the cleartext rule on every credential; asking first
-     * keeps a login that could not be finished from starting at all (no USER in clear). */
-    if (!stream_may_send_credentials(ps->s, &ps->out->reason))
-        return PROTO_EINSECURE;
     if (apop_usable(ps)) {
         apop_began = clock_now_ms();
         r = try_apop(ps);
