@@ -174,6 +174,52 @@ static void test_progress(void)
     close_pair(&p);
 }
 
+/* After the last piece of credentials, a timeout or a close is a verdict withheld and says so;
+ * once another command went out it is an ordinary one again. stream_peer_closed sees a close
+ * that already arrived, without waiting. */
+static void test_verdict_wait_and_peer_closed(void)
+{
+    struct pair p;
+    struct errbuf err = {{0}};
+    const char *line;
+    size_t len;
+
+    if (open_pair(&p, true, clock_now_ms() + 200) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    CHECK(!stream_peer_closed(p.s));
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "PASS <redacted>", "PASS pw") == STREAM_OK);
+    CHECK(stream_read_line(p.s, &line, &len, &err) == STREAM_ETIMEOUT);
+    CHECK(strstr(err.text, "no verdict within ") != NULL);
+    CHECK(strstr(err.text, " ms after the password was sent (timeout 2000 ms)") != NULL);
+    close_pair(&p);
+
+    if (open_pair(&p, true, clock_now_ms() + 200) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "PASS <redacted>", "PASS pw") == STREAM_OK);
+    CHECK(stream_sendf(p.s, &err, NULL, "NOOP") == STREAM_OK);
+    CHECK(stream_read_line(p.s, &line, &len, &err) == STREAM_ETIMEOUT);
+    CHECK_STR(err.text, "no answer within the 2000 ms timeout");
+    close_pair(&p);
+
+    if (open_pair(&p, true, later()) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "PASS <redacted>", "PASS pw") == STREAM_OK);
+    peer_says(&p, "-ERR Temporary problem, please try again later\r\n");
+    shutdown(p.peer, SHUT_WR);
+    CHECK(stream_read_line(p.s, &line, &len, &err) == STREAM_OK);
+    CHECK(stream_peer_closed(p.s));
+    CHECK(stream_read_line(p.s, &line, &len, &err) == STREAM_EEOF);
+    CHECK(strstr(err.text, "connection closed by the server ") != NULL);
+    CHECK(strstr(err.text, " ms after the password was sent, without a verdict") != NULL);
+    close_pair(&p);
+}
+
 /* A command that spans lines (LITERAL+) leaves in one write with exactly the line breaks the
  * caller announced; any other CR, LF or NUL refuses it, so data cannot add a command. */
 static void test_lines(void)
@@ -331,6 +377,7 @@ int main(void)
     test_stale_lines();
     test_cleartext_rule();
     test_progress();
+    test_verdict_wait_and_peer_closed();
     test_lines();
     test_no_send_after_close_or_flood();
     test_deadline_against_a_flood();
