@@ -4,6 +4,7 @@
  * - credentials obey the cleartext rule and their progress is recorded; nothing goes to a server
  *   that already closed the connection or flooded it;
  * - the one gate to success (proto_accept) needs every byte of the credentials sent;
+ * - after the last piece of credentials a timeout or close says the verdict was withheld;
  * - the deadline holds against a peer that never lets a read block;
  * - traces are redacted. */
 #include <errno.h>
