@@ -837,7 +837,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         "Lpw-7f3e9a2c-a-password-longer-than-the-excerpt-limit-of-one-hundred-and-twenty-bytes-"
         "so-that-a-cut-could-leave-a-prefix-behind-0123456789";
     static const struct logger log = {.sink = sink, .debug = true};
-    struct login_creds creds = {ascii_user, sizeof(ascii_user) - 1, "s3cret", 6};
+    struct login_creds creds = {ascii_user, sizeof(ascii_user) - 1, "s3cret", 6, NULL};
     struct login_target t = {
         .label = "fuzz",
         .host = "127.0.0.1",

@@ -207,7 +207,8 @@ class PamRunner:
         return proc.returncode, output
 
     def run(self, config, user, password, args=("debug",), config_path=None, timeout=None,
-            stdin=None, service_line=None, operation="authenticate", env=None):
+            stdin=None, service_line=None, operation="authenticate", env=None, rhost=None):
+        """rhost: PAM_RHOST, set with pamtester -I rhost=..."""
         register_secret(password, user)
         if stdin is not None:
             for typed in stdin.split(b"\n"):
@@ -225,7 +226,8 @@ class PamRunner:
         if stdin is None:
             stdin = password.encode("utf-8") + b"\n"
         start = time.monotonic()
-        proc = subprocess.run(self.wrapper + ["pamtester", "mailtest", user, operation],
+        items = ["-I", "rhost=" + rhost] if rhost is not None else []
+        proc = subprocess.run(self.wrapper + ["pamtester"] + items + ["mailtest", user, operation],
                               input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               env=env, timeout=timeout or 60 * SCALE)
         elapsed = time.monotonic() - start

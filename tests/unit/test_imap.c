@@ -97,7 +97,7 @@ static void test_quote(void)
 static void test_sasl_plain(void)
 {
     char out[SASL_PLAIN_B64_MAX];
-    struct login_creds c = {S("tim"), S("tanstaaftanstaaf")};
+    struct login_creds c = {S("tim"), S("tanstaaftanstaaf"), NULL};
 
     /* RFC 4616 section 4 example: "\0tim\0tanstaaftanstaaf" */
     CHECK(sasl_plain_encode(&c, out, sizeof(out)) > 0);

@@ -299,7 +299,7 @@ static void test_deadline_before_every_read(void)
 static void test_trace_is_redacted(void)
 {
     static const char pw[] = "gr\xc3\xbc\xc3\x9f-s3cret";
-    const struct login_creds c = {"alice", 5, pw, sizeof(pw) - 1};
+    const struct login_creds c = {"alice", 5, pw, sizeof(pw) - 1, NULL};
     struct redact_set rs;
     struct pair p;
     char line[128];
