@@ -5,15 +5,14 @@
  * Input: two header bytes, then the server's chunks separated by 0xFF (a byte UTF-8 never
  * uses). The server is turn-based: chunk 0 is sent at once (the greeting), chunk i+1 after the
  * client's i-th command has arrived whole (a line; a LITERAL+ literal and the rest of its line
- * belong to it). With no chunk left, or when the client stays silent for a while (it waits for
- * a line the chunk did not finish), the server half-closes. Each chunk leaves in one send (one
- * TLS record), so what the client sees as sent before its command is exactly what the server
- * sent before it.
- *   header[0]: bit 0 POP3 (else IMAP); bits 1-2 apop mode; bit 3 UTF-8 password;
- *              bits 4-5 TLS: 1 implicit, 2 STARTTLS/STLS, else none
- *   header[1]: bit 0 TLS storm (KeyUpdates before every chunk; renegotiation requests with
- *              bit 1); bit 1 TLS 1.2 only; bit 2 a password longer than an excerpt;
- *              bit 3 a non-ASCII user name (an IMAP literal)
+ * belong to it; commands pipelined with it, already there when it is read, share its turn). With no
+ * chunk left, or when the client stays silent for a while (it waits for a line the chunk did not
+ * finish), the server half-closes. Each chunk leaves in one send (one TLS record), so what the
+ * client sees as sent before its command is exactly what the server sent before it. header[0]: bit
+ * 0 POP3 (else IMAP); bits 1-2 apop mode; bit 3 UTF-8 password; bits 4-5 TLS: 1 implicit, 2
+ * STARTTLS/STLS, else none header[1]: bit 0 TLS storm (KeyUpdates before every chunk; renegotiation
+ * requests with bit 1); bit 1 TLS 1.2 only; bit 2 a password longer than an excerpt; bit 3 a
+ * non-ASCII user name (an IMAP literal)
  *
  * Both sides are recorded and the oracles check the rules from the transcript, independently of
  * the client's own bookkeeping:
@@ -338,6 +337,19 @@ static size_t whole_command(const struct peer *p, bool *sync)
     }
 }
 
+/* Move the first n bytes of what arrived into the client's log. */
+static void consume(struct peer *p, size_t n)
+{
+    struct conn_log *l = p->log;
+
+    if (l->cli_len + n <= sizeof(l->cli)) {
+        memcpy(l->cli + l->cli_len, p->in, n);
+        l->cli_len += n;
+    }
+    memmove(p->in, p->in + n, p->in_len - n);
+    p->in_len -= n;
+}
+
 /* Read the client's next command; false at EOF or error. After IDLE_MS of silence with a
  * command still incomplete the server half-closes (the client waits for more of a reply). */
 static bool read_command(struct peer *p)
@@ -363,14 +375,14 @@ static bool read_command(struct peer *p)
             return false;
         p->in_len += (size_t)got;
     }
-    if (l->cli_len + n <= sizeof(l->cli)) {
-        memcpy(l->cli + l->cli_len, p->in, n);
-        l->cli_len += n;
-    }
+    consume(p, n);
+    /* Whole commands that had already arrived with it (pipelined: CAPABILITY and LOGIN after
+     * STARTTLS) belong to the same turn: the next chunk answers them together, as a server that
+     * reads what has arrived would, and it was sent after all of them arrived. */
+    while (!sync && p->in_len > 0 && (n = whole_command(p, &sync)) > 0)
+        consume(p, n);
     if (l->n_turns <= MAX_CHUNKS)
         l->turn_end[l->n_turns++] = l->cli_len;
-    memmove(p->in, p->in + n, p->in_len - n);
-    p->in_len -= n;
     /* After "{n}" the client must wait for "+": anything already here came too early. */
     if (sync && p->in_len > 0)
         l->sent_early = true;
