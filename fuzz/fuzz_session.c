@@ -17,7 +17,7 @@
  * Both sides are recorded and the oracles check the rules from the transcript, independently of
  * the client's own bookkeeping:
  * - success needs the credentials on the wire and the server's acceptance sent after them:
- *   IMAP the login command's own tag with OK (then space or end of line) at the start of a
+ *   IMAP a login command's own tag with OK (then space or end of line) at the start of a
  *   response line outside any literal, in a chunk sent after the credentials arrived; POP3
  *   "+OK" (then space or end of line) as the first line sent after PASS/APOP/AUTH;
  * - after a synchronizing literal announcement ({n}, no LITERAL+) no byte follows before the
@@ -612,49 +612,65 @@ static long credentials_turn(const struct conn_log *l)
     return -1;
 }
 
+/* Whether the login command (a client line naming LOGIN or AUTHENTICATE) starting at start
+ * justifies a success: its credentials were complete in some turn k, and the first response line
+ * with its tag was sent after turn k and says OK. */
+static bool login_command_accepted(const struct conn_log *l, size_t start,
+                                   const struct srv_line *lines, size_t n)
+{
+    const uint8_t *sp = memchr(l->cli + start, ' ', l->cli_len - start);
+    char tag[32];
+    size_t tag_len;
+    long k = -1;
+
+    for (size_t t = 0; t < l->n_turns && k < 0; t++) {
+        if (l->turn_end[t] > start &&
+            (has(l->cli + start, l->turn_end[t] - start, forms.password) ||
+             has(l->cli + start, l->turn_end[t] - start, forms.b64_plain)))
+            k = (long)t;
+    }
+    if (k < 0 || sp == NULL || (size_t)(sp - (l->cli + start)) >= sizeof(tag) - 4 ||
+        (size_t)k + 1 >= l->n_chunks)
+        return false;
+    snprintf(tag, sizeof(tag), "%.*s OK", (int)(sp - (l->cli + start)), l->cli + start);
+    tag_len = (size_t)(sp - (l->cli + start)) + 1; /* the tag and its space */
+    for (size_t i = 0; i < n; i++) {
+        if (lines[i].len < tag_len || memcmp(lines[i].text, tag, tag_len) != 0)
+            continue;
+        return lines[i].at >= l->chunk_at[k + 1] && starts_word(lines[i].text, lines[i].len, tag);
+    }
+    return false;
+}
+
+/* A success needs a login command answered OK after its credentials. There may be two: after
+ * STARTTLS the client pipelines LOGIN, and if the capabilities then say LOGINDISABLED and LOGIN
+ * is refused, it goes on with AUTHENTICATE PLAIN. */
 static void check_imap_success(void)
 {
     static struct srv_line lines[4096];
     const struct conn_log *l = login_conn();
-    long k = l != NULL ? credentials_turn(l) : -1;
-    char tag[32];
-    size_t start, n, tag_len;
+    bool any = false;
+    size_t n;
 
-    if (k < 0)
+    if (l == NULL || credentials_turn(l) < 0)
         fail("IMAP success without the credentials on the wire");
-    /* The command carrying them: the last client line before they were complete that names
-     * LOGIN or AUTHENTICATE (a literal's bytes never do: the passwords here hold neither). */
-    start = SIZE_MAX;
-    for (size_t i = 0; i < l->turn_end[k];) {
-        const uint8_t *nl = memchr(l->cli + i, '\n', l->turn_end[k] - i);
-        size_t len = nl != NULL ? (size_t)(nl - (l->cli + i)) : l->turn_end[k] - i;
+    n = imap_lines(l, lines, MA_ARRAY_LEN(lines));
+    /* Login commands: client lines naming LOGIN or AUTHENTICATE (a literal's bytes never do: the
+     * passwords here hold neither). */
+    for (size_t i = 0; i < l->cli_len;) {
+        const uint8_t *nl = memchr(l->cli + i, '\n', l->cli_len - i);
+        size_t len = nl != NULL ? (size_t)(nl - (l->cli + i)) : l->cli_len - i;
         if (memmem(l->cli + i, len, " LOGIN ", 7) != NULL ||
-            memmem(l->cli + i, len, " AUTHENTICATE ", 14) != NULL)
-            start = i;
+            memmem(l->cli + i, len, " AUTHENTICATE ", 14) != NULL) {
+            any = true;
+            if (login_command_accepted(l, i, lines, n))
+                return;
+        }
         i += len + 1;
     }
-    if (start == SIZE_MAX)
+    if (!any)
         fail("IMAP success without a login command");
-    const uint8_t *sp = memchr(l->cli + start, ' ', l->turn_end[k] - start);
-    if (sp == NULL || (size_t)(sp - (l->cli + start)) >= sizeof(tag) - 4)
-        fail("IMAP success without a login command");
-    snprintf(tag, sizeof(tag), "%.*s OK", (int)(sp - (l->cli + start)), l->cli + start);
-    tag_len = (size_t)(sp - (l->cli + start)) + 1; /* the tag and its space */
-    if ((size_t)k + 1 >= l->n_chunks)
-        fail("IMAP success although the server said nothing after the credentials");
-    /* The first response line with the login command's tag decides; it must have been sent
-     * after the credentials, and say OK. */
-    n = imap_lines(l, lines, MA_ARRAY_LEN(lines));
-    for (size_t i = 0; i < n; i++) {
-        if (lines[i].len < tag_len || memcmp(lines[i].text, tag, tag_len) != 0)
-            continue;
-        if (lines[i].at < l->chunk_at[k + 1])
-            fail("IMAP success although the login command was answered before the credentials");
-        if (starts_word(lines[i].text, lines[i].len, tag))
-            return;
-        break;
-    }
-    fail("IMAP success without the login tag's OK sent after the credentials");
+    fail("IMAP success without a login command's OK sent after its credentials");
 }
 
 /* How many lines of srv start in [from, to), and whether the last one ends there. */
