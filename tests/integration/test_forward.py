@@ -406,35 +406,36 @@ def test_dovecot_attack_does_not_slow_another_client(pam, pki, workdir):
     then anvil's penalty of up to 15 s). The PAM host is one address for all its users; with the
     end user's address forwarded, an attacker's wrong passwords cost only the attacker."""
     # Under the session's workdir: Dovecot's auth process (user dovecot) must reach the passwd.
-    dv = dovecot.Dovecot(tempfile.mkdtemp(prefix="dovecot-penalty-", dir=workdir), {"alice": PW, "mallory": "m-pw"},
-                         pki["server_cert"], pki["server_key"], brute_force_defaults=True,
+    dv = dovecot.Dovecot(tempfile.mkdtemp(prefix="dovecot-penalty-", dir=workdir),
+                         {"alice": PW, "mallory": "m-pw"}, pki["server_cert"], pki["server_key"],
+                         brute_force_defaults=True,
                          trusted="127.0.0.0/8 ::1").start()
     try:
         imap = config(pki, server("dv", "imap", '"127.0.0.1"', dv.ports["imap"]),
                       timeout=scaled(40))
         pop3 = config(pki, server("dv", "pop3", '"127.0.0.1"', dv.ports["pop3"],
                                   extra="  apop = never\n"), timeout=scaled(40))
-        baseline = {}
-        for name, cfg in (("imap", imap), ("pop3", pop3)):
-            start = time.monotonic()
-            assert pam.run(cfg, "alice", PW, rhost=CLIENT).code == "PAM_SUCCESS"
-            baseline[name] = time.monotonic() - start
+        start = time.monotonic()
+        assert pam.run(imap, "alice", PW, rhost=CLIENT).code == "PAM_SUCCESS"
+        baseline = time.monotonic() - start
         for cfg in (imap, imap, pop3):
             bad = pam.run(cfg, "mallory", "wrong-pw", rhost=ATTACKER)
             assert bad.code == "PAM_AUTH_ERR", bad
-        for name, cfg in (("imap", imap), ("pop3", pop3)):
-            start = time.monotonic()
-            good = pam.run(cfg, "alice", PW, rhost=CLIENT)
-            took = time.monotonic() - start
-            assert good.code == "PAM_SUCCESS", good
-            # After three failures Dovecot holds a login from the same address for 4 s (anvil
-            # doubles from 2 s, up to 15 s), in wall time whatever the client's slowdown; without
-            # forwarding this login takes baseline + 4 s (measured 4.02 s against 0.03 s).
-            assert took < baseline[name] + 3.0, (took, baseline, good)
+        start = time.monotonic()
+        good = pam.run(imap, "alice", PW, rhost=CLIENT)
+        took = time.monotonic() - start
+        assert good.code == "PAM_SUCCESS", good
+        # After these failures Dovecot holds an IMAP login from the same address for 4 s (anvil
+        # doubles from 2 s, up to 15 s), in wall time whatever the client's slowdown: without
+        # forwarding this login takes baseline + 4 s (measured 4.02 s against 0.03 s). Dovecot
+        # 2.3 applies no penalty to POP3 logins (bench/RESULTS.md), so POP3 is checked by its log.
+        assert took < baseline + 3.0, (took, baseline, good)
+        assert pam.run(pop3, "alice", PW, rhost=CLIENT).code == "PAM_SUCCESS"
         time.sleep(0.3)
         log = dv.log()
         assert re.search(r"imap-login: Info: Login: user=<alice>.*rip=192\.0\.2\.10", log), log
         assert re.search(r"pop3-login: Info: Login: user=<alice>.*rip=192\.0\.2\.10", log), log
-        assert "rip=198.51.100.66" in log, log
+        assert re.search(r"imap-login: .*user=<mallory>.*rip=198\.51\.100\.66", log), log
+        assert re.search(r"pop3-login: .*user=<mallory>.*rip=198\.51\.100\.66", log), log
     finally:
         dv.stop()
