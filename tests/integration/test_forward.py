@@ -30,16 +30,6 @@ def fake_cfg(pki, fake, protocol, tls="none", extra="", head="", host=None):
                               extra=extra), head=head)
 
 
-def one_read(conn, timeout=None):
-    """The complete lines that arrived in one read (one recv, or one TLS record) from the
-    client: what it sent in one write."""
-    if not conn._fill(scaled(10) if timeout is None else timeout):
-        raise ScriptError("the client sent nothing")
-    raw, _, rest = conn.buf.rpartition(b"\r\n")
-    conn.buf = rest
-    return raw.split(b"\r\n") if raw else []
-
-
 def tag_of(line):
     return line.split(b" ", 1)[0].decode()
 
@@ -55,7 +45,7 @@ def imap_script(seen, caps=CAPS, id_reply="{tag} OK ID completed", login_reply="
     """Greet; record the lines of the first write; answer the ID (if any) and the LOGIN."""
     def script(conn):
         conn.line("* OK [CAPABILITY %s] fake" % caps)
-        lines = one_read(conn)
+        lines = conn.one_write()
         seen.extend(lines)
         ids = [ln for ln in lines if b" ID " in ln]
         logins = [ln for ln in lines if b" LOGIN " in ln]
@@ -192,7 +182,7 @@ def starttls_script(pki, seen, post_caps, login_reply="{tag} OK in", after=None)
             raise ScriptError("expected STARTTLS, got %r" % line)
         conn.line(tag_of(line) + " OK begin TLS")
         conn.start_tls(ctx)
-        lines = one_read(conn)
+        lines = conn.one_write()
         seen.extend(lines)
         out = []
         for ln in lines:
@@ -276,7 +266,7 @@ def test_starttls_capability_failure_is_no_verdict(pam, pki):
         line = conn.readline()
         conn.line(tag_of(line) + " OK begin TLS")
         conn.start_tls(ctx)
-        lines = one_read(conn)
+        lines = conn.one_write()
         conn.send("".join("%s %s\r\n" % (tag_of(ln), "BAD no" if b"CAPAB" in ln else "OK in")
                           for ln in lines))
         conn.drain(0.5)
@@ -297,7 +287,7 @@ def test_starttls_literal_password_is_not_pipelined(pam, pki):
         line = conn.readline()
         conn.line(tag_of(line) + " OK begin TLS")
         conn.start_tls(ctx)
-        first = one_read(conn)
+        first = conn.one_write()
         seen.append(first)
         conn.line("* CAPABILITY IMAP4rev1 LITERAL+")
         conn.line(tag_of(first[0]) + " OK done")
@@ -320,7 +310,7 @@ def pop3_script(seen, greeting="+OK [XCLIENT] fake <1.2@fake>",
                 xclient_reply="+OK Updated", login_reply="+OK in"):
     def script(conn):
         conn.line(greeting)
-        lines = one_read(conn)
+        lines = conn.one_write()
         seen.extend(lines)
         out = [xclient_reply for ln in lines if ln.startswith(b"XCLIENT ")]
         if any(ln.startswith(b"USER ") for ln in lines):
@@ -374,7 +364,7 @@ def test_pop3_xclient_reply_missing_is_no_verdict(pam, pki):
     client then waits for the APOP's own reply instead of taking that +OK as one."""
     def only_one(conn):
         conn.line("+OK [XCLIENT] fake <1.2@fake>")
-        one_read(conn)
+        conn.one_write()
         conn.line("+OK in")
         conn.wait_closed()
 
