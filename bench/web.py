@@ -13,10 +13,12 @@ after round. Nothing here asserts a timing. Needs root (a sandbox with its own /
 Apache's workers run as www-data).
 
 usage: web.py BUILD_DIR [--requests N] [--rounds R] [--clients 1,8] [--fast] [--socache-loaded]
+              [--hash-cost C]
   --clients: parallel keep-alive connections sharing the N requests (default 1 and 8)
   --fast: Dovecot in high-performance mode (processes reused) instead of as shipped
   --socache-loaded: load mod_authn_socache for every row, not only its own. Loaded, it costs
       every PAM success a bcrypt in the Apache worker, also where a location does not use it.
+  --hash-cost: the module cache's hash_cost (default: left out of the config, the module's default)
 """
 import argparse
 import os
@@ -58,7 +60,7 @@ def location(directory, service, socache):
 
 
 class WebBench:
-    def __init__(self, b):
+    def __init__(self, b, hash_cost=None):
         self.b = b
         # As the man page says for Apache: the base directory, and www-data's own made once.
         www = pwd.getpwnam("www-data")
@@ -69,8 +71,9 @@ class WebBench:
         os.chown(self.cache_dir, www.pw_uid, www.pw_gid)
         servers = b.server_block(ROWS[0])   # IMAP plain on loopback
         plain = b.service("web", servers)
-        cached = b.service("web-cache", servers, head='cache {\n  dir = "%s"\n  ttl = %d\n}\n'
-                           % (base, CACHE_TTL))
+        cached = b.service("web-cache", servers, head='cache {\n  dir = "%s"\n  ttl = %d\n%s}\n'
+                           % (base, CACHE_TTL, "" if hash_cost is None
+                              else "  hash_cost = %d\n" % hash_cost))
         service = man_examples("mod_authnz_pam")[0]
         self.services = {
             "mailauth-web": service.replace("pam_mailauth.so", "%s config=%s" % (
@@ -84,7 +87,7 @@ class WebBench:
 
     def cold_apache(self, directory):
         """A fresh Apache (mod_authn_socache empty) over an empty module cache, serving the one
-        location; mod_authn_socache is loaded only for its own row (see SOCACHE_LOADED)."""
+        location; mod_authn_socache is loaded only for its own row unless --socache-loaded."""
         for entry in os.listdir(self.cache_dir):
             os.unlink(os.path.join(self.cache_dir, entry))
         self.runs += 1
@@ -153,6 +156,7 @@ def main():
     ap.add_argument("--clients", default="1,8")
     ap.add_argument("--fast", action="store_true")
     ap.add_argument("--socache-loaded", action="store_true")
+    ap.add_argument("--hash-cost", type=int, help="for the module cache (default: the module's)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("web.py needs root: Apache runs in a sandbox with its own /etc/pam.d")
@@ -163,7 +167,7 @@ def main():
     clients = [int(c) for c in args.clients.split(",")]
     b = Bench(os.path.abspath(args.build), True, args.fast)
     try:
-        wb = WebBench(b)
+        wb = WebBench(b, args.hash_cost)
         wb.socache_everywhere = args.socache_loaded
         results = {}   # (setup index, clients) -> [(req/s, median ms, logins, pam calls)]
         for r in range(args.rounds):
@@ -186,6 +190,7 @@ def report(args, clients, results):
           "mod_authn_socache loaded %s." % (
               "in high-performance mode" if args.fast else "as shipped", args.rounds,
               "for every row" if args.socache_loaded else "only for its own row"))
+
     print()
     head = "| setup |"
     rule = "|---|"
@@ -196,6 +201,8 @@ def report(args, clients, results):
     print(head)
     print(rule)
     for i, (name, _, _) in enumerate(SETUPS):
+        if args.hash_cost is not None:
+            name = name.replace("default hash_cost", "hash_cost %d" % args.hash_cost)
         line = "| %s |" % name
         for c in clients:
             runs = results[(i, c)]
