@@ -216,6 +216,7 @@ class PamRunner:
                     register_secret(typed, user)
         path = config_path or self.write_config(config)
         svc = tempfile.mkdtemp(prefix="svc-", dir=self.workdir)
+        os.chmod(svc, 0o755)   # a wrapper may run pamtester as another uid
         line = service_line or "auth required %s config=%s %s" % (self.module, path,
                                                                    " ".join(args))
         with open(os.path.join(svc, "mailtest"), "w") as f:
