@@ -130,6 +130,16 @@ static void tell_user(pam_handle_t *pamh, int flags, const struct module_args *a
     pam_error(pamh, "The mail server is unavailable; please try again later.");
 }
 
+/* PAM_RHOST, or NULL (a local su has none). The core forwards it only when it is numeric. */
+static const char *remote_host(pam_handle_t *pamh)
+{
+    const void *item = NULL;
+
+    if (pam_get_item(pamh, PAM_RHOST, &item) != PAM_SUCCESS)
+        return NULL;
+    return item;
+}
+
 static int authenticate(pam_handle_t *pamh, int flags, const struct module_args *a,
                         const struct mailauth_config *cfg)
 {
@@ -137,6 +147,7 @@ static int authenticate(pam_handle_t *pamh, int flags, const struct module_args 
     struct mailauth_report rep;
     const char *user = NULL;
     const char *password = NULL;
+    struct mailauth_client client = {0};
     enum mailauth_result r;
     int rc;
 
@@ -150,7 +161,9 @@ static int authenticate(pam_handle_t *pamh, int flags, const struct module_args 
         pam_syslog(pamh, LOG_NOTICE, "cannot get the password: %s", pam_strerror(pamh, rc));
         return rc == PAM_CONV_AGAIN ? PAM_INCOMPLETE : PAM_AUTH_ERR;
     }
-    r = mailauth_check(cfg, user, strlen(user), password, strlen(password), &log, &rep);
+    client.rhost = remote_host(pamh);
+    r = mailauth_check_client(cfg, user, strlen(user), password, strlen(password), &client, &log,
+                              &rep);
     log_outcome(pamh, r, &rep);
     tell_user(pamh, flags, a, r);
     if (r != MAILAUTH_OK && cfg->fail_delay_ms > 0)
