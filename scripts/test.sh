@@ -20,6 +20,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 install_missing "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}" || exit 1
+fetch_servers || exit 1
 cd "$ROOT" || exit 1
 logs="$ROOT/build-logs"
 rm -rf "$logs"
