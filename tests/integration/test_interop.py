@@ -279,6 +279,8 @@ def test_failure_delays(pam, pki, cy, co):
          "PAM_AUTH_ERR"),
         ("cyrus+saslauthd pop3 APOP refused then USER/PASS right", cy.ports["sa_real"], "pop3",
          "", INTEROP_USERS["alice"], "PAM_SUCCESS"),
+        ("cyrus+saslauthd pop3 APOP then USER/PASS wrong", cy.ports["sa_real"], "pop3", "",
+         WRONG, "PAM_AUTH_ERR"),
     ]
     figures = []
     for label, ports, service, extra, password, code in cases:
