@@ -45,6 +45,16 @@ static void parse_args(pam_handle_t *pamh, int argc, const char **argv, struct m
     }
 }
 
+/* A relative path would be resolved against the calling program's working directory, which the
+ * user running su chooses: the owner and mode checks would then judge a file of their choosing. */
+static bool config_path_usable(pam_handle_t *pamh, const char *path)
+{
+    if (path[0] == '/')
+        return true;
+    pam_syslog(pamh, LOG_ERR, "config=%s is not an absolute path; refused", path);
+    return false;
+}
+
 MA_PRINTF(3, 0)
 static void pam_log_sink(void *ctx, int priority, const char *fmt, va_list ap)
 {
@@ -157,6 +167,8 @@ PAM_EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 
     parse_args(pamh, argc, argv, &args);
     log = (struct logger){.sink = pam_log_sink, .ctx = pamh, .debug = args.debug};
+    if (!config_path_usable(pamh, args.config_path))
+        return PAM_SERVICE_ERR;
     if (config_load_file(args.config_path, &log, &cfg) != CONFIG_OK) {
         pam_syslog(pamh, LOG_ERR, "configuration %s is unusable; see the error above",
                    args.config_path);
