@@ -11,7 +11,7 @@ outage the server reports exactly like a wrong password (Cyrus behind saslauthd)
 PAM_AUTH_ERR, as issue 12's rule says.
 
 Failure pauses are configured away where the server allows it (Cyrus: failedloginpause: 0);
-Courier's 5 s is compiled in, so its wrong-password cases are few. test_failure_delays measures
+Courier's 5 s is compiled in, so it has one wrong-password case per mode. test_failure_delays measures
 the real pauses. If a server cannot be started, every test here fails (never skips).
 """
 import os
@@ -72,9 +72,14 @@ def login(pam, pki, block, user, password, timeout=None):
     return pam.run(cfg, user, password)
 
 
+RESULT_WORD = {"PAM_SUCCESS": "accepted", "PAM_AUTH_ERR": "refused",
+               "PAM_AUTHINFO_UNAVAIL": "unavailable"}
+
+
 def expect(r, code):
+    """The PAM code, and the module's summary line saying the same thing."""
     assert r.code == code, r
-    # The final outcome's reason never names an earlier step's verdict (issue 12).
+    assert " result=%s " % RESULT_WORD[code] in r.log_text(), r
     return r
 
 
@@ -183,6 +188,15 @@ def test_courier_right_password(pam, pki, co, service, user):
 def test_courier_wrong_password(pam, pki, co, service):
     r = login(pam, pki, target(co.ports["normal"], service), "bob", WRONG,
               timeout=SLOW_VERDICT_TIMEOUT)
+    expect(r, "PAM_AUTH_ERR")
+
+
+def test_courier_refusal_arrives_within_the_default_timeout(pam, pki, co):
+    """Courier's 5 s pause before "NO Login failed." must fit in the module's default timeout:
+    a config that does not set one still gets a refusal, not "unavailable"."""
+    block = target(co.ports["normal"], "imap")
+    cfg = 'ca_file = "%s"\nfail_delay = 0\n%s' % (pki["ca"], block)
+    r = pam.run(cfg, "alice", WRONG)
     expect(r, "PAM_AUTH_ERR")
 
 
