@@ -23,16 +23,25 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${PACKAGES[*]}" ]; then
 fi
 rm -rf "$DIR/debs" "$DIR/root"
 mkdir -p "$DIR/debs" "$DIR/root"
-# apt-get download writes into the current directory; as root it warns that the _apt sandbox
-# user cannot write there, which is harmless.
-(cd "$DIR/debs" && apt-get download -q "${PACKAGES[@]}" 2>&1 | grep -v -e '^W: Download is performed unsandboxed' || true)
+# apt-get download writes into the current directory (as root it notes that the download is
+# unsandboxed, which is harmless). Stale or missing package lists: update once and retry.
+download() {
+    (cd "$DIR/debs" && apt-get download -q "${PACKAGES[@]}")
+}
+if ! download; then
+    apt-get update -qq
+    if ! download; then
+        echo "fetch_servers: apt-get download failed" >&2
+        exit 1
+    fi
+fi
 for p in "${PACKAGES[@]}"; do
-    deb=$(ls "$DIR/debs/${p}"_*.deb 2>/dev/null | head -n1)
-    if [ -z "$deb" ]; then
+    debs=("$DIR/debs/${p}"_*.deb)
+    if [ ! -f "${debs[0]}" ]; then
         echo "fetch_servers: apt-get download did not fetch $p" >&2
         exit 1
     fi
-    dpkg -x "$deb" "$DIR/root"
+    dpkg -x "${debs[0]}" "$DIR/root"
 done
 for f in usr/lib/cyrus/bin/master usr/lib/cyrus/bin/imapd usr/lib/cyrus/bin/pop3d \
          usr/sbin/saslauthd usr/sbin/saslpasswd2 usr/sbin/couriertcpd usr/sbin/makeuserdb \
