@@ -43,8 +43,20 @@ RUN_PACKAGES=(pamtester libpam-wrapper dovecot-imapd dovecot-pop3d python3 pytho
 # The system suite: the Debian package (build and lint), real sshd and Apache clients.
 SYSTEM_PACKAGES=(build-essential debhelper dpkg-dev lintian openssh-server openssh-client sshpass
                  apache2 libapache2-mod-authnz-pam)
+# The shared libraries that the unpacked Cyrus and Courier binaries link (fetch_servers below),
+# perl for Courier's makeuserdb; none of these conflicts with Dovecot.
+SERVER_LIB_PACKAGES=(libsasl2-2 libsasl2-modules libsasl2-modules-db libdb5.3 libwrap0 libical3
+                     libicu72 libjansson4 libpq5 libsqlite3-0 libxapian30 libxml2 libkrb5-3
+                     libldap-2.5-0 libpcre3 libcourier-unicode4 libgamin0 libgdbm6 libgnutls30
+                     libidn12 libltdl7 perl)
 TEST_PACKAGES=(python3-pytest clang libclang-rt-14-dev valgrind man-db groff-base clang-format
-               git iproute2 util-linux "${SYSTEM_PACKAGES[@]}")
+               git iproute2 util-linux "${SYSTEM_PACKAGES[@]}" "${SERVER_LIB_PACKAGES[@]}")
+
+# fetch_servers: download and unpack (never install) Cyrus and Courier for the interop tests.
+fetch_servers() {
+    say "Cyrus and Courier for the interop tests (apt-get download + dpkg -x, not installed)"
+    as_root bash "$ROOT/scripts/fetch_servers.sh"
+}
 
 # build DIR [meson options...]: configure (once) and compile.
 build() {
