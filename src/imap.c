@@ -238,6 +238,26 @@ size_t imap_quote(const char *s, size_t n, char *out, size_t cap)
     return o;
 }
 
+enum imap_mech imap_choose_mechanism(const struct imap_caps *caps)
+{
+    if (!caps->logindisabled)
+        return IMAP_MECH_LOGIN;
+    return caps->auth_plain ? IMAP_MECH_AUTHENTICATE_PLAIN : IMAP_MECH_NONE;
+}
+
+const char *imap_mech_name(enum imap_mech m)
+{
+    switch (m) {
+    case IMAP_MECH_LOGIN:
+        return "LOGIN";
+    case IMAP_MECH_AUTHENTICATE_PLAIN:
+        return "AUTHENTICATE PLAIN";
+    case IMAP_MECH_NONE:
+        return "none";
+    }
+    return "?";
+}
+
 /* ---- the dialogue ---- */
 
 /* What untagged data the current command has been answered with so far (read_until). */
@@ -691,16 +711,18 @@ static enum proto_result login(struct imap_session *is)
      * keeps a login that could not be finished from starting at all (no user name in clear). */
     if (!stream_may_send_credentials(is->s, &is->out->reason))
         return PROTO_EINSECURE;
-    if (!is->caps.logindisabled) {
+    switch (imap_choose_mechanism(&is->caps)) {
+    case IMAP_MECH_LOGIN:
         pr = send_login(is, &r);
         return pr == PROTO_OK ? judge(is, "LOGIN", &r) : pr;
+    case IMAP_MECH_AUTHENTICATE_PLAIN:
+        pr = send_authenticate_plain(is, &r);
+        return pr == PROTO_OK ? judge(is, "AUTHENTICATE PLAIN", &r) : pr;
+    case IMAP_MECH_NONE:
+        break;
     }
-    if (!is->caps.auth_plain) {
-        errbuf_set(&is->out->reason, "server has LOGINDISABLED and does not offer AUTH=PLAIN");
-        return PROTO_EINSECURE;
-    }
-    pr = send_authenticate_plain(is, &r);
-    return pr == PROTO_OK ? judge(is, "AUTHENTICATE PLAIN", &r) : pr;
+    errbuf_set(&is->out->reason, "server has LOGINDISABLED and does not offer AUTH=PLAIN");
+    return PROTO_EINSECURE;
 }
 
 enum proto_result imap_login(const struct login_target *t, const struct login_creds *c,
