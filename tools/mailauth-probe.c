@@ -188,7 +188,8 @@ static void json_report(void *ctx, const struct probe_address *pa)
     const char *fwd = pa->target.protocol == PROTOCOL_IMAP ? "ID" : "XCLIENT";
 
     (void)ctx;
-    json_key_str("{\"server", pa->target.label, strlen(pa->target.label), false);
+    putchar('{');
+    json_key_str("server", pa->target.label, strlen(pa->target.label), false);
     json_key_str("protocol", protocol_name(pa->target.protocol), 4, true);
     json_key_str("host", pa->target.host, strlen(pa->target.host), true);
     printf(",\"port\":%u", pa->target.port);
@@ -388,7 +389,8 @@ static void print_login(const struct options *o, enum mailauth_result r,
                         const struct mailauth_report *rep)
 {
     if (o->json) {
-        json_key_str("{\"login\":{\"user", rep->user, strlen(rep->user), false);
+        printf("{\"login\":{");
+        json_key_str("user", rep->user, strlen(rep->user), false);
         json_key_str("result", mailauth_result_name(r), strlen(mailauth_result_name(r)), true);
         json_key_str("server", rep->label, strlen(rep->label), true);
         json_key_str("address", rep->address, strlen(rep->address), true);
