@@ -40,6 +40,8 @@ SHIPPED = {
     "/usr/share/doc/libpam-mailauth/pam_mailauth.conf.example",
     "/usr/share/man/man5/pam_mailauth.conf.5.gz",
     "/usr/share/man/man8/pam_mailauth.8.gz",
+    "/usr/sbin/mailauth-probe",
+    "/usr/share/man/man8/mailauth-probe.8.gz",
 }
 NONINTERACTIVE = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
 
