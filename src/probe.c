@@ -28,6 +28,7 @@ struct probe_ctx {
     struct imap_caps icaps;
     struct pop3_caps pcaps;
     bool pcaps_known;
+    bool cert_failed; /* the handshake failed on the certificate (STREAM_ECERT) */
 };
 
 const char *probe_stage_name(enum probe_stage s)
@@ -117,7 +118,10 @@ static bool send_command(struct probe_ctx *pc, enum probe_stage stage, const cha
 
 static bool start_tls(struct probe_ctx *pc)
 {
-    if (stream_start_tls(pc->s, &pc->err) != STREAM_OK)
+    enum stream_result sr = stream_start_tls(pc->s, &pc->err);
+
+    pc->cert_failed = sr == STREAM_ECERT;
+    if (sr != STREAM_OK)
         return fail(pc, PROBE_STAGE_TLS, "TLS failed");
     tls_peer_info(pc->s->tls, &pc->pa->tls);
     pc->pa->tls_done = true;
@@ -436,6 +440,32 @@ static bool judge_credentials(struct probe_ctx *pc)
     return true;
 }
 
+static void probe_one(struct probe_ctx *pc, const struct resolve_addr *ra);
+
+/* The certificate did not verify, so the handshake showed nothing: go through the same
+ * dialogue again up to TLS without verification, only to show what the server presents. The
+ * verdict stays the first handshake's. */
+static void second_look(struct probe_ctx *pc, const struct resolve_addr *ra)
+{
+    const struct probe_options opt = {.stop_after = PROBE_STAGE_TLS, .user = pc->opt->user};
+    struct probe_address *peek = calloc(1, sizeof(*peek));
+    struct probe_ctx pp = {.pa = peek, .opt = &opt, .log = pc->log};
+    struct probe_address *pa = pc->pa;
+
+    if (peek == NULL)
+        return;
+    peek->target = pa->target;
+    peek->target.verify = false;
+    probe_one(&pp, ra);
+    if (peek->tls_done) {
+        pa->tls = peek->tls;
+        pa->tls.chain_verified = false;
+        snprintf(pa->tls.verify_error, sizeof(pa->tls.verify_error), "%s", pc->err.text);
+        pa->tls_done = pa->tls_second_look = true;
+    }
+    free(peek);
+}
+
 static void probe_one(struct probe_ctx *pc, const struct resolve_addr *ra)
 {
     struct probe_address *pa = pc->pa;
@@ -457,6 +487,8 @@ out:
     if (pc->s != NULL)
         stream_close(pc->s);
     pc->s = NULL;
+    if (pc->cert_failed && pa->target.verify)
+        second_look(pc, ra);
 }
 
 static void address_init(struct probe_address *pa, const struct login_target *t, long resolve_ms,

@@ -45,6 +45,9 @@ struct probe_address {
     struct probe_text caps_after_tls;  /* tls = starttls and implicit */
     bool tls_done;
     struct tls_peer_info tls;
+    /* The certificate failed verification: tls was filled from a second handshake without
+     * verification, for display only, and says why the first one failed. */
+    bool tls_second_look;
     bool credentials_checked;
     bool credentials_allowed; /* the cleartext rule's answer for this connection */
     char credentials_reason[256];

@@ -68,7 +68,7 @@ struct tls_peer_info {
     size_t n_chain; /* leaf first; at most TLS_CHAIN_MAX shown */
     struct tls_cert_info chain[TLS_CHAIN_MAX];
     bool chain_verified;    /* OpenSSL's verdict on chain and name (name: only with verify on) */
-    char verify_error[128]; /* why not, when !chain_verified */
+    char verify_error[256]; /* why not, when !chain_verified */
 };
 
 void tls_peer_info(const struct tls_conn *t, struct tls_peer_info *info);

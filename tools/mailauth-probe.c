@@ -92,7 +92,7 @@ static void stderr_sink(void *ctx, int priority, const char *fmt, va_list ap)
 
 static void human_tls(const struct tls_peer_info *ti, bool verify)
 {
-    char line[256];
+    char line[384];
 
     snprintf(line, sizeof(line), "%s %s", ti->version, ti->cipher);
     put_str("tls", line);
@@ -129,6 +129,9 @@ static void human_report(void *ctx, const struct probe_address *pa)
         put_field("greeting", pa->greeting.text, pa->greeting.len);
     if (pa->caps_before_tls.seen)
         put_field("caps", pa->caps_before_tls.text, pa->caps_before_tls.len);
+    if (pa->tls_second_look)
+        put_str("note", "the certificate did not verify; shown from a second, unverified "
+                        "handshake:");
     if (pa->tls_done)
         human_tls(&pa->tls, pa->target.verify);
     if (pa->caps_after_tls.seen)
@@ -164,7 +167,7 @@ static void json_key_text(const char *key, const struct probe_text *t)
         printf(",\"%s\":null", key);
 }
 
-static void json_tls(const struct tls_peer_info *ti)
+static void json_tls(const struct tls_peer_info *ti, bool second_look)
 {
     printf(",\"tls\":{");
     json_key_str("version", ti->version, strlen(ti->version), false);
@@ -178,7 +181,8 @@ static void json_tls(const struct tls_peer_info *ti)
         json_key_str("not_after", ci->not_after, strlen(ci->not_after), true);
         printf(",\"days_left\":%ld}", ci->days_left);
     }
-    printf("],\"verified\":%s", ti->chain_verified ? "true" : "false");
+    printf("],\"verified\":%s,\"second_look\":%s", ti->chain_verified ? "true" : "false",
+           second_look ? "true" : "false");
     json_key_str("verify_error", ti->verify_error, strlen(ti->verify_error), true);
     putchar('}');
 }
@@ -202,7 +206,7 @@ static void json_report(void *ctx, const struct probe_address *pa)
     json_key_text("capabilities_before_tls", &pa->caps_before_tls);
     json_key_text("capabilities_after_tls", &pa->caps_after_tls);
     if (pa->tls_done)
-        json_tls(&pa->tls);
+        json_tls(&pa->tls, pa->tls_second_look);
     else
         printf(",\"tls\":null");
     printf(",\"verify\":%s", pa->target.verify ? "true" : "false");

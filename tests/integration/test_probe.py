@@ -5,6 +5,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 
 import pytest
@@ -214,12 +215,50 @@ def test_wrong_certificate_name(probe, dv, pki):
     assert objs[0]["ready"] is False and objs[0]["failed_stage"] == "tls", objs
     assert "certificate verify failed" in objs[0]["verdict"], objs
     assert "mismatch" in objs[0]["verdict"], objs
+    # the chain comes from a second handshake without verification, marked as such
+    t = objs[0]["tls"]
+    assert t["second_look"] is True and t["verified"] is False, t
+    assert t["chain"][0]["subject"] == "CN=localhost" and "mismatch" in t["verify_error"], t
     ctx = tls_server_context(pki["wrongname_cert"], pki["wrongname_key"])
     with FakeServer(lambda c: c.drain(scaled(1)), tls_context=ctx, handshake_may_fail=True) as f:
         r = probe.run(config(pki, server("f", "imap", hosts("localhost"), f.port, "implicit")))
     assert r.returncode == TLS, r
-    assert "TLS failed: certificate verify failed: hostname mismatch" in r.out.lower() or \
-        "hostname mismatch" in r.out.lower(), r.out
+    assert "verdict        tls failed: certificate verify failed: hostname mismatch" \
+        in r.out.lower(), r.out
+    assert "second, unverified handshake" in r.out and "CN=mail.example.net" in r.out, r.out
+
+
+def _starttls_then_tls(ctx):
+    """IMAP STARTTLS; the handshake may fail (a client refusing the certificate), which ends
+    the connection. Runs once for the probe and once for its second, unverified look."""
+    def script(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 STARTTLS] x")
+        line = conn.readline(scaled(10))
+        if line is None:
+            return
+        tag, verb = line.decode().split(" ", 1)
+        assert verb.upper() == "STARTTLS", line
+        conn.line(tag + " OK begin TLS")
+        try:
+            conn.start_tls(ctx)
+        except (ssl.SSLError, OSError):
+            return
+        conn.drain(scaled(1))
+    return script
+
+
+def test_untrusted_certificate_over_starttls(probe, pki):
+    ctx = tls_server_context(pki["untrusted_cert"], pki["untrusted_key"])
+    with FakeServer(_starttls_then_tls(ctx)) as f:
+        r, objs = probe.json(config(pki, server("f", "imap", hosts("localhost"), f.port,
+                                                "starttls")))
+        connections = f.connections
+    assert r.returncode == TLS, r
+    o = objs[0]
+    assert o["failed_stage"] == "tls" and "certificate verify failed" in o["verdict"], o
+    assert o["tls"]["second_look"] is True and o["tls"]["verified"] is False, o
+    assert o["tls"]["chain"][0]["issuer"] == "CN=some other CA", o
+    assert connections == 2, connections
 
 
 def test_verify_false_shows_the_chain_and_warns(probe, pki):
