@@ -4,9 +4,9 @@ logs in through the module's own entry point."""
 import json
 import os
 import re
-import socket
 import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -428,3 +428,64 @@ def test_hostile_greeting_escaped(probe, pki):
                  "\ufffd\ufffd caf\u00e9 \U0001F600 back\\slash \"quote\" "
                  "\ufffd\ufffd\ufffd end"), g
     assert "\\u001b" in r.out and "\\ud83d\\ude00" in r.out and "\\u00e9" in r.out, r.out
+
+
+def _read_until(fd, marker, limit):
+    import select
+    buf = b""
+    end = time.monotonic() + limit
+    while marker not in buf and time.monotonic() < end:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:   # EIO: the terminal's last user closed it
+                break
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+def test_user_password_from_terminal_echo_off(tool, probe, dv, pki):
+    """stdin is a terminal: the prompt and the password go through /dev/tty with echo off, and
+    the terminal's settings are restored afterwards."""
+    import fcntl
+    import pty
+    import termios
+
+    path = probe.write(config(pki, dv_server(dv, "dv", "imap", "starttls")))
+    master, slave = pty.openpty()
+
+    def controlling_tty():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen([tool, "--config", path, "--user", "alice"], stdin=slave,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=controlling_tty)
+    os.close(slave)
+    try:
+        shown = _read_until(master, b"Password for alice: ", scaled(20))
+        assert b"Password for alice: " in shown, shown
+        assert not termios.tcgetattr(master)[3] & termios.ECHO   # echo off while it waits
+        os.write(master, b"s3cret\n")
+        out, err = p.communicate(timeout=scaled(30))
+        shown += _read_until(master, b"\0never", scaled(0.5))
+        assert p.returncode == READY, (out, err)
+        assert b'login as "alice": accepted' in out, out
+        assert b"s3cret" not in shown + out + err
+        assert termios.tcgetattr(master)[3] & termios.ECHO, "echo not restored"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+
+
+def test_user_non_ascii_password_from_stdin(probe, dv, pki):
+    pw = 'p"a\\s{s}%*( ) gr\u00fc\u00df \u20ac'   # bob's, in conftest.USERS
+    r = probe.run(config(pki, dv_server(dv, "dv", "imap", "implicit")), "--user", "bob",
+                  stdin=pw.encode("utf-8") + b"\n")
+    assert r.returncode == READY, (r, r.err)
+    assert pw.encode("utf-8") not in r.stdout + r.stderr
