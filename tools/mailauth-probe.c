@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -336,16 +337,27 @@ static int stage_exit_code(enum probe_stage s)
 
 /* ---- the password: from the terminal with echo off, or from stdin; never from argv ---- */
 
+/* Set by a signal that arrives while echo is off: the read stops, the terminal is restored, and
+ * only then does the program end. (A program of its own, unlike the module, may own signals.) */
+static volatile sig_atomic_t interrupted;
+
+static void note_signal(int sig)
+{
+    interrupted = sig;
+}
+
 /* Read one line from fd byte by byte (no stdio buffer keeps a copy). False when it is longer
- * than cap - 1 or nothing could be read. */
+ * than cap - 1, nothing could be read, or a signal interrupted it. */
 static bool read_secret_line(int fd, char *buf, size_t cap, size_t *len)
 {
     *len = 0;
     for (;;) {
         char c;
         ssize_t n = read(fd, &c, 1);
-        if (n < 0 && errno == EINTR)
+        if (n < 0 && errno == EINTR && !interrupted)
             continue;
+        if (n < 0)
+            return false;
         if (n <= 0 || c == '\n')
             break;
         if (*len + 1 >= cap)
@@ -358,22 +370,51 @@ static bool read_secret_line(int fd, char *buf, size_t cap, size_t *len)
     return true;
 }
 
+static const int echo_off_signals[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGTSTP};
+
+/* Catch the signals that would end or stop the program with echo off (no SA_RESTART: the read
+ * returns EINTR); restore with old. */
+static void catch_signals(struct sigaction old[])
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = note_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < MA_ARRAY_LEN(echo_off_signals); i++)
+        sigaction(echo_off_signals[i], &sa, &old[i]);
+}
+
+static void restore_signals(const struct sigaction old[])
+{
+    for (size_t i = 0; i < MA_ARRAY_LEN(echo_off_signals); i++)
+        sigaction(echo_off_signals[i], &old[i], NULL);
+}
+
 static bool read_password_tty(const char *user, char *buf, size_t cap, size_t *len)
 {
     int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    struct sigaction old[MA_ARRAY_LEN(echo_off_signals)];
     struct termios saved, quiet;
     bool ok = false;
 
     if (fd < 0 || tcgetattr(fd, &saved) != 0)
         goto out;
+    catch_signals(old);
     quiet = saved;
     quiet.c_lflag &= ~(tcflag_t)ECHO;
     quiet.c_lflag |= ECHONL;
-    dprintf(fd, "Password for %s: ", user);
-    if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0)
-        goto out;
-    ok = read_secret_line(fd, buf, cap, len);
-    tcsetattr(fd, TCSAFLUSH, &saved);
+    /* Echo goes off before the prompt appears: nothing typed after it is ever shown. */
+    if (tcsetattr(fd, TCSAFLUSH, &quiet) == 0) {
+        dprintf(fd, "Password for %s: ", user);
+        ok = read_secret_line(fd, buf, cap, len);
+        tcsetattr(fd, TCSAFLUSH, &saved);
+    }
+    restore_signals(old);
+    if (interrupted) {
+        ok = false;
+        dprintf(fd, "\n");
+    }
 out:
     if (fd >= 0)
         close(fd);

@@ -32,6 +32,10 @@ def tool():
     return path
 
 
+# The valgrind suite runs every probe under memcheck too (tests/meson.build).
+WRAPPER = os.environ.get("MAILAUTH_WRAPPER", "").split()
+
+
 class Probe:
     def __init__(self, tool, directory):
         self.tool = tool
@@ -46,7 +50,7 @@ class Probe:
 
     def run(self, cfg_text, *args, stdin=b"", timeout=None):
         path = self.write(cfg_text) if cfg_text is not None else None
-        argv = [self.tool] + (["--config", path] if path else []) + list(args)
+        argv = WRAPPER + [self.tool] + (["--config", path] if path else []) + list(args)
         r = subprocess.run(argv, input=stdin, capture_output=True,
                            timeout=timeout or scaled(60))
         r.path = path
@@ -461,7 +465,7 @@ def test_user_password_from_terminal_echo_off(tool, probe, dv, pki):
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    p = subprocess.Popen([tool, "--config", path, "--user", "alice"], stdin=slave,
+    p = subprocess.Popen(WRAPPER + [tool, "--config", path, "--user", "alice"], stdin=slave,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          preexec_fn=controlling_tty)
     os.close(slave)
@@ -476,6 +480,39 @@ def test_user_password_from_terminal_echo_off(tool, probe, dv, pki):
         assert b'login as "alice": accepted' in out, out
         assert b"s3cret" not in shown + out + err
         assert termios.tcgetattr(master)[3] & termios.ECHO, "echo not restored"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+
+
+def test_interrupted_at_the_prompt_restores_echo(tool, probe, dv, pki):
+    import fcntl
+    import pty
+    import signal
+    import termios
+
+    path = probe.write(config(pki, dv_server(dv, "dv", "imap", "none", host="127.0.0.1")))
+    master, slave = pty.openpty()
+
+    def controlling_tty():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen(WRAPPER + [tool, "--config", path, "--user", "alice"], stdin=slave,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=controlling_tty)
+    os.close(slave)
+    try:
+        shown = _read_until(master, b"Password for alice: ", scaled(20))
+        assert b"Password for alice: " in shown, shown
+        assert not termios.tcgetattr(master)[3] & termios.ECHO
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=scaled(30))
+        assert p.returncode == 11, (p.returncode, out, err)   # the password could not be read
+        assert b"cannot read the password" in err, err
+        assert termios.tcgetattr(master)[3] & termios.ECHO, "echo left off"
     finally:
         if p.poll() is None:
             p.kill()
