@@ -28,7 +28,8 @@ struct probe_ctx {
     struct imap_caps icaps;
     struct pop3_caps pcaps;
     bool pcaps_known;
-    bool cert_failed; /* the handshake failed on the certificate (STREAM_ECERT) */
+    bool cert_failed;         /* the handshake failed on the certificate (STREAM_ECERT) */
+    const char *no_mechanism; /* why a login would have no mechanism, or NULL */
 };
 
 const char *probe_stage_name(enum probe_stage s)
@@ -257,6 +258,7 @@ static bool imap_probe(struct probe_ctx *pc)
     bool starttls = pa->target.tls == TLS_MODE_STARTTLS;
     struct probe_text *first =
         pa->target.tls == TLS_MODE_IMPLICIT ? &pa->caps_after_tls : &pa->caps_before_tls;
+    const struct probe_text *last;
 
     if (!imap_greeting(pc, first) || stop_here(pc, PROBE_STAGE_GREETING))
         return false;
@@ -267,18 +269,12 @@ static bool imap_probe(struct probe_ctx *pc)
         return false;
     if (stop_here(pc, PROBE_STAGE_CAPABILITIES))
         return false;
-    pa->mechanism = imap_mech_name(imap_choose_mechanism(&pc->icaps));
+    last = pa->target.tls == TLS_MODE_NONE ? &pa->caps_before_tls : &pa->caps_after_tls;
     pa->forwarding_known = true;
-    pa->forwarding =
-        has_word(starttls || pa->target.tls == TLS_MODE_IMPLICIT ? pa->caps_after_tls.text
-                                                                 : pa->caps_before_tls.text,
-                 starttls || pa->target.tls == TLS_MODE_IMPLICIT ? pa->caps_after_tls.len
-                                                                 : pa->caps_before_tls.len,
-                 "ID");
-    if (imap_choose_mechanism(&pc->icaps) == IMAP_MECH_NONE) {
-        errbuf_set(&pc->err, "the server has LOGINDISABLED and does not offer AUTH=PLAIN");
-        return fail(pc, PROBE_STAGE_CREDENTIALS, "no mechanism");
-    }
+    pa->forwarding = has_word(last->text, last->len, "ID");
+    pa->mechanism = imap_mech_name(imap_choose_mechanism(&pc->icaps));
+    if (imap_choose_mechanism(&pc->icaps) == IMAP_MECH_NONE)
+        pc->no_mechanism = "the server has LOGINDISABLED and does not offer AUTH=PLAIN";
     return true;
 }
 
@@ -379,10 +375,8 @@ static bool pop3_probe(struct probe_ctx *pc)
         return false;
     pa->forwarding_known = true;
     pa->mechanism = pop3_mechanism(pc);
-    if (strcmp(pa->mechanism, "none") == 0) {
-        errbuf_set(&pc->err, "apop = only but the greeting carries no usable APOP timestamp");
-        return fail(pc, PROBE_STAGE_CREDENTIALS, "no mechanism");
-    }
+    if (strcmp(pa->mechanism, "none") == 0)
+        pc->no_mechanism = "apop = only but the greeting carries no usable APOP timestamp";
     return true;
 }
 
@@ -478,8 +472,15 @@ static void probe_one(struct probe_ctx *pc, const struct resolve_addr *ra)
         goto out;
     if (!(pa->target.protocol == PROTOCOL_IMAP ? imap_probe(pc) : pop3_probe(pc)))
         goto out;
-    if (judge_credentials(pc))
-        snprintf(pa->verdict, sizeof(pa->verdict), "ready");
+    /* The login path's order: the cleartext rule first, then the mechanism. */
+    if (!judge_credentials(pc))
+        goto out;
+    if (pc->no_mechanism != NULL) {
+        errbuf_set(&pc->err, "%s", pc->no_mechanism);
+        fail(pc, PROBE_STAGE_CREDENTIALS, "no mechanism a login could use");
+        goto out;
+    }
+    snprintf(pa->verdict, sizeof(pa->verdict), "ready");
 out:
     if (pa->failed == PROBE_STAGE_NONE && pa->stopped_after != PROBE_STAGE_NONE)
         snprintf(pa->verdict, sizeof(pa->verdict), "no failure up to the %s stage (stopped there)",

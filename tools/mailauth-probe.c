@@ -484,6 +484,19 @@ out:
 
 /* ---- main ---- */
 
+static void print_config_valid(const struct options *o, const struct mailauth_config *cfg)
+{
+    if (o->json) {
+        putchar('{');
+        json_key_str("config", o->config_path, strlen(o->config_path), false);
+        printf(",\"valid\":true,\"servers\":%zu}\n", cfg->n_servers);
+        return;
+    }
+    printf("configuration ");
+    put_text(stdout, o->config_path, strlen(o->config_path));
+    printf(" is valid: %zu server(s)\n", cfg->n_servers);
+}
+
 static int probe_all(const struct options *o, const struct mailauth_config *cfg,
                      const struct logger *log)
 {
@@ -524,8 +537,7 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     if (o.check_only) {
-        if (!o.json)
-            printf("configuration %s is valid: %zu server(s)\n", o.config_path, cfg->n_servers);
+        print_config_valid(&o, cfg);
         goto out;
     }
     code = probe_all(&o, cfg, &log);

@@ -99,6 +99,9 @@ def test_check_config_valid(probe, pki):
                   "--check-config")
     assert r.returncode == READY, r
     assert "is valid: 1 server" in r.out
+    r, objs = probe.json(config(pki, server("s", "imap", hosts("127.0.0.1"), closed_port())),
+                         "--check-config")
+    assert r.returncode == READY and objs == [{"config": r.path, "valid": True, "servers": 1}]
 
 
 def test_check_config_reports_file_and_line(probe, pki):
@@ -315,6 +318,16 @@ def test_cleartext_to_non_loopback(probe, pki, remote, allow):
         assert o["credentials_allowed"] is False, o
         assert "refusing to send credentials in clear" in o["credentials_reason"], o
         assert "would not send the password" in o["verdict"], o
+
+
+def test_cleartext_rule_judged_before_the_mechanism(probe, pki, remote):
+    # both would stop a login; the login path asks the cleartext rule first, so does the probe
+    sock = remote.listen(port=0)
+    with FakeServer(imap_greeter("* OK [CAPABILITY IMAP4rev1 LOGINDISABLED] x"), sock=sock) as f:
+        r, objs = probe.json(config(pki, server("f", "imap", hosts(f.host), f.port)))
+    assert r.returncode == CREDS, r
+    assert "would not send the password" in objs[0]["verdict"], objs
+    assert objs[0]["mechanism"] == "none", objs
 
 
 # ---- --stop-after ----
