@@ -23,7 +23,8 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
+
+#include "digest.h"
 
 #define RECORD_MAGIC "pam_mailauth cache 1\n"
 #define YESCRYPT_PREFIX "$y$"
@@ -31,6 +32,7 @@
 #define LOCK_POLL_MAX_MS 32
 
 static_assert(CACHE_MAX_PASSWORD < CRYPT_MAX_PASSPHRASE_SIZE, "phrase buffer too small");
+static_assert(CACHE_KEY_LEN == SHA256_HEX_LEN, "a key is a SHA-256 in hex");
 
 struct cache {
     int dirfd;
@@ -511,34 +513,28 @@ out:
 static int key_name(const char *config_id, const char *user, char out[CACHE_KEY_LEN + 1])
 {
     static const char tag[] = "pam_mailauth cache key v1";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned md_len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-             EVP_DigestUpdate(ctx, tag, sizeof(tag)) == 1 &&
-             EVP_DigestUpdate(ctx, config_id, strlen(config_id) + 1) == 1 &&
-             EVP_DigestUpdate(ctx, user, strlen(user)) == 1 &&
-             EVP_DigestFinal_ex(ctx, md, &md_len) == 1 && md_len * 2 == CACHE_KEY_LEN;
+    const struct digest_part parts[] = {
+        {tag, sizeof(tag)},
+        {config_id, strlen(config_id) + 1},
+        {user, strlen(user)},
+    };
 
-    EVP_MD_CTX_free(ctx);
-    if (!ok)
-        return -1;
-    for (unsigned i = 0; i < md_len; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    return 0;
+    return sha256_hex(parts, sizeof(parts) / sizeof(parts[0]), out);
 }
 
 /* DIR: created 0711 when missing (the parent must exist); owned by root or the euid; not writable
  * by group or others unless sticky (like /tmp: then each uid can create its own subdirectory and
- * nobody can rename another's). fd, or -1 (logged). */
+ * nobody can rename another's). Opened O_PATH: only the search permission that 0711 gives other
+ * uids is needed to reach DIR/<euid> (O_RDONLY would need read permission, and a www-data
+ * worker could never use the directory that root's first login created). fd, or -1 (logged). */
 static int open_base(const struct cache *c, const char *dir)
 {
     struct stat st;
     char ebuf[128];
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 
     if (fd < 0 && errno == ENOENT && (mkdir(dir, 0711) == 0 || errno == EEXIST))
-        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
         log_msg(c->log, LOG_ERR, "cache: %s: cannot open or create the directory: %s; cache off",
                 dir, errno_text(errno, ebuf, sizeof(ebuf)));

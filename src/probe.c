@@ -131,19 +131,6 @@ static bool start_tls(struct probe_ctx *pc)
 
 /* ---- IMAP ---- */
 
-static bool has_word(const char *text, size_t len, const char *word)
-{
-    size_t n = strlen(word);
-
-    for (size_t i = 0; i + n <= len; i++) {
-        bool starts = i == 0 || text[i - 1] == ' ';
-        bool ends = i + n == len || text[i + n] == ' ';
-        if (starts && ends && strncasecmp(text + i, word, n) == 0)
-            return true;
-    }
-    return false;
-}
-
 static void imap_take_caps(struct probe_ctx *pc, struct probe_text *dst, const char *list,
                            size_t len)
 {
@@ -258,7 +245,6 @@ static bool imap_probe(struct probe_ctx *pc)
     bool starttls = pa->target.tls == TLS_MODE_STARTTLS;
     struct probe_text *first =
         pa->target.tls == TLS_MODE_IMPLICIT ? &pa->caps_after_tls : &pa->caps_before_tls;
-    const struct probe_text *last;
 
     if (!imap_greeting(pc, first) || stop_here(pc, PROBE_STAGE_GREETING))
         return false;
@@ -269,9 +255,8 @@ static bool imap_probe(struct probe_ctx *pc)
         return false;
     if (stop_here(pc, PROBE_STAGE_CAPABILITIES))
         return false;
-    last = pa->target.tls == TLS_MODE_NONE ? &pa->caps_before_tls : &pa->caps_after_tls;
     pa->forwarding_known = true;
-    pa->forwarding = has_word(last->text, last->len, "ID");
+    pa->forwarding = pc->icaps.id;
     pa->mechanism = imap_mech_name(imap_choose_mechanism(&pc->icaps));
     if (imap_choose_mechanism(&pc->icaps) == IMAP_MECH_NONE)
         pc->no_mechanism = "the server has LOGINDISABLED and does not offer AUTH=PLAIN";
@@ -297,7 +282,7 @@ static bool pop3_greeting(struct probe_ctx *pc)
         return fail(pc, PROBE_STAGE_GREETING, "unusable greeting");
     }
     pc->have_timestamp = pop3_apop_timestamp(line, len, ts, sizeof(ts));
-    pc->pa->forwarding = strcasestr(pc->pa->greeting.text, "[XCLIENT]") != NULL;
+    pc->pa->forwarding = pop3_greeting_offers_xclient(line, len);
     return true;
 }
 
@@ -326,7 +311,6 @@ static bool pop3_capa(struct probe_ctx *pc, struct probe_text *dst)
         }
         pop3_capa_line(line, len, &pc->pcaps);
         text_append(dst, line, len);
-        pc->pa->forwarding |= has_word(line, len, "XCLIENT");
     }
     errbuf_set(&pc->err, "CAPA reply longer than %d lines", PROBE_MAX_LINES);
     return fail(pc, PROBE_STAGE_CAPABILITIES, "protocol error");

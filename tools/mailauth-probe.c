@@ -143,11 +143,13 @@ static void human_report(void *ctx, const struct probe_address *pa)
         put_str("  because", pa->credentials_reason);
     if (pa->mechanism != NULL)
         put_str("mechanism", pa->mechanism);
-    if (pa->forwarding_known)
-        put_str("forwarding",
-                pa->forwarding
-                    ? (pa->target.protocol == PROTOCOL_IMAP ? "ID offered" : "XCLIENT offered")
-                    : "not offered");
+    if (pa->forwarding_known) {
+        snprintf(line, sizeof(line), "%s %s; forward_client_ip = %s",
+                 pa->target.protocol == PROTOCOL_IMAP ? "ID" : "XCLIENT",
+                 pa->forwarding ? "offered" : "not offered",
+                 pa->target.forward_client_ip ? "auto" : "no");
+        put_str("forwarding", line);
+    }
     put_str("verdict", pa->verdict);
     fflush(stdout);
 }
@@ -210,7 +212,8 @@ static void json_report(void *ctx, const struct probe_address *pa)
         json_tls(&pa->tls, pa->tls_second_look);
     else
         printf(",\"tls\":null");
-    printf(",\"verify\":%s", pa->target.verify ? "true" : "false");
+    printf(",\"verify\":%s,\"forward_client_ip\":%s", pa->target.verify ? "true" : "false",
+           pa->target.forward_client_ip ? "true" : "false");
     if (pa->credentials_checked) {
         printf(",\"credentials_allowed\":%s", pa->credentials_allowed ? "true" : "false");
         json_key_str("credentials_reason", pa->credentials_reason, strlen(pa->credentials_reason),

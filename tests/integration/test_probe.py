@@ -20,8 +20,8 @@ LOGIN_REFUSED, LOGIN_FAILED = 9, 10
 
 FIELDS = {"server", "protocol", "host", "port", "tls_mode", "address", "resolve_ms", "resolved",
           "connect_ms", "greeting", "capabilities_before_tls", "capabilities_after_tls", "tls",
-          "verify", "credentials_allowed", "credentials_reason", "mechanism", "forwarding",
-          "failed_stage", "ready", "verdict"}
+          "verify", "forward_client_ip", "credentials_allowed", "credentials_reason",
+          "mechanism", "forwarding", "failed_stage", "ready", "verdict"}
 
 
 @pytest.fixture(scope="session")

@@ -9,46 +9,7 @@
 
 #include "check.h"
 #include "config.h"
-
-static char logged[4096];
-
-MA_PRINTF(3, 0)
-static void capture(void *ctx, int priority, const char *fmt, va_list ap)
-{
-    size_t used = strlen(logged);
-
-    (void)ctx;
-    (void)priority;
-    vsnprintf(logged + used, sizeof(logged) - used, fmt, ap);
-    used = strlen(logged);
-    if (used + 1 < sizeof(logged))
-        strcat(logged, "\n");
-}
-
-static const struct logger test_log = {.sink = capture};
-
-static enum config_result parse(const char *text, struct mailauth_config **out)
-{
-    logged[0] = '\0';
-    return config_parse_buffer(text, strlen(text), "t.conf", &test_log, out);
-}
-
-/* Parse text, expect CONFIG_EINVAL and the log to contain want (e.g. "t.conf:3:"). */
-static void expect_invalid(const char *text, const char *want, int line)
-{
-    struct mailauth_config *cfg = NULL;
-    enum config_result r = parse(text, &cfg);
-
-    if (r != CONFIG_EINVAL || cfg != NULL || strstr(logged, want) == NULL) {
-        checks_failed++;
-        fprintf(stderr, "test_config.c:%d: expected invalid with \"%s\", got %d, log: %s\n", line,
-                want, (int)r, logged);
-    } else {
-        checks_passed++;
-    }
-    config_free(cfg);
-}
-#define EXPECT_INVALID(text, want) expect_invalid(text, want, __LINE__)
+#include "config_expect.h"
 
 static void test_minimal_defaults(void)
 {
@@ -251,6 +212,33 @@ static void test_load_file(void)
     rmdir(dir);
 }
 
+static void test_forward_client_ip(void)
+{
+    struct mailauth_config *cfg = NULL;
+    const char *text = "server a { protocol = imap\n host = \"a.example\" }\n"
+                       "server b { protocol = pop3\n host = \"b.example\"\n"
+                       " forward_client_ip = never }\n";
+
+    CHECK(parse(text, &cfg) == CONFIG_OK);
+    if (cfg != NULL)
+        CHECK(cfg->servers[0].forward_client_ip && !cfg->servers[1].forward_client_ip);
+    config_free(cfg);
+    cfg = NULL;
+    /* the global value is the default of every server that does not set its own, wherever it
+     * stands in the file */
+    text = "server a { protocol = imap\n host = \"a.example\" }\n"
+           "server b { protocol = imap\n host = \"b.example\"\n forward_client_ip = auto }\n"
+           "forward_client_ip = never\n";
+    CHECK(parse(text, &cfg) == CONFIG_OK);
+    if (cfg != NULL)
+        CHECK(!cfg->servers[0].forward_client_ip && cfg->servers[1].forward_client_ip);
+    config_free(cfg);
+    EXPECT_INVALID("forward_client_ip = yes\nserver a { protocol = imap\n host = \"a\" }\n",
+                   "forward_client_ip");
+    EXPECT_INVALID("server a { protocol = imap\n host = \"a\"\n forward_client_ip = on }\n",
+                   "t.conf:3: server \"a\": forward_client_ip \"on\" is not auto or never");
+}
+
 int main(void)
 {
     test_minimal_defaults();
@@ -259,5 +247,6 @@ int main(void)
     test_invalid_cases();
     test_nul_and_comments();
     test_load_file();
+    test_forward_client_ip();
     return check_summary("config");
 }

@@ -111,6 +111,20 @@ static void test_mechanism_choice(void)
     CHECK(strcmp(pop3_mech_name(POP3_MECH_APOP), "APOP") == 0);
 }
 
+static void test_greeting_xclient(void)
+{
+    CHECK(pop3_greeting_offers_xclient(S("+OK [XCLIENT] Dovecot (Debian) ready. <1.2@vm>")));
+    CHECK(pop3_greeting_offers_xclient(S("+OK [xclient] ready")));
+    CHECK(pop3_greeting_offers_xclient(S("+OK [XCLIENT]")));
+    CHECK(!pop3_greeting_offers_xclient(S("+OK Dovecot ready. <1.2@vm>")));
+    CHECK(!pop3_greeting_offers_xclient(S("+OK ready [XCLIENT]"))); /* not a response code */
+    CHECK(!pop3_greeting_offers_xclient(S("+OK [XCLIENTS] ready")));
+    CHECK(!pop3_greeting_offers_xclient(S("+OK [XCLIENT ready"))); /* never closed */
+    CHECK(!pop3_greeting_offers_xclient(S("-ERR [XCLIENT] no")));
+    CHECK(!pop3_greeting_offers_xclient(S("+OK [")));
+    CHECK(!pop3_greeting_offers_xclient(S("")));
+}
+
 int main(void)
 {
     test_mechanism_choice();
@@ -119,5 +133,6 @@ int main(void)
     test_timestamp();
     test_digest();
     test_capa();
+    test_greeting_xclient();
     return check_summary("pop3");
 }
