@@ -258,6 +258,13 @@ static bool imap_probe(struct probe_ctx *pc)
     pa->forwarding_known = true;
     pa->forwarding = pc->icaps.id;
     pa->mechanism = imap_mech_name(imap_choose_mechanism(&pc->icaps));
+    /* After STARTTLS a login sends LOGIN with the new CAPABILITY in one write (imap.c,
+     * pipelined_login) before it can see LOGINDISABLED; only when that is not taken does it
+     * fall back. */
+    if (starttls && imap_choose_mechanism(&pc->icaps) == IMAP_MECH_AUTHENTICATE_PLAIN)
+        pa->mechanism = "AUTHENTICATE PLAIN (after a LOGIN pipelined behind STARTTLS's "
+                        "CAPABILITY, sent when user name and password can be quoted, is not "
+                        "taken)";
     if (imap_choose_mechanism(&pc->icaps) == IMAP_MECH_NONE)
         pc->no_mechanism = "the server has LOGINDISABLED and does not offer AUTH=PLAIN";
     return true;

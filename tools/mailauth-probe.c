@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -349,14 +350,35 @@ static void note_signal(int sig)
     interrupted = sig;
 }
 
+/* Wait until fd is readable with the signals of echo_off_signals, blocked everywhere else,
+ * let through (ppoll swaps the mask atomically: a signal that came at any time before is seen
+ * here, never lost between a check and a blocking read). False once one has come. */
+static bool wait_readable(int fd, const sigset_t *wait_mask)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+    while (!interrupted) {
+        if (ppoll(&pfd, 1, NULL, wait_mask) >= 0)
+            return true;
+        if (errno != EINTR)
+            return false;
+    }
+    return false;
+}
+
 /* Read one line from fd byte by byte (no stdio buffer keeps a copy). False when it is longer
- * than cap - 1, nothing could be read, or a signal interrupted it. */
-static bool read_secret_line(int fd, char *buf, size_t cap, size_t *len)
+ * than cap - 1, nothing could be read, or a signal interrupted it. wait_mask: NULL for a plain
+ * read, else the mask to wait with (wait_readable). */
+static bool read_secret_line(int fd, const sigset_t *wait_mask, char *buf, size_t cap, size_t *len)
 {
     *len = 0;
     for (;;) {
         char c;
-        ssize_t n = read(fd, &c, 1);
+        ssize_t n;
+
+        if (wait_mask != NULL && !wait_readable(fd, wait_mask))
+            return false;
+        n = read(fd, &c, 1);
         if (n < 0 && errno == EINTR && !interrupted)
             continue;
         if (n < 0)
@@ -375,45 +397,60 @@ static bool read_secret_line(int fd, char *buf, size_t cap, size_t *len)
 
 static const int echo_off_signals[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGTSTP};
 
-/* Catch the signals that would end or stop the program with echo off (no SA_RESTART: the read
- * returns EINTR); restore with old. */
-static void catch_signals(struct sigaction old[])
+struct saved_signals {
+    struct sigaction actions[MA_ARRAY_LEN(echo_off_signals)];
+    sigset_t mask; /* the mask before: what wait_readable waits with */
+};
+
+/* Catch the signals that would end or stop the program with echo off, and block them except
+ * while waiting for input (wait_readable); restore_signals undoes both. */
+static void catch_signals(struct saved_signals *old)
 {
     struct sigaction sa;
+    sigset_t block;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = note_signal;
     sigemptyset(&sa.sa_mask);
+    sigemptyset(&block);
+    for (size_t i = 0; i < MA_ARRAY_LEN(echo_off_signals); i++) {
+        sigaddset(&block, echo_off_signals[i]);
+        sigaction(echo_off_signals[i], &sa, &old->actions[i]);
+    }
+    sigprocmask(SIG_BLOCK, &block, &old->mask);
     for (size_t i = 0; i < MA_ARRAY_LEN(echo_off_signals); i++)
-        sigaction(echo_off_signals[i], &sa, &old[i]);
+        sigdelset(&old->mask, echo_off_signals[i]);
 }
 
-static void restore_signals(const struct sigaction old[])
+static void restore_signals(const struct saved_signals *old, const sigset_t *before)
 {
+    sigprocmask(SIG_SETMASK, before, NULL);
     for (size_t i = 0; i < MA_ARRAY_LEN(echo_off_signals); i++)
-        sigaction(echo_off_signals[i], &old[i], NULL);
+        sigaction(echo_off_signals[i], &old->actions[i], NULL);
 }
 
 static bool read_password_tty(const char *user, char *buf, size_t cap, size_t *len)
 {
     int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
-    struct sigaction old[MA_ARRAY_LEN(echo_off_signals)];
+    struct saved_signals old;
+    sigset_t before;
     struct termios saved, quiet;
     bool ok = false;
 
     if (fd < 0 || tcgetattr(fd, &saved) != 0)
         goto out;
-    catch_signals(old);
+    sigprocmask(SIG_SETMASK, NULL, &before);
+    catch_signals(&old);
     quiet = saved;
     quiet.c_lflag &= ~(tcflag_t)ECHO;
     quiet.c_lflag |= ECHONL;
     /* Echo goes off before the prompt appears: nothing typed after it is ever shown. */
     if (tcsetattr(fd, TCSAFLUSH, &quiet) == 0) {
         dprintf(fd, "Password for %s: ", user);
-        ok = read_secret_line(fd, buf, cap, len);
+        ok = read_secret_line(fd, &old.mask, buf, cap, len);
         tcsetattr(fd, TCSAFLUSH, &saved);
     }
-    restore_signals(old);
+    restore_signals(&old, &before);
     if (interrupted) {
         ok = false;
         dprintf(fd, "\n");
@@ -428,7 +465,7 @@ static bool read_password(const char *user, char *buf, size_t cap, size_t *len)
 {
     if (isatty(STDIN_FILENO))
         return read_password_tty(user, buf, cap, len);
-    return read_secret_line(STDIN_FILENO, buf, cap, len);
+    return read_secret_line(STDIN_FILENO, NULL, buf, cap, len);
 }
 
 /* ---- the login ---- */

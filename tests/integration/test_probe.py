@@ -199,6 +199,25 @@ def test_mechanism_follows_the_login_path(probe, dv, dv_noapop, pki):
     assert r.returncode == CREDS and "LOGINDISABLED" in objs[0]["verdict"], objs
 
 
+def test_logindisabled_after_starttls_names_the_pipelined_login(probe, pki):
+    ctx = tls_server_context(pki["server_cert"], pki["server_key"])
+
+    def script(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 STARTTLS] x")
+        tag = conn.expect("P1 STARTTLS").split(b" ")[0].decode()
+        conn.line(tag + " OK begin TLS")
+        conn.start_tls(ctx)
+        tag = conn.expect("P2 CAPABILITY").split(b" ")[0].decode()
+        conn.line("* CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=PLAIN")
+        conn.line(tag + " OK done")
+        conn.drain(scaled(1))
+    with FakeServer(script) as f:
+        r, objs = probe.json(config(pki, server("f", "imap", hosts("localhost"), f.port,
+                                                "starttls")))
+    assert r.returncode == READY, (r, objs)
+    assert objs[0]["mechanism"].startswith("AUTHENTICATE PLAIN (after a LOGIN pipelined"), objs
+
+
 def test_pop3_xclient_in_greeting(probe, pki):
     def script(conn):
         conn.line("+OK [XCLIENT] fake ready")
