@@ -77,6 +77,12 @@ static void make_target(const struct mailauth_config *cfg, const struct config_s
     };
 }
 
+void mailauth_login_target(const struct mailauth_config *cfg, const struct config_server *srv,
+                           const struct config_endpoint *ep, struct login_target *t)
+{
+    make_target(cfg, srv, ep, t);
+}
+
 static void note_attempt(struct mailauth_report *rep, const struct login_target *t,
                          const struct login_outcome *o, bool append)
 {

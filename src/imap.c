@@ -227,6 +227,26 @@ size_t imap_quote(const char *s, size_t n, char *out, size_t cap)
     return o;
 }
 
+enum imap_mech imap_choose_mechanism(const struct imap_caps *caps)
+{
+    if (!caps->logindisabled)
+        return IMAP_MECH_LOGIN;
+    return caps->auth_plain ? IMAP_MECH_AUTHENTICATE_PLAIN : IMAP_MECH_NONE;
+}
+
+const char *imap_mech_name(enum imap_mech m)
+{
+    switch (m) {
+    case IMAP_MECH_LOGIN:
+        return "LOGIN";
+    case IMAP_MECH_AUTHENTICATE_PLAIN:
+        return "AUTHENTICATE PLAIN";
+    case IMAP_MECH_NONE:
+        return "none";
+    }
+    return "?";
+}
+
 /* ---- the dialogue ---- */
 
 /* What untagged data the current command has been answered with so far (read_until). */
@@ -762,7 +782,7 @@ static enum proto_result authenticate(struct imap_session *is, bool may_forward)
     struct imap_reply r;
     enum proto_result pr;
 
-    if (!is->caps.auth_plain) {
+    if (imap_choose_mechanism(&is->caps) == IMAP_MECH_NONE) {
         errbuf_set(&is->out->reason, "server has LOGINDISABLED and does not offer AUTH=PLAIN");
         return PROTO_EINSECURE;
     }
@@ -778,7 +798,7 @@ static enum proto_result authenticate_known(struct imap_session *is)
     struct imap_reply r;
     enum proto_result pr;
 
-    if (is->caps.logindisabled)
+    if (imap_choose_mechanism(&is->caps) != IMAP_MECH_LOGIN)
         return authenticate(is, true);
     pr = forward_client_ip(is, is->caps.id);
     if (pr == PROTO_OK)
@@ -815,7 +835,7 @@ static enum proto_result pipelined_login(struct imap_session *is)
     if (pr != PROTO_OK)
         return pr;
     is->caps = is->tls_caps;
-    if (!is->caps.logindisabled || r.status == IMAP_ST_OK)
+    if (imap_choose_mechanism(&is->caps) == IMAP_MECH_LOGIN || r.status == IMAP_ST_OK)
         return judge(is, "LOGIN", &r);
     log_debug(is->log,
               "%s %s: LOGIN not taken and the server lists LOGINDISABLED after TLS; "

@@ -58,6 +58,11 @@ enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const cha
                                     size_t user_len, const char *password, size_t password_len,
                                     const struct logger *log, struct mailauth_report *report);
 
+/* The login target the walk uses for endpoint ep of server srv (trust anchors, timeouts,
+ * cleartext and APOP settings), for tools that must see a server as the walk does. */
+void mailauth_login_target(const struct mailauth_config *cfg, const struct config_server *srv,
+                           const struct config_endpoint *ep, struct login_target *t);
+
 const char *mailauth_result_name(enum mailauth_result r);
 const char *mailauth_source_name(enum mailauth_source s);
 

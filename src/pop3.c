@@ -129,6 +129,35 @@ void pop3_capa_line(const char *line, size_t len, struct pop3_caps *caps)
     }
 }
 
+enum pop3_mech pop3_first_mechanism(enum apop_mode apop, bool have_timestamp, bool user_has_space)
+{
+    if (apop != APOP_NEVER && have_timestamp && !user_has_space)
+        return POP3_MECH_APOP;
+    return apop == APOP_ONLY ? POP3_MECH_NONE : POP3_MECH_USER_PASS;
+}
+
+enum pop3_mech pop3_mechanism_after_user_refused(const struct pop3_caps *caps)
+{
+    if (caps->user)
+        return POP3_MECH_USER_PASS;
+    return caps->sasl_plain ? POP3_MECH_AUTH_PLAIN : POP3_MECH_NONE;
+}
+
+const char *pop3_mech_name(enum pop3_mech m)
+{
+    switch (m) {
+    case POP3_MECH_APOP:
+        return "APOP";
+    case POP3_MECH_USER_PASS:
+        return "USER/PASS";
+    case POP3_MECH_AUTH_PLAIN:
+        return "AUTH PLAIN";
+    case POP3_MECH_NONE:
+        return "none";
+    }
+    return "?";
+}
+
 /* ---- the dialogue ---- */
 
 struct pop3_session {
@@ -422,11 +451,14 @@ static enum proto_result after_user_refused(struct pop3_session *ps, const char 
         return verdict_to_proto(judge_err(ps, "USER", line, len, true, false));
     if (r != PROTO_OK)
         return r;
-    if (!caps.user && caps.sasl_plain)
+    switch (pop3_mechanism_after_user_refused(&caps)) {
+    case POP3_MECH_AUTH_PLAIN:
         return try_auth_plain(ps);
-    if (!caps.user) {
+    case POP3_MECH_NONE:
         errbuf_set(&ps->out->reason, "server refused USER (\"%s\") and offers no SASL PLAIN", q);
         return PROTO_EPROTO;
+    default:
+        break;
     }
     errbuf_set(&ps->out->reason, "server refused the user name (USER): \"%s\"", q);
     return PROTO_EAUTHFAIL;
@@ -479,27 +511,23 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
     return r == PROTO_OK ? credential_reply(ps, "PASS") : r;
 }
 
-static bool apop_usable(const struct pop3_session *ps)
-{
-    /* A space in the name would split APOP's arguments differently on the server. */
-    return ps->t->apop != APOP_NEVER && ps->have_timestamp &&
-           memchr(ps->c->user, ' ', ps->c->user_len) == NULL;
-}
-
 static enum proto_result login(struct pop3_session *ps)
 {
     bool apop_refused = false;
+    enum pop3_mech mech;
     int64_t apop_began;
     enum proto_result r = open_for_credentials(ps);
 
     if (r != PROTO_OK)
         return r;
-    if (apop_usable(ps) || ps->t->apop != APOP_ONLY) {
+    mech = pop3_first_mechanism(ps->t->apop, ps->have_timestamp,
+                                memchr(ps->c->user, ' ', ps->c->user_len) != NULL);
+    if (mech != POP3_MECH_NONE) {
         r = forward_client_ip(ps);
         if (r != PROTO_OK)
             return r;
     }
-    if (apop_usable(ps)) {
+    if (mech == POP3_MECH_APOP) {
         apop_began = clock_now_ms();
         r = try_apop(ps);
         if (r != PROTO_EAUTHFAIL || ps->t->apop == APOP_ONLY)
@@ -510,7 +538,7 @@ static enum proto_result login(struct pop3_session *ps)
         /* The refusal was of APOP, not of the password: it describes nothing from here on. */
         errbuf_clear(&ps->out->reason);
         apop_refused = true;
-    } else if (ps->t->apop == APOP_ONLY) {
+    } else if (mech == POP3_MECH_NONE) {
         errbuf_set(&ps->out->reason,
                    "apop = only but the greeting carries no usable APOP timestamp");
         return PROTO_EINSECURE;

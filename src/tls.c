@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -352,4 +353,52 @@ void tls_close(struct tls_conn *t)
 void tls_describe(const struct tls_conn *t, char *out, size_t cap)
 {
     snprintf(out, cap, "%s %s", SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl));
+}
+
+static void name_text(const X509_NAME *name, char *out, size_t cap)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    long n;
+
+    out[0] = '\0';
+    if (bio == NULL)
+        return;
+    if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) >= 0) {
+        n = BIO_get_mem_data(bio, &data);
+        if (n > 0)
+            snprintf(out, cap, "%.*s", (int)n, data);
+    }
+    BIO_free(bio);
+}
+
+static void cert_info(X509 *cert, struct tls_cert_info *ci)
+{
+    const ASN1_TIME *end = X509_get0_notAfter(cert);
+    struct tm tm;
+    int days = 0, secs = 0;
+
+    name_text(X509_get_subject_name(cert), ci->subject, sizeof(ci->subject));
+    name_text(X509_get_issuer_name(cert), ci->issuer, sizeof(ci->issuer));
+    ci->not_after[0] = '\0';
+    if (end != NULL && ASN1_TIME_to_tm(end, &tm) == 1)
+        strftime(ci->not_after, sizeof(ci->not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    ci->days_left = end != NULL && ASN1_TIME_diff(&days, &secs, NULL, end) == 1 ? days : 0;
+}
+
+void tls_peer_info(const struct tls_conn *t, struct tls_peer_info *info)
+{
+    STACK_OF(X509) *chain = SSL_get_peer_cert_chain(t->ssl);
+    long vr = SSL_get_verify_result(t->ssl);
+    int n = chain != NULL ? sk_X509_num(chain) : 0;
+
+    memset(info, 0, sizeof(*info));
+    snprintf(info->version, sizeof(info->version), "%s", SSL_get_version(t->ssl));
+    snprintf(info->cipher, sizeof(info->cipher), "%s", SSL_get_cipher_name(t->ssl));
+    for (int i = 0; i < n && info->n_chain < TLS_CHAIN_MAX; i++)
+        cert_info(sk_X509_value(chain, i), &info->chain[info->n_chain++]);
+    info->chain_verified = vr == X509_V_OK && n > 0;
+    if (!info->chain_verified)
+        snprintf(info->verify_error, sizeof(info->verify_error), "%s",
+                 n > 0 ? X509_verify_cert_error_string(vr) : "no certificate presented");
 }

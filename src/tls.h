@@ -50,6 +50,29 @@ enum tls_result tls_read_some(struct tls_conn *t, void *buf, size_t cap, size_t 
 /* Send close_notify without waiting for the peer's, and free the session. NULL is fine. */
 void tls_close(struct tls_conn *t);
 
+#define TLS_CHAIN_MAX 8
+
+/* One certificate of the peer's chain, as text for people (subject and issuer in RFC 2253 form,
+ * escaped by OpenSSL; not_after as "2027-01-31T12:00:00Z"). */
+struct tls_cert_info {
+    char subject[256];
+    char issuer[256];
+    char not_after[32];
+    long days_left; /* negative: expired */
+};
+
+/* What the handshake settled on and what the peer presented (diagnostics: the probe tool). */
+struct tls_peer_info {
+    char version[16];
+    char cipher[64];
+    size_t n_chain; /* leaf first; at most TLS_CHAIN_MAX shown */
+    struct tls_cert_info chain[TLS_CHAIN_MAX];
+    bool chain_verified;    /* OpenSSL's verdict on chain and name (name: only with verify on) */
+    char verify_error[256]; /* why not, when !chain_verified */
+};
+
+void tls_peer_info(const struct tls_conn *t, struct tls_peer_info *info);
+
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for debug logs. */
 void tls_describe(const struct tls_conn *t, char *out, size_t cap);
 

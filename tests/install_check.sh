@@ -17,6 +17,8 @@ check "only pam_sm_* exported" \
   "[ \"\$(nm -D --defined-only \"$module\" | awk '{print \$3}' | sort | tr '\n' ' ')\" = 'pam_sm_acct_mgmt pam_sm_authenticate pam_sm_setcred ' ]"
 check "pam_mailauth.8 installed" "[ -n \"\$(find \"$dest\" -path '*man8/pam_mailauth.8')\" ]"
 check "pam_mailauth.conf.5 installed" "[ -n \"\$(find \"$dest\" -path '*man5/pam_mailauth.conf.5')\" ]"
+check "mailauth-probe.8 installed" "[ -n \"\$(find \"$dest\" -path '*man8/mailauth-probe.8')\" ]"
+check "mailauth-probe installed in sbin" "[ -x \"\$(find \"$dest\" -path '*/sbin/mailauth-probe' | head -n 1)\" ]"
 check "example config installed" "[ -n \"\$(find \"$dest\" -name pam_mailauth.conf.example)\" ]"
 check "nothing installed under /etc" "[ ! -e \"$dest/etc\" ]"
 echo "install: $passed passed, $failed failed"

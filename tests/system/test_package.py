@@ -30,8 +30,7 @@ MODULE = "/lib/%s/security/pam_mailauth.so" % ARCH_TRIPLET
 PROFILE = "/usr/share/pam-configs/mailauth"
 STATE_DIRS = ("/etc/pam.d", "/var/lib/pam")
 DEBCONF_DB = "/var/cache/debconf/config.dat"
-# Exactly what the package ships (the probe from issue 11 part 1 will add two lines here and in
-# debian/libpam-mailauth.install: usr/sbin/mailauth-probe, usr/share/man/man8/mailauth-probe.8.gz).
+# Exactly what the package ships (debian/libpam-mailauth.install).
 SHIPPED = {
     MODULE,
     PROFILE,
@@ -40,6 +39,8 @@ SHIPPED = {
     "/usr/share/doc/libpam-mailauth/pam_mailauth.conf.example",
     "/usr/share/man/man5/pam_mailauth.conf.5.gz",
     "/usr/share/man/man8/pam_mailauth.8.gz",
+    "/usr/sbin/mailauth-probe",
+    "/usr/share/man/man8/mailauth-probe.8.gz",
 }
 NONINTERACTIVE = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
 

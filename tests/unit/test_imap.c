@@ -113,8 +113,22 @@ static void test_sasl_plain(void)
     CHECK(sasl_plain_encode(&c, out, 10) == 0);
 }
 
+/* The choice the login path and the probe share. */
+static void test_mechanism_choice(void)
+{
+    struct imap_caps c = {.known = true, .auth_plain = true};
+
+    CHECK(imap_choose_mechanism(&c) == IMAP_MECH_LOGIN);
+    c.logindisabled = true;
+    CHECK(imap_choose_mechanism(&c) == IMAP_MECH_AUTHENTICATE_PLAIN);
+    c.auth_plain = false;
+    CHECK(imap_choose_mechanism(&c) == IMAP_MECH_NONE);
+    CHECK(strcmp(imap_mech_name(IMAP_MECH_AUTHENTICATE_PLAIN), "AUTHENTICATE PLAIN") == 0);
+}
+
 int main(void)
 {
+    test_mechanism_choice();
     test_parse();
     test_caps();
     test_quote();

@@ -1,0 +1,570 @@
+"""Issue 11, part 1: mailauth-probe against the suite's Dovecot and fake servers. The probe reads
+the config with the module's own code, walks every address without credentials, and with --user
+logs in through the module's own entry point."""
+import json
+import os
+import re
+import ssl
+import subprocess
+import time
+
+import pytest
+
+import netns
+from fakeserver import FakeServer, tls_server_context
+from helpers import closed_port, config, hosts, scaled, server
+
+# The exit codes of man/mailauth-probe.8.
+READY, USAGE, CONFIG, RESOLVE, CONNECT, GREETING, TLS, CAPS, CREDS = range(9)
+LOGIN_REFUSED, LOGIN_FAILED = 9, 10
+
+FIELDS = {"server", "protocol", "host", "port", "tls_mode", "address", "resolve_ms", "resolved",
+          "connect_ms", "greeting", "capabilities_before_tls", "capabilities_after_tls", "tls",
+          "verify", "forward_client_ip", "credentials_allowed", "credentials_reason",
+          "mechanism", "forwarding", "failed_stage", "ready", "verdict"}
+
+
+@pytest.fixture(scope="session")
+def tool():
+    path = os.environ.get("MAILAUTH_PROBE_TOOL")
+    if not path or not os.path.exists(path):
+        pytest.fail("MAILAUTH_PROBE_TOOL must name the built mailauth-probe (got %r)" % path)
+    return path
+
+
+# The valgrind suite (tests/meson.build) runs the probe under memcheck in the cases below, which
+# between them reach every path of the tool (every mode, TLS failure and second look, --user,
+# the terminal, hostile text, bad config); the other cases run unwrapped there too, to keep the
+# suite's time in bounds.
+WRAPPER = os.environ.get("MAILAUTH_WRAPPER", "").split()
+MEMCHECKED = {"test_every_mode_ready", "test_check_config_reports_file_and_line",
+              "test_wrong_certificate_name", "test_untrusted_certificate_over_starttls",
+              "test_closed_port", "test_user_login_password_from_stdin",
+              "test_user_password_from_terminal_echo_off",
+              "test_interrupted_at_the_prompt_restores_echo", "test_hostile_greeting_escaped"}
+
+
+class Probe:
+    def __init__(self, tool, directory, wrapper):
+        self.tool = tool
+        self.dir = directory
+        self.wrapper = wrapper
+
+    def write(self, text, name="probe.conf"):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o600)
+        return path
+
+    def run(self, cfg_text, *args, stdin=b"", timeout=None):
+        path = self.write(cfg_text) if cfg_text is not None else None
+        argv = self.wrapper + [self.tool] + (["--config", path] if path else []) + list(args)
+        r = subprocess.run(argv, input=stdin, capture_output=True,
+                           timeout=timeout or scaled(60))
+        r.path = path
+        r.out = r.stdout.decode("utf-8", "replace")
+        r.err = r.stderr.decode("utf-8", "replace")
+        return r
+
+    def json(self, cfg_text, *args, **kw):
+        r = self.run(cfg_text, "--json", *args, **kw)
+        objs = [json.loads(line) for line in r.out.splitlines()]
+        return r, objs
+
+
+@pytest.fixture
+def probe(tool, tmp_path, request):
+    os.chmod(tmp_path, 0o755)
+    return Probe(tool, str(tmp_path),
+                 WRAPPER if request.node.originalname in MEMCHECKED else [])
+
+
+def dv_server(dv, label, protocol, tls, host="localhost", extra=""):
+    port = {("imap", "implicit"): "imaps", ("pop3", "implicit"): "pop3s"}.get(
+        (protocol, tls), protocol)
+    return server(label, protocol, hosts(host), dv.ports[port], tls, extra=extra)
+
+
+def imap_greeter(greeting, answers=None):
+    """Greet; answer each expected command (by verb) with the given lines ({tag} filled in)."""
+    def script(conn):
+        conn.line(greeting)
+        for verb, lines in (answers or []):
+            line = conn.readline(scaled(10))
+            if line is None:
+                return
+            tag, got = line.decode().split(" ", 1)
+            assert got.upper() == verb, (verb, line)
+            for out in lines:
+                conn.line(out.format(tag=tag))
+        conn.drain(scaled(1))
+    return script
+
+
+# ---- the configuration ----
+
+def test_check_config_valid(probe, pki):
+    r = probe.run(config(pki, server("s", "imap", hosts("127.0.0.1"), closed_port())),
+                  "--check-config")
+    assert r.returncode == READY, r
+    assert "is valid: 1 server" in r.out
+    r, objs = probe.json(config(pki, server("s", "imap", hosts("127.0.0.1"), closed_port())),
+                         "--check-config")
+    assert r.returncode == READY and objs == [{"config": r.path, "valid": True, "servers": 1}]
+
+
+def test_check_config_reports_file_and_line(probe, pki):
+    text = config(pki, server("s", "imap", hosts("127.0.0.1"), 143))
+    text += "bogus_option = 1\n"
+    line = text.count("\n")
+    r = probe.run(text, "--check-config")
+    assert r.returncode == CONFIG, r
+    assert "%s:%d:" % (r.path, line) in r.err, r.err
+    # the full run reads the config exactly the same way
+    r2 = probe.run(text)
+    assert r2.returncode == CONFIG and "%s:%d:" % (r.path, line) in r2.err, r2
+
+
+def test_invalid_value_is_config_error(probe, pki):
+    r = probe.run(config(pki, server("s", "imap", hosts("127.0.0.1"), 143, tls="sometimes")),
+                  "--check-config")
+    assert r.returncode == CONFIG, r
+    assert re.search(r"probe\.conf:\d+:", r.err), r.err
+
+
+def test_unreadable_config(probe):
+    r = probe.run(None, "--config", os.path.join(probe.dir, "missing.conf"), "--check-config")
+    assert r.returncode == CONFIG, r
+    assert "missing.conf" in r.err and "unusable" in r.err, r.err
+
+
+def test_unsafe_config_refused_like_the_module(probe, pki):
+    path = probe.write(config(pki, server("s", "imap", hosts("127.0.0.1"), 143)))
+    os.chmod(path, 0o666)
+    r = probe.run(None, "--config", path, "--check-config")
+    assert r.returncode == CONFIG, r
+
+
+@pytest.mark.parametrize("args", [["--frobnicate"], ["--stop-after", "login"], ["extra"],
+                                  ["--user", "alice", "--stop-after", "tls"]])
+def test_bad_arguments(probe, pki, args):
+    r = probe.run(config(pki, server("s", "imap", hosts("127.0.0.1"), 143)), *args)
+    assert r.returncode == USAGE, r
+    assert r.err.strip(), r
+
+
+# ---- every mode against the real Dovecot ----
+
+@pytest.mark.parametrize("protocol,tls,mech", [
+    ("imap", "none", "LOGIN"), ("imap", "starttls", "LOGIN"), ("imap", "implicit", "LOGIN"),
+    ("pop3", "none", "APOP"), ("pop3", "starttls", "APOP"), ("pop3", "implicit", "APOP")])
+def test_every_mode_ready(probe, dv, pki, protocol, tls, mech):
+    cfg = config(pki, dv_server(dv, "dv", protocol, tls))
+    r, objs = probe.json(cfg)
+    assert r.returncode == READY, (r, r.err)
+    assert len(objs) >= 1
+    for o in objs:
+        assert FIELDS <= set(o), o
+        assert o["ready"] is True and o["verdict"] == "ready", o
+        assert o["mechanism"] == mech and o["credentials_allowed"] is True, o
+        assert o["greeting"].startswith("* OK" if protocol == "imap" else "+OK"), o
+        assert o["connect_ms"] >= 0 and o["resolve_ms"] >= 0, o
+        if tls == "none":
+            assert o["tls"] is None and "loopback" in o["credentials_reason"], o
+            assert o["capabilities_before_tls"], o
+        else:
+            assert o["tls"]["version"].startswith("TLSv1."), o
+            assert o["tls"]["cipher"] and o["tls"]["verified"] is True, o
+            leaf = o["tls"]["chain"][0]
+            assert leaf["subject"] == "CN=localhost" and "test CA" in leaf["issuer"], leaf
+            assert re.match(r"\d{4}-\d\d-\d\dT", leaf["not_after"]) and leaf["days_left"] > 0
+            assert o["capabilities_after_tls"] and o["credentials_reason"] == "over TLS", o
+        if tls == "starttls":
+            starttls_word = "STARTTLS" if protocol == "imap" else "STLS"
+            assert starttls_word in o["capabilities_before_tls"], o
+            assert starttls_word not in o["capabilities_after_tls"], o
+        if protocol == "imap":
+            assert o["forwarding"] == "ID", o   # Dovecot announces ID
+    human = probe.run(cfg)
+    assert human.returncode == READY and "verdict        ready" in human.out, human
+
+
+def test_mechanism_follows_the_login_path(probe, dv, dv_noapop, pki):
+    cfg = config(pki, dv_server(dv, "never", "pop3", "none", extra="  apop = never\n"),
+                 dv_server(dv_noapop, "noapop", "pop3", "none"))
+    r, objs = probe.json(cfg)
+    assert r.returncode == READY, r
+    assert [o["mechanism"] for o in objs] == ["USER/PASS", "USER/PASS"], objs
+    cfg = config(pki, dv_server(dv_noapop, "only", "pop3", "none", extra="  apop = only\n"))
+    r, objs = probe.json(cfg)
+    assert r.returncode == CREDS, r
+    assert "APOP timestamp" in objs[0]["verdict"], objs
+    with FakeServer(imap_greeter("* OK [CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=PLAIN] x")) as f:
+        r, objs = probe.json(config(pki, server("f", "imap", hosts(f.host), f.port)))
+    assert r.returncode == READY and objs[0]["mechanism"] == "AUTHENTICATE PLAIN", objs
+    assert objs[0]["forwarding"] is False, objs
+    with FakeServer(imap_greeter("* OK [CAPABILITY IMAP4rev1 LOGINDISABLED] x")) as f:
+        r, objs = probe.json(config(pki, server("f", "imap", hosts(f.host), f.port)))
+    assert r.returncode == CREDS and "LOGINDISABLED" in objs[0]["verdict"], objs
+
+
+def test_logindisabled_after_starttls_names_the_pipelined_login(probe, pki):
+    ctx = tls_server_context(pki["server_cert"], pki["server_key"])
+
+    def script(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 STARTTLS] x")
+        tag = conn.expect("P1 STARTTLS").split(b" ")[0].decode()
+        conn.line(tag + " OK begin TLS")
+        conn.start_tls(ctx)
+        tag = conn.expect("P2 CAPABILITY").split(b" ")[0].decode()
+        conn.line("* CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=PLAIN")
+        conn.line(tag + " OK done")
+        conn.drain(scaled(1))
+    with FakeServer(script) as f:
+        r, objs = probe.json(config(pki, server("f", "imap", hosts("localhost"), f.port,
+                                                "starttls")))
+    assert r.returncode == READY, (r, objs)
+    assert objs[0]["mechanism"].startswith("AUTHENTICATE PLAIN (after a LOGIN pipelined"), objs
+
+
+def test_pop3_xclient_in_greeting(probe, pki):
+    def script(conn):
+        conn.line("+OK [XCLIENT] fake ready")
+        conn.expect("CAPA")
+        conn.line("+OK")
+        conn.line("USER")
+        conn.line(".")
+        conn.drain(scaled(1))
+    with FakeServer(script) as f:
+        r, objs = probe.json(config(pki, server("f", "pop3", hosts(f.host), f.port)))
+    assert r.returncode == READY, r
+    assert objs[0]["forwarding"] == "XCLIENT" and objs[0]["mechanism"] == "USER/PASS", objs
+
+
+# ---- what is wrong, in plain words, with its exit code ----
+
+def test_wrong_certificate_name(probe, dv, pki):
+    # Dovecot's certificate names localhost; 127.0.0.1 is not in it.
+    r, objs = probe.json(config(pki, dv_server(dv, "dv", "imap", "implicit", host="127.0.0.1")))
+    assert r.returncode == TLS, r
+    assert objs[0]["ready"] is False and objs[0]["failed_stage"] == "tls", objs
+    assert "certificate verify failed" in objs[0]["verdict"], objs
+    assert "mismatch" in objs[0]["verdict"], objs
+    # the chain comes from a second handshake without verification, marked as such
+    t = objs[0]["tls"]
+    assert t["second_look"] is True and t["verified"] is False, t
+    assert t["chain"][0]["subject"] == "CN=localhost" and "mismatch" in t["verify_error"], t
+    ctx = tls_server_context(pki["wrongname_cert"], pki["wrongname_key"])
+    with FakeServer(lambda c: c.drain(scaled(1)), tls_context=ctx, handshake_may_fail=True) as f:
+        r = probe.run(config(pki, server("f", "imap", hosts("localhost"), f.port, "implicit")))
+    assert r.returncode == TLS, r
+    assert "verdict        tls failed: certificate verify failed: hostname mismatch" \
+        in r.out.lower(), r.out
+    assert "second, unverified handshake" in r.out and "CN=mail.example.net" in r.out, r.out
+
+
+def _starttls_then_tls(ctx):
+    """IMAP STARTTLS; the handshake may fail (a client refusing the certificate), which ends
+    the connection. Runs once for the probe and once for its second, unverified look."""
+    def script(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 STARTTLS] x")
+        line = conn.readline(scaled(10))
+        if line is None:
+            return
+        tag, verb = line.decode().split(" ", 1)
+        assert verb.upper() == "STARTTLS", line
+        conn.line(tag + " OK begin TLS")
+        try:
+            conn.start_tls(ctx)
+        except (ssl.SSLError, OSError):
+            return
+        conn.drain(scaled(1))
+    return script
+
+
+def test_untrusted_certificate_over_starttls(probe, pki):
+    ctx = tls_server_context(pki["untrusted_cert"], pki["untrusted_key"])
+    with FakeServer(_starttls_then_tls(ctx)) as f:
+        r, objs = probe.json(config(pki, server("f", "imap", hosts("localhost"), f.port,
+                                                "starttls")))
+        connections = f.connections
+    assert r.returncode == TLS, r
+    o = objs[0]
+    assert o["failed_stage"] == "tls" and "certificate verify failed" in o["verdict"], o
+    assert o["tls"]["second_look"] is True and o["tls"]["verified"] is False, o
+    assert o["tls"]["chain"][0]["issuer"] == "CN=some other CA", o
+    assert connections == 2, connections
+
+
+def test_verify_false_shows_the_chain_and_warns(probe, pki):
+    ctx = tls_server_context(pki["wrongname_cert"], pki["wrongname_key"])
+    script = imap_greeter("* OK [CAPABILITY IMAP4rev1] x")
+    with FakeServer(script, tls_context=ctx) as f:
+        r = probe.run(config(pki, server("f", "imap", hosts("localhost"), f.port, "implicit",
+                                         extra="  verify = false\n")))
+    assert r.returncode == READY, r
+    assert "CN=mail.example.net" in r.out and "NOT checked at login" in r.out, r.out
+
+
+def test_closed_port(probe, pki):
+    r, objs = probe.json(config(pki, server("s", "imap", hosts("127.0.0.1"), closed_port())))
+    assert r.returncode == CONNECT, r
+    assert objs[0]["failed_stage"] == "connect" and "cannot connect" in objs[0]["verdict"], objs
+    assert "refused" in objs[0]["verdict"].lower(), objs
+
+
+def test_name_that_does_not_resolve(probe, pki):
+    r, objs = probe.json(config(pki, server("s", "imap", hosts("no-such-host.invalid"), 143),
+                                timeout=scaled(3)))
+    assert r.returncode == RESOLVE, r
+    assert objs[0]["failed_stage"] == "resolve", objs
+    assert "does not resolve" in objs[0]["verdict"], objs
+
+
+@pytest.fixture
+def remote():
+    ok, why = netns.available()
+    if not ok:
+        pytest.fail("the cleartext rule needs a peer that is not on loopback: %s" % why)
+    with netns.NetNs() as ns:
+        yield ns
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_cleartext_to_non_loopback(probe, pki, remote, allow):
+    sock = remote.listen(port=0)
+    with FakeServer(imap_greeter("* OK [CAPABILITY IMAP4rev1 ID] x"), sock=sock) as f:
+        extra = "  allow_cleartext = true\n" if allow else ""
+        r, objs = probe.json(config(pki, server("f", "imap", hosts(f.host), f.port,
+                                                extra=extra)))
+    o = objs[0]
+    if allow:
+        assert r.returncode == READY and o["credentials_allowed"] is True, (r, o)
+        assert "allow_cleartext" in o["credentials_reason"], o
+    else:
+        assert r.returncode == CREDS, (r, o)
+        assert o["credentials_allowed"] is False, o
+        assert "refusing to send credentials in clear" in o["credentials_reason"], o
+        assert "would not send the password" in o["verdict"], o
+
+
+def test_cleartext_rule_judged_before_the_mechanism(probe, pki, remote):
+    # both would stop a login; the login path asks the cleartext rule first, so does the probe
+    sock = remote.listen(port=0)
+    with FakeServer(imap_greeter("* OK [CAPABILITY IMAP4rev1 LOGINDISABLED] x"), sock=sock) as f:
+        r, objs = probe.json(config(pki, server("f", "imap", hosts(f.host), f.port)))
+    assert r.returncode == CREDS, r
+    assert "would not send the password" in objs[0]["verdict"], objs
+    assert objs[0]["mechanism"] == "none", objs
+
+
+# ---- --stop-after ----
+
+@pytest.mark.parametrize("stage,present,absent", [
+    ("connect", ["connect_ms"], ["greeting", "capabilities_before_tls", "tls"]),
+    # (Dovecot's greeting carries its capabilities: they are shown from there)
+    ("greeting", ["greeting", "capabilities_before_tls"], ["tls", "capabilities_after_tls"]),
+    ("tls", ["greeting", "capabilities_before_tls", "tls"], ["capabilities_after_tls"]),
+    ("capabilities", ["tls", "capabilities_after_tls"], ["mechanism", "credentials_allowed"]),
+])
+def test_stop_after_stops_there(probe, dv, pki, stage, present, absent):
+    r, objs = probe.json(config(pki, dv_server(dv, "dv", "imap", "starttls")),
+                         "--stop-after", stage)
+    assert r.returncode == READY, r
+    for o in objs:
+        assert "stopped there" in o["verdict"] and stage in o["verdict"], o
+        for k in present:
+            assert o[k] is not None, (k, o)
+        for k in absent:
+            assert o[k] is None, (k, o)
+
+
+def _starttls_refused():
+    return imap_greeter("* OK [CAPABILITY IMAP4rev1 STARTTLS] x",
+                        [("STARTTLS", ["{tag} NO not today"])])
+
+
+def _caps_broken():
+    return imap_greeter("* OK fake without capabilities",
+                        [("CAPABILITY", ["{tag} BAD no"])])
+
+
+@pytest.mark.parametrize("stage,code,script,tls", [
+    ("greeting", GREETING, imap_greeter("HELLO this is not IMAP"), "none"),
+    ("tls", TLS, _starttls_refused(), "starttls"),
+    ("capabilities", CAPS, _caps_broken(), "none"),
+])
+def test_each_failing_stage_has_its_code(probe, pki, stage, code, script, tls):
+    with FakeServer(script) as f:
+        r, objs = probe.json(config(pki, server("f", "imap", hosts(f.host), f.port, tls)),
+                             "--stop-after", "capabilities")
+    assert r.returncode == code, (r, objs)
+    assert objs[0]["failed_stage"] == stage, objs
+
+
+def test_stop_after_connect_on_closed_port_still_fails(probe, pki):
+    r = probe.run(config(pki, server("s", "imap", hosts("127.0.0.1"), closed_port())),
+                  "--stop-after", "connect")
+    assert r.returncode == CONNECT, r
+
+
+# ---- --user: a real login ----
+
+@pytest.mark.parametrize("password,code,word", [("s3cret", READY, "accepted"),
+                                                ("Wrong-Pass-4711", LOGIN_REFUSED, "refused")])
+def test_user_login_password_from_stdin(probe, dv, pki, password, code, word):
+    cfg = config(pki, dv_server(dv, "dv", "imap", "starttls"))
+    r = probe.run(cfg, "--user", "alice", stdin=(password + "\n").encode())
+    assert r.returncode == code, (r, r.err)
+    assert 'login as "alice": %s' % word in r.out, r.out
+    assert 'server "dv"' in r.out, r.out
+    assert "LOGIN \"alice\" <redacted>" in r.err, r.err   # the module's debug trace
+    assert password not in r.out and password not in r.err
+    r, objs = probe.json(cfg, "--user", "alice", stdin=password.encode())
+    assert r.returncode == code, r
+    assert objs[-1]["login"]["result"] == word and objs[-1]["login"]["server"] == "dv", objs
+    assert password not in r.out and password not in r.err
+
+
+def test_user_login_pop3_apop_trace_redacted(probe, dv, pki):
+    r = probe.run(config(pki, dv_server(dv, "dv", "pop3", "none")), "--user", "alice",
+                  stdin=b"s3cret\n")
+    assert r.returncode == READY, (r, r.err)
+    assert "APOP alice <digest redacted>" in r.err, r.err
+    assert "s3cret" not in r.out + r.err
+
+
+def test_user_login_no_server_answers(probe, pki):
+    r = probe.run(config(pki, server("s", "imap", hosts("127.0.0.1"), closed_port())),
+                  "--user", "alice", stdin=b"s3cret\n")
+    assert r.returncode == LOGIN_FAILED, r
+    assert "unavailable" in r.out, r.out
+
+
+def test_user_password_with_newline_only_first_line(probe, dv, pki):
+    # one line is read: what follows the newline is not part of the password
+    r = probe.run(config(pki, dv_server(dv, "dv", "imap", "none", host="127.0.0.1")),
+                  "--user", "alice", stdin=b"s3cret\nsecond line\n")
+    assert r.returncode == READY, (r, r.err)
+
+
+# ---- hostile server text ----
+
+HOSTILE = (b"* OK [CAPABILITY IMAP4rev1] \x1b[2J\x1b]0;owned\x07 tab\there \x01\x7f "
+           b"\xff\xfe caf\xc3\xa9 \xf0\x9f\x98\x80 back\\slash \"quote\" \xed\xa0\x80 end")
+
+
+def test_hostile_greeting_escaped(probe, pki):
+    with FakeServer(imap_greeter(HOSTILE)) as f:
+        cfg = config(pki, server("f", "imap", hosts(f.host), f.port))
+        human = probe.run(cfg)
+    with FakeServer(imap_greeter(HOSTILE)) as f:
+        cfg = config(pki, server("f", "imap", hosts(f.host), f.port))
+        r, objs = probe.json(cfg)
+    assert human.returncode == READY and r.returncode == READY, (human, r)
+    for raw in (human.stdout, r.stdout):
+        bad = [b for b in raw if (b < 0x20 and b != 0x0a) or b >= 0x7f]
+        assert not bad, raw
+    assert "\\x1b[2J\\x1b]0;owned\\x07 tab\\x09here \\x01\\x7f \\xff\\xfe caf\\xc3\\xa9" \
+        in human.out, human.out
+    assert "back\\\\slash" in human.out, human.out
+    g = objs[0]["greeting"]
+    assert g == ("* OK [CAPABILITY IMAP4rev1] \x1b[2J\x1b]0;owned\x07 tab\there \x01\x7f "
+                 "\ufffd\ufffd caf\u00e9 \U0001F600 back\\slash \"quote\" "
+                 "\ufffd\ufffd\ufffd end"), g
+    assert "\\u001b" in r.out and "\\ud83d\\ude00" in r.out and "\\u00e9" in r.out, r.out
+
+
+def _read_until(fd, marker, limit):
+    import select
+    buf = b""
+    end = time.monotonic() + limit
+    while marker not in buf and time.monotonic() < end:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:   # EIO: the terminal's last user closed it
+                break
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+def test_user_password_from_terminal_echo_off(tool, probe, dv, pki):
+    """stdin is a terminal: the prompt and the password go through /dev/tty with echo off, and
+    the terminal's settings are restored afterwards."""
+    import fcntl
+    import pty
+    import termios
+
+    path = probe.write(config(pki, dv_server(dv, "dv", "imap", "starttls")))
+    master, slave = pty.openpty()
+
+    def controlling_tty():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen(probe.wrapper + [tool, "--config", path, "--user", "alice"], stdin=slave,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=controlling_tty)
+    os.close(slave)
+    try:
+        shown = _read_until(master, b"Password for alice: ", scaled(20))
+        assert b"Password for alice: " in shown, shown
+        assert not termios.tcgetattr(master)[3] & termios.ECHO   # echo off while it waits
+        os.write(master, b"s3cret\n")
+        out, err = p.communicate(timeout=scaled(30))
+        shown += _read_until(master, b"\0never", scaled(0.5))
+        assert p.returncode == READY, (out, err)
+        assert b'login as "alice": accepted' in out, out
+        assert b"s3cret" not in shown + out + err
+        assert termios.tcgetattr(master)[3] & termios.ECHO, "echo not restored"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+
+
+def test_interrupted_at_the_prompt_restores_echo(tool, probe, dv, pki):
+    import fcntl
+    import pty
+    import signal
+    import termios
+
+    path = probe.write(config(pki, dv_server(dv, "dv", "imap", "none", host="127.0.0.1")))
+    master, slave = pty.openpty()
+
+    def controlling_tty():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen(probe.wrapper + [tool, "--config", path, "--user", "alice"], stdin=slave,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=controlling_tty)
+    os.close(slave)
+    try:
+        shown = _read_until(master, b"Password for alice: ", scaled(20))
+        assert b"Password for alice: " in shown, shown
+        assert not termios.tcgetattr(master)[3] & termios.ECHO
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=scaled(30))
+        assert p.returncode == 11, (p.returncode, out, err)   # the password could not be read
+        assert b"cannot read the password" in err, err
+        assert termios.tcgetattr(master)[3] & termios.ECHO, "echo left off"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+
+
+def test_user_non_ascii_password_from_stdin(probe, dv, pki):
+    pw = 'p"a\\s{s}%*( ) gr\u00fc\u00df \u20ac'   # bob's, in conftest.USERS
+    r = probe.run(config(pki, dv_server(dv, "dv", "imap", "implicit")), "--user", "bob",
+                  stdin=pw.encode("utf-8") + b"\n")
+    assert r.returncode == READY, (r, r.err)
+    assert pw.encode("utf-8") not in r.stdout + r.stderr
