@@ -1,0 +1,238 @@
+"""Issue 10: staggered failover across the hosts and servers of the walk (src/walk.c), through
+real libpam (pamtester under pam_wrapper, and the threaded driver) against peers in a network
+namespace of the suite's own (tests/lib/netns.py).
+
+- A black-holed first server, a black-holed first host of a server, a dual-stack first server
+  with both addresses black-holed: the live candidate after them starts 250 ms later (per
+  candidate ahead of it), not after connect_timeout; the dead ones never get a dialogue.
+- A first server that connects but is slow to answer is not bypassed: it judges (the race is
+  about connecting at all, pam_mailauth.conf(5) "Order").
+- A first server that accepts TCP but never finishes the TLS handshake costs its timeout, no
+  more, then the next server answers.
+- Every server dead: PAM_AUTHINFO_UNAVAIL within connect_timeout + 250 ms per further address,
+  not the sum of the connect timeouts.
+- No descriptor left behind by abandoned attempts (threaded driver, fd count before/after).
+
+Root is needed (CAP_NET_ADMIN for the namespace); without it these tests fail, never skip.
+"""
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+import netns
+import pamrun
+from fakeserver import FakeServer
+from helpers import SCALE, config, hosts, server
+from test_network import (PW, STAGGER_MS, best_of, elapsed_ms, imap_accepting, private_files,
+                          seconds, shown, use_private_files)
+from test_network import root_net  # noqa: F401 - a fixture, used by name
+
+CLEAR = "  allow_cleartext = true\n"  # plain IMAP to a test address that is not loopback
+CAPS = "IMAP4rev1 LITERAL+ AUTH=PLAIN"
+WRONG = "wrong-Pa55"
+
+
+def imap_judging(delay=0.0):
+    """An IMAP server that waits delay seconds before its greeting, then accepts PW and refuses
+    anything else."""
+    def script(conn):
+        time.sleep(delay)
+        conn.line("* OK [CAPABILITY %s] fake" % CAPS)
+        while True:
+            line = conn.readline()
+            if line is None:
+                return
+            tag = line.split(b" ", 1)[0].decode()
+            if b" LOGIN " in line.upper():
+                ok = PW.encode() in line
+                conn.line(tag + (" OK logged in" if ok else " NO [AUTHENTICATIONFAILED] no"))
+            elif line.upper().endswith(b"LOGOUT"):
+                return
+    return script
+
+
+def dialogues_with(result, address):
+    """Per-dialogue debug lines (auth.c) and protocol traces naming address."""
+    return [t for t in result.log_text().splitlines()
+            if re.search(r"server \"[^\"]*\" %s \(" % re.escape(address), t)
+            or t.lstrip().startswith(address + " C:")]
+
+
+def assert_penalty(direct, failover, candidates_ahead):
+    penalty = elapsed_ms(failover) - elapsed_ms(direct)
+    # Correct: one stagger per dead candidate ahead, plus noise. Broken (sequential): at least
+    # connect_timeout (3 s scaled) per dead candidate.
+    bound = candidates_ahead * STAGGER_MS + 50 * SCALE
+    assert penalty <= bound, "dead candidates added %d ms (bound %d ms): %r" % (
+        penalty, bound, failover)
+    return penalty
+
+
+def failover_case(pam, pki, fake, dead_servers, live_server):
+    """Best of 3 direct logins against live_server alone, and best of 3 with dead_servers
+    before it. connect_timeout far above the stagger: waiting for it is obvious."""
+    ct = seconds(3)
+    direct_cfg = config(pki, live_server, timeout=ct + seconds(2), connect_timeout=ct)
+    failover_cfg = config(pki, *(dead_servers + [live_server]), timeout=ct + seconds(2),
+                          connect_timeout=ct)
+    direct = best_of(3, lambda: pam.run(direct_cfg, "alice", PW))
+    failover = best_of(3, lambda: pam.run(failover_cfg, "alice", PW))
+    # The password went to the live server only, once per login.
+    assert fake.received.count(PW.encode()) == 6
+    return direct, failover
+
+
+def test_black_holed_first_server_adds_one_stagger(root_net, pam, pki):
+    with netns.NetNs() as ns:
+        hole = ns.black_hole(3)
+        with FakeServer(imap_accepting(), sock=ns.listen()) as fake:
+            live = server("live", "imap", hosts(fake.host), fake.port, extra=CLEAR)
+            dead = server("dead", "imap", hosts(hole), fake.port, extra=CLEAR)
+            direct, failover = failover_case(pam, pki, fake, [dead], live)
+    text = failover.log_text()
+    assert "connect to %s: abandoned" % shown(hole, fake.port) in text, failover
+    assert "result=accepted server=live address=%s" % shown(fake.host, fake.port) in text
+    assert dialogues_with(failover, shown(hole, fake.port)) == [], failover
+    penalty = assert_penalty(direct, failover, 1)
+    print("black-holed first server: +%d ms (direct %d ms)" % (penalty, elapsed_ms(direct)))
+
+
+def test_black_holed_first_host_of_a_server_adds_one_stagger(root_net, pam, pki):
+    with netns.NetNs() as ns:
+        hole = ns.black_hole(3)
+        with FakeServer(imap_accepting(), sock=ns.listen()) as fake:
+            live = server("live", "imap", hosts(fake.host), fake.port, extra=CLEAR)
+            both = server("live", "imap", hosts(hole, fake.host), fake.port, extra=CLEAR)
+            ct = seconds(3)
+            direct = best_of(3, lambda: pam.run(
+                config(pki, live, timeout=ct + seconds(2), connect_timeout=ct), "alice", PW))
+            failover = best_of(3, lambda: pam.run(
+                config(pki, both, timeout=ct + seconds(2), connect_timeout=ct), "alice", PW))
+    assert "connect to %s: abandoned" % shown(hole, fake.port) in failover.log_text(), failover
+    assert dialogues_with(failover, shown(hole, fake.port)) == [], failover
+    penalty = assert_penalty(direct, failover, 1)
+    print("black-holed first host: +%d ms (direct %d ms)" % (penalty, elapsed_ms(direct)))
+
+
+def test_dual_stack_first_server_black_holed_on_both_families(root_net, pam, pki, tmp_path):
+    """The first server's name has a black-holed IPv6 and a black-holed IPv4 address: both are
+    tried, IPv6 first, then the second server, 250 ms apart."""
+    with netns.NetNs(ipv6=True) as ns:
+        hole6, hole4 = ns.black_hole6(), ns.black_hole(3)
+        use_private_files(pam, private_files(
+            tmp_path, "%s dual.test\n%s dual.test\n" % (hole6, hole4)))
+        with FakeServer(imap_accepting(), sock=ns.listen()) as fake:
+            live = server("live", "imap", hosts(fake.host), fake.port, extra=CLEAR)
+            dead = server("dual", "imap", hosts("dual.test"), fake.port, extra=CLEAR)
+            direct, failover = failover_case(pam, pki, fake, [dead], live)
+    text = failover.log_text()
+    for hole in (hole6, hole4):
+        assert "connect to %s: abandoned" % shown(hole, fake.port) in text, failover
+        assert dialogues_with(failover, shown(hole, fake.port)) == [], failover
+    assert "server=live" in text, failover
+    penalty = assert_penalty(direct, failover, 2)
+    print("dual-stack first server, both black-holed: +%d ms (direct %d ms)"
+          % (penalty, elapsed_ms(direct)))
+
+
+def test_connected_but_slow_first_server_is_not_bypassed(root_net, pam, pki):
+    """The first server connects at once and answers only after a second (well past the
+    stagger): it still judges. With on_reject = stop its refusal is final and the second server,
+    which would accept, is never contacted at all."""
+    slow = 1.0 * SCALE
+    with FakeServer(imap_judging(delay=slow)) as first, \
+            FakeServer(imap_judging()) as second:
+        cfg = config(pki, server("first", "imap", hosts(first.host), first.port),
+                     server("second", "imap", hosts(second.host), second.port),
+                     head="on_reject = stop\n", timeout=seconds(5), connect_timeout=seconds(3))
+        refused = pam.run(cfg, "alice", WRONG)
+        accepted = pam.run(cfg, "alice", PW)
+        assert second.connections == 0
+    assert refused.code == "PAM_AUTH_ERR", refused
+    assert "server=first" in refused.log_text(), refused
+    assert accepted.code == "PAM_SUCCESS", accepted
+    assert "result=accepted server=first" in accepted.log_text(), accepted
+    assert elapsed_ms(accepted) >= slow * 1000 * 0.9, accepted
+
+
+def test_tls_handshake_that_never_finishes_costs_the_timeout(root_net, pam, pki):
+    """Implicit TLS: the race is over once TCP connects (walk.c says why); a server that then
+    never answers the ClientHello has the rest of its timeout, then the next server answers."""
+    timeout = seconds(1)
+
+    def silent(conn):
+        conn.drain(timeout=timeout * 3)
+
+    with FakeServer(silent) as stuck, FakeServer(imap_accepting()) as live:
+        cfg = config(pki, server("stuck", "imap", hosts(stuck.host), stuck.port, "implicit"),
+                     server("live", "imap", hosts(live.host), live.port),
+                     timeout=timeout, connect_timeout=seconds(1))
+        r = pam.run(cfg, "alice", PW)
+    assert r.code == "PAM_SUCCESS", r
+    assert "server=live" in r.log_text(), r
+    took = elapsed_ms(r)
+    assert timeout * 1000 <= took <= timeout * 1000 + 300 * SCALE, r
+
+
+def test_all_servers_dead_is_unavailable_within_the_bound(root_net, pam, pki):
+    """Three black-holed servers: unavailable after connect_timeout + 2 x 250 ms (the attempts
+    overlap), not 3 x connect_timeout as when tried one after another."""
+    ct = seconds(2)
+    with netns.NetNs() as ns:
+        holes = [ns.black_hole(n) for n in (3, 4, 5)]
+        cfg = config(pki, *[server("dead%d" % i, "imap", hosts(h), 143, extra=CLEAR)
+                            for i, h in enumerate(holes)],
+                     timeout=ct + seconds(1), connect_timeout=ct)
+        r = pam.run(cfg, "alice", PW)
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    text = r.log_text()
+    assert "attempts=3" in text, r
+    for h in holes:
+        assert "connect to %s: connect timeout after" % shown(h, 143) in text, r
+    took = elapsed_ms(r)
+    bound = ct * 1000 + 2 * STAGGER_MS + 300 * SCALE
+    assert ct * 1000 <= took <= bound, "all dead took %d ms (bound %d ms): %r" % (took, bound, r)
+    print("3 black-holed servers: unavailable in %d ms (connect_timeout %d s)" % (took, ct))
+
+
+def run_driver(confdir, service, case, threads=8, rounds=3):
+    driver = os.environ.get("MAILAUTH_CONCURRENCY")
+    assert driver and os.path.exists(driver), "MAILAUTH_CONCURRENCY must name the driver"
+    wrapper = os.environ.get("MAILAUTH_CONCURRENCY_WRAPPER", "").split()
+    proc = subprocess.run(wrapper + [driver, str(confdir), service, str(threads), str(rounds),
+                                     case], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=600 * SCALE)
+    out = proc.stdout.decode("utf-8", "replace")
+    assert proc.returncode == 0, out[-4000:]
+    assert "concurrency: %d passed, 0 failed" % (threads * rounds) in out, out[-4000:]
+    return out
+
+
+def test_abandoned_attempts_leave_no_descriptor(root_net, pam, pki, module, tmp_path):
+    """Many logins in one process, each abandoning an attempt to a black hole (and, when every
+    server is dead, failing them all): the process holds the same descriptors afterwards."""
+    pamrun.register_secret(PW, "alice")
+    pamrun.register_secret(WRONG, "alice")
+    with netns.NetNs() as ns:
+        hole = ns.black_hole(3)
+        with FakeServer(imap_judging(), sock=ns.listen(backlog=64)) as fake:
+            dead = server("dead", "imap", hosts(hole), fake.port, extra=CLEAR)
+            live = server("live", "imap", hosts(fake.host), fake.port, extra=CLEAR)
+            failover = pam.write_config(config(pki, dead, live, timeout=seconds(5),
+                                               connect_timeout=seconds(3)), name="fo.conf")
+            alldead = pam.write_config(config(pki, dead, server("dead2", "imap",
+                                                               hosts(ns.black_hole(4)), 143,
+                                                               extra=CLEAR),
+                                              timeout=seconds(2), connect_timeout=seconds(1)),
+                                       name="dead.conf")
+            confdir = tmp_path / "pam.d"
+            confdir.mkdir()
+            (confdir / "failover").write_text("auth required %s config=%s\n" % (module, failover))
+            (confdir / "alldead").write_text("auth required %s config=%s\n" % (module, alldead))
+            run_driver(confdir, "failover", "alice:%s:0" % PW)
+            run_driver(confdir, "failover", "alice:%s:7" % WRONG)
+            run_driver(confdir, "alldead", "alice:%s:9" % PW, threads=4, rounds=2)
+        assert fake.received.count(PW.encode()) == 8 * 3
