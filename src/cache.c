@@ -23,7 +23,8 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
+
+#include "digest.h"
 
 #define RECORD_MAGIC "pam_mailauth cache 1\n"
 #define YESCRYPT_PREFIX "$y$"
@@ -31,6 +32,7 @@
 #define LOCK_POLL_MAX_MS 32
 
 static_assert(CACHE_MAX_PASSWORD < CRYPT_MAX_PASSPHRASE_SIZE, "phrase buffer too small");
+static_assert(CACHE_KEY_LEN == SHA256_HEX_LEN, "a key is a SHA-256 in hex");
 
 struct cache {
     int dirfd;
@@ -511,21 +513,13 @@ out:
 static int key_name(const char *config_id, const char *user, char out[CACHE_KEY_LEN + 1])
 {
     static const char tag[] = "pam_mailauth cache key v1";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned md_len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-             EVP_DigestUpdate(ctx, tag, sizeof(tag)) == 1 &&
-             EVP_DigestUpdate(ctx, config_id, strlen(config_id) + 1) == 1 &&
-             EVP_DigestUpdate(ctx, user, strlen(user)) == 1 &&
-             EVP_DigestFinal_ex(ctx, md, &md_len) == 1 && md_len * 2 == CACHE_KEY_LEN;
+    const struct digest_part parts[] = {
+        {tag, sizeof(tag)},
+        {config_id, strlen(config_id) + 1},
+        {user, strlen(user)},
+    };
 
-    EVP_MD_CTX_free(ctx);
-    if (!ok)
-        return -1;
-    for (unsigned i = 0; i < md_len; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    return 0;
+    return sha256_hex(parts, sizeof(parts) / sizeof(parts[0]), out);
 }
 
 /* DIR: created 0711 when missing (the parent must exist); owned by root or the euid; not writable

@@ -3,6 +3,7 @@
  * credential cache. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,7 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
+#include "digest.h"
+
+static_assert(CONFIG_IDENTITY_LEN == SHA256_HEX_LEN, "an identity is a SHA-256 in hex");
 
 /* SHA-256 of a tag, the name and the exact contents, NUL-separated. The contents are in it so that
  * any edit (a server removed, a policy tightened) starts the cache afresh; the name is in it so
@@ -20,21 +23,13 @@ int config_identity(const char *name, const char *buf, size_t len,
                     char out[CONFIG_IDENTITY_LEN + 1])
 {
     static const char tag[] = "pam_mailauth config identity v1";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned md_len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-             EVP_DigestUpdate(ctx, tag, sizeof(tag)) == 1 &&
-             EVP_DigestUpdate(ctx, name, strlen(name) + 1) == 1 &&
-             EVP_DigestUpdate(ctx, buf, len) == 1 && EVP_DigestFinal_ex(ctx, md, &md_len) == 1 &&
-             md_len * 2 == CONFIG_IDENTITY_LEN;
+    const struct digest_part parts[] = {
+        {tag, sizeof(tag)},
+        {name, strlen(name) + 1},
+        {buf, len},
+    };
 
-    EVP_MD_CTX_free(ctx);
-    if (!ok)
-        return -1;
-    for (unsigned i = 0; i < md_len; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    return 0;
+    return sha256_hex(parts, sizeof(parts) / sizeof(parts[0]), out);
 }
 
 static enum config_result read_safely(const char *path, const struct logger *log, char **buf_out,

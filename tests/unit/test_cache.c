@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include "cache.h"
+#include "capture_log.h"
 #include "check.h"
 #include "config.h"
 #include "mailauth.h"
@@ -24,26 +25,6 @@
 #define ID_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define ID_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
-static char logged[8192];
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-
-MA_PRINTF(3, 0)
-static void capture(void *ctx, int priority, const char *fmt, va_list ap)
-{
-    size_t used;
-
-    (void)ctx;
-    (void)priority;
-    pthread_mutex_lock(&log_lock);
-    used = strlen(logged);
-    vsnprintf(logged + used, sizeof(logged) - used, fmt, ap);
-    used = strlen(logged);
-    if (used + 1 < sizeof(logged))
-        strcat(logged, "\n");
-    pthread_mutex_unlock(&log_lock);
-}
-
-static const struct logger test_log = {.sink = capture};
 static char base[256]; /* the cache dir of the current test */
 static char udir[300]; /* base/<euid> */
 

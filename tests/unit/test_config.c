@@ -9,46 +9,7 @@
 
 #include "check.h"
 #include "config.h"
-
-static char logged[4096];
-
-MA_PRINTF(3, 0)
-static void capture(void *ctx, int priority, const char *fmt, va_list ap)
-{
-    size_t used = strlen(logged);
-
-    (void)ctx;
-    (void)priority;
-    vsnprintf(logged + used, sizeof(logged) - used, fmt, ap);
-    used = strlen(logged);
-    if (used + 1 < sizeof(logged))
-        strcat(logged, "\n");
-}
-
-static const struct logger test_log = {.sink = capture};
-
-static enum config_result parse(const char *text, struct mailauth_config **out)
-{
-    logged[0] = '\0';
-    return config_parse_buffer(text, strlen(text), "t.conf", &test_log, out);
-}
-
-/* Parse text, expect CONFIG_EINVAL and the log to contain want (e.g. "t.conf:3:"). */
-static void expect_invalid(const char *text, const char *want, int line)
-{
-    struct mailauth_config *cfg = NULL;
-    enum config_result r = parse(text, &cfg);
-
-    if (r != CONFIG_EINVAL || cfg != NULL || strstr(logged, want) == NULL) {
-        checks_failed++;
-        fprintf(stderr, "test_config.c:%d: expected invalid with \"%s\", got %d, log: %s\n", line,
-                want, (int)r, logged);
-    } else {
-        checks_passed++;
-    }
-    config_free(cfg);
-}
-#define EXPECT_INVALID(text, want) expect_invalid(text, want, __LINE__)
+#include "config_expect.h"
 
 static void test_minimal_defaults(void)
 {

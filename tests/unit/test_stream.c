@@ -14,25 +14,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "capture_log.h"
 #include "check.h"
 #include "stream.h"
-
-static char logged[8192];
-
-MA_PRINTF(3, 0)
-static void capture(void *ctx, int priority, const char *fmt, va_list ap)
-{
-    size_t used = strlen(logged);
-
-    (void)ctx;
-    (void)priority;
-    vsnprintf(logged + used, sizeof(logged) - used, fmt, ap);
-    used = strlen(logged);
-    if (used + 1 < sizeof(logged))
-        strcat(logged, "\n");
-}
-
-static const struct logger debug_log = {.sink = capture, .debug = true};
 
 struct pair {
     struct stream *s;
