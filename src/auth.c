@@ -123,18 +123,18 @@ struct walk_ctx {
     const struct mailauth_config *cfg;
     const struct logger *log;
     struct mailauth_report *rep;
+    const struct redact_set *rs; /* armed with the credentials before the walk starts */
 };
 
 /* One dialogue's outcome into the report: attempts, credentials, the reason, a debug line. */
 static void record_attempt(struct walk_ctx *wc, const struct login_target *t,
-                           struct login_outcome *o, const struct redact_set *rs)
+                           struct login_outcome *o)
 {
     enum proto_result r = o->result;
 
     wc->rep->attempts++;
     wc->rep->creds_sent |= o->creds_sent; /* offline acceptance needs "no server got it" */
-    if (rs != NULL)
-        scrub_reason(&o->reason, rs);
+    scrub_reason(&o->reason, wc->rs);
     log_debug(wc->log, "server \"%s\" %s (%s, tls %s): %s%s%s (credentials %s)", t->label,
               o->address, protocol_name(t->protocol), tls_mode_name(t->tls), proto_result_name(r),
               o->reason.text[0] != '\0' ? ": " : "", o->reason.text,
@@ -155,12 +155,12 @@ static void host_failed(void *arg, size_t server, size_t endpoint, const char *w
     make_target(wc->cfg, srv, &srv->endpoints[endpoint], &t);
     snprintf(o.address, sizeof(o.address), "%s:%u", t.host, t.port);
     errbuf_set(&o.reason, "%s", why);
-    record_attempt(wc, &t, &o, NULL);
+    record_attempt(wc, &t, &o);
 }
 
 /* The dialogue on the connection the race handed over. */
 static enum proto_result login_on(struct walk_ctx *wc, struct walk_conn *conn,
-                                  const struct login_creds *c, const struct redact_set *rs)
+                                  const struct login_creds *c)
 {
     const struct config_server *srv = &wc->cfg->servers[conn->server];
     struct login_target t;
@@ -174,7 +174,7 @@ static enum proto_result login_on(struct walk_ctx *wc, struct walk_conn *conn,
         close(conn->conn.fd); /* the protocol layer ended before taking it over */
     conn->conn.fd = -1;
     o.result = r;
-    record_attempt(wc, &t, &o, rs);
+    record_attempt(wc, &t, &o);
     return r;
 }
 
@@ -191,7 +191,7 @@ enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const cha
     struct mailauth_report refusal;
     struct redact_set rs;
     struct auth_cache ac = {0};
-    struct walk_ctx wc = {.cfg = cfg, .log = log, .rep = rep};
+    struct walk_ctx wc = {.cfg = cfg, .log = log, .rep = rep, .rs = &rs};
     struct walk_params wp = {0};
     struct walk *walk = NULL;
     struct walk_conn conn;
@@ -228,7 +228,7 @@ enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const cha
     tried = walk_hosts(walk) > 0;
     /* One connection at a time: credentials never go to two servers at once. */
     while (walk_next(walk, &conn)) {
-        enum proto_result r = login_on(&wc, &conn, &creds, &rs);
+        enum proto_result r = login_on(&wc, &conn, &creds);
 
         if (r == PROTO_OK) {
             res = MAILAUTH_OK;
