@@ -6,7 +6,9 @@ namespace of the suite's own (tests/lib/netns.py).
   with both addresses black-holed: the live candidate after them starts 250 ms later (per
   candidate ahead of it), not after connect_timeout; the dead ones never get a dialogue.
 - A first server that connects but is slow to answer is not bypassed: it judges (the race is
-  about connecting at all, pam_mailauth.conf(5) "Order").
+  about connecting at all, pam_mailauth.conf(5) ORDER AND FAILOVER).
+- A first server that cannot connect at first is passed over: the second judges; with
+  on_reject = next and a refusal there, the first gets its turn after all.
 - A first server that accepts TCP but never finishes the TLS handshake costs its timeout, no
   more, then the next server answers.
 - Every server dead: PAM_AUTHINFO_UNAVAIL within connect_timeout + 250 ms per further address,
@@ -17,7 +19,9 @@ Root is needed (CAP_NET_ADMIN for the namespace); without it these tests fail, n
 """
 import os
 import re
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -35,9 +39,9 @@ CAPS = "IMAP4rev1 LITERAL+ AUTH=PLAIN"
 WRONG = "wrong-Pa55"
 
 
-def imap_judging(delay=0.0):
-    """An IMAP server that waits delay seconds before its greeting, then accepts PW and refuses
-    anything else."""
+def imap_judging(delay=0.0, accept=True):
+    """An IMAP server that waits delay seconds before its greeting, then accepts PW (unless
+    accept is false) and refuses anything else."""
     def script(conn):
         time.sleep(delay)
         conn.line("* OK [CAPABILITY %s] fake" % CAPS)
@@ -47,7 +51,7 @@ def imap_judging(delay=0.0):
                 return
             tag = line.split(b" ", 1)[0].decode()
             if b" LOGIN " in line.upper():
-                ok = PW.encode() in line
+                ok = accept and PW.encode() in line
                 conn.line(tag + (" OK logged in" if ok else " NO [AUTHENTICATIONFAILED] no"))
             elif line.upper().endswith(b"LOGOUT"):
                 return
@@ -156,6 +160,45 @@ def test_connected_but_slow_first_server_is_not_bypassed(root_net, pam, pki):
     assert accepted.code == "PAM_SUCCESS", accepted
     assert "result=accepted server=first" in accepted.log_text(), accepted
     assert elapsed_ms(accepted) >= slow * 1000 * 0.9, accepted
+
+
+@pytest.mark.parametrize("on_reject", ["next", "stop"])
+def test_passed_over_first_server(root_net, pam, pki, on_reject):
+    """The first server cannot connect at first (its listen queue is full: SYNs are dropped) and
+    can a moment later; the second connects after the stagger and refuses. With on_reject = stop
+    that refusal is final (the documented price of the race: a first server that has not
+    connected is passed over); with next the walk goes back to the first server, which was
+    passed over, not given up on, and it accepts."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filler = socket.create_connection(listener.getsockname())  # fills the queue
+    with FakeServer(imap_judging(accept=False)) as second:
+        cfg = config(pki, server("first", "imap", hosts("127.0.0.1"),
+                                 listener.getsockname()[1]),
+                     server("second", "imap", hosts(second.host), second.port),
+                     head="on_reject = %s\n" % on_reject, timeout=seconds(10),
+                     connect_timeout=seconds(3))
+        box = {}
+        login = threading.Thread(target=lambda: box.update(r=pam.run(cfg, "alice", PW)))
+        login.start()
+        time.sleep(0.4)  # the second server has won by now (after one 250 ms stagger)
+        with FakeServer(imap_judging(), sock=listener) as first:  # accepts the filler: room
+            filler.close()
+            login.join(timeout=60 * SCALE)
+            assert not login.is_alive()
+            got_first = first.received
+        second_refused = second.received.count(b"LOGIN")
+    r = box["r"]
+    assert second_refused == 1, r  # the second judged first: it was asked and refused
+    if on_reject == "stop":
+        assert r.code == "PAM_AUTH_ERR", r
+        assert "server=second" in r.log_text(), r
+        assert PW.encode() not in got_first
+    else:
+        assert r.code == "PAM_SUCCESS", r
+        assert "result=accepted server=first" in r.log_text(), r
+        assert got_first.count(PW.encode()) == 1
 
 
 def test_tls_handshake_that_never_finishes_costs_the_timeout(root_net, pam, pki):
