@@ -182,7 +182,10 @@ def test_passed_over_first_server(root_net, pam, pki, on_reject):
         box = {}
         login = threading.Thread(target=lambda: box.update(r=pam.run(cfg, "alice", PW)))
         login.start()
-        time.sleep(0.4)  # the second server has won by now (after one 250 ms stagger)
+        end = time.monotonic() + 30 * SCALE
+        while second.connections == 0 and time.monotonic() < end:
+            time.sleep(0.01)  # until the race has passed the first server over
+        assert second.connections == 1
         with FakeServer(imap_judging(), sock=listener) as first:  # accepts the filler: room
             filler.close()
             login.join(timeout=60 * SCALE)
