@@ -94,6 +94,7 @@ struct net_race {
     int stagger_ms;
     net_race_feed_fn feed;
     void *feed_arg;
+    bool feed_later; /* the feeder queued nothing this time but has more */
     net_race_fail_fn fail;
     void *fail_arg;
     const struct logger *log;
@@ -116,6 +117,20 @@ struct net_race *net_race_new(int stagger_ms, net_race_feed_fn feed, void *feed_
     r->feed_arg = feed_arg;
     r->log = log;
     return r;
+}
+
+void net_race_feed_later(struct net_race *r)
+{
+    r->feed_later = true;
+}
+
+size_t net_race_live_fds(const struct net_race *r, struct pollfd *out, size_t cap)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < r->n_live && n < cap; i++)
+        out[n++] = (struct pollfd){.fd = r->live[i].fd, .events = POLLOUT};
+    return n;
 }
 
 void net_race_on_fail(struct net_race *r, net_race_fail_fn fail, void *arg)
@@ -166,8 +181,9 @@ static bool start_next(struct net_race *r, int64_t deadline_ms, struct errbuf *e
     size_t before = r->n_cands;
 
     if (r->next_cand == r->n_cands && r->feed != NULL) {
+        r->feed_later = false;
         r->feed(r->feed_arg, r);
-        if (r->n_cands == before)
+        if (r->n_cands == before && !r->feed_later)
             r->feed = NULL; /* it has nothing more */
     }
     if (r->next_cand == r->n_cands)

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include "log.h"
@@ -54,8 +55,16 @@ struct net_race;
 
 /* Called when the race wants to start another attempt and its queue is empty; it may queue more
  * candidates with net_race_add (say, the next host's addresses). Once it queues nothing it is
- * not called again. */
+ * not called again, unless it called net_race_feed_later. */
 typedef void (*net_race_feed_fn)(void *arg, struct net_race *race);
+
+/* For the feeder: nothing queued now, but ask again (it stopped resolving a name because an
+ * attempt in flight became ready: net_race_live_fds). */
+void net_race_feed_later(struct net_race *race);
+
+/* The sockets of the attempts in flight, as pollfds waiting for POLLOUT (at most cap), for a
+ * feeder that blocks (a name lookup) and must stop when one of them connects or fails. */
+size_t net_race_live_fds(const struct net_race *race, struct pollfd *out, size_t cap);
 
 struct net_race_winner {
     int fd;       /* connected, non-blocking, close-on-exec, TCP_NODELAY; the caller owns it */

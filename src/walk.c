@@ -26,8 +26,9 @@ enum cand_state {
 
 struct walk_host {
     size_t server, endpoint;
-    bool resolved; /* addrs holds the host's addresses */
-    bool done;     /* handed over once, failed, or its server was skipped */
+    int64_t resolve_deadline_ms; /* set when its lookup first starts; 0: not yet */
+    bool resolved;               /* addrs holds the host's addresses */
+    bool done;                   /* handed over once, failed, or its server was skipped */
     size_t n_failed;
     struct resolve_list addrs;
     unsigned char state[RESOLVE_MAX_ADDRS];
@@ -70,7 +71,7 @@ struct walk *walk_new(const struct walk_params *p)
         return NULL;
     w->p = *p;
     if (w->p.resolve == NULL)
-        w->p.resolve = resolve_host;
+        w->p.resolve = resolve_host_watch;
     if (w->p.stagger_ms <= 0)
         w->p.stagger_ms = NET_STAGGER_MS;
     w->n_hosts = n;
@@ -138,41 +139,57 @@ static size_t queue_host(struct walk *w, size_t hi)
     return queued;
 }
 
-/* Resolve host hi within the server's timeout. False when it did not resolve (reported). */
-static bool resolve_one(struct walk *w, size_t hi)
+/* Resolve host hi within the server's timeout, counted from the first try. RESOLVE_EWATCHED
+ * when an attempt in flight connected or failed first (try again later), RESOLVE_OK, or a
+ * failure (reported). */
+static enum resolve_result resolve_one(struct walk *w, size_t hi)
 {
     struct walk_host *h = &w->hosts[hi];
     const struct config_endpoint *ep = endpoint_of(w, h);
     struct errbuf err = {{0}};
+    struct pollfd watch[NET_RACE_MAX_LIVE];
+    size_t n_watch = net_race_live_fds(w->race, watch, MA_ARRAY_LEN(watch));
     enum resolve_result r;
 
-    r = w->p.resolve(ep->host, ep->port, clock_now_ms() + w->p.cfg->timeout_ms, &h->addrs, &err);
+    if (h->resolve_deadline_ms == 0)
+        h->resolve_deadline_ms = clock_now_ms() + w->p.cfg->timeout_ms;
+    r = w->p.resolve(ep->host, ep->port, h->resolve_deadline_ms, watch, n_watch, &h->addrs, &err);
+    if (r == RESOLVE_EWATCHED) {
+        log_debug(w->p.log, "resolving %s: paused, an attempt in flight is ready", ep->host);
+        return r;
+    }
     if (r != RESOLVE_OK || h->addrs.n == 0) {
         if (err.text[0] == '\0')
             errbuf_set(&err, "cannot resolve %s: %s", ep->host, resolve_result_name(r));
         log_debug(w->p.log, "%s", err.text);
         h->addrs.n = 0;
         host_failed(w, h, err.text);
-        return false;
+        return r == RESOLVE_OK ? RESOLVE_ENOTFOUND : r;
     }
     resolve_interleave(&h->addrs); /* idempotent; a substituted resolver may not have done it */
     h->resolved = true;
-    return true;
+    return RESOLVE_OK;
 }
 
 /* net_race's feeder: the race wants another candidate and its queue is empty. Resolve the
- * next hosts in order until one gives the race something to start. */
+ * next hosts in order until one gives the race something to start. A lookup that an attempt in
+ * flight interrupted is resumed at the next call (net_race_feed_later). */
 static void feed(void *arg, struct net_race *race)
 {
     struct walk *w = arg;
 
-    (void)race;
     while (w->n_resolved < w->n_hosts) {
-        size_t hi = w->n_resolved++;
+        size_t hi = w->n_resolved;
+        enum resolve_result r = RESOLVE_OK;
 
-        if (w->hosts[hi].done || !resolve_one(w, hi))
-            continue;
-        if (queue_host(w, hi) > 0)
+        if (!w->hosts[hi].done)
+            r = resolve_one(w, hi);
+        if (r == RESOLVE_EWATCHED) {
+            net_race_feed_later(race);
+            return;
+        }
+        w->n_resolved++;
+        if (r == RESOLVE_OK && !w->hosts[hi].done && queue_host(w, hi) > 0)
             return;
     }
 }

@@ -13,7 +13,9 @@
  * dialogue gives. A candidate that was still trying when another won was not given up on: when
  * the walk goes on (the winner gave no answer, or refused with on_reject = next), it starts
  * again, in its place in the order, in the next race. Names are resolved when the race first
- * needs their addresses, each within the server's timeout. */
+ * needs their addresses, each within the server's timeout; a lookup stops as soon as an attempt
+ * in flight connects or fails, and goes on (within the same timeout) when the race needs it
+ * again. */
 #ifndef MAILAUTH_WALK_H
 #define MAILAUTH_WALK_H
 
@@ -30,8 +32,9 @@
  * addresses failed to connect (why holds the last reason). */
 typedef void (*walk_host_failed_fn)(void *arg, size_t server, size_t endpoint, const char *why);
 
-/* resolve_host's signature: unit tests substitute a resolver of their own. */
+/* resolve_host_watch's signature: unit tests substitute a resolver of their own. */
 typedef enum resolve_result (*walk_resolve_fn)(const char *host, unsigned port, int64_t deadline_ms,
+                                               const struct pollfd *watch, size_t n_watch,
                                                struct resolve_list *out, struct errbuf *err);
 
 struct walk_params {
@@ -40,7 +43,7 @@ struct walk_params {
     const struct logger *log;
     walk_host_failed_fn host_failed;
     void *arg;
-    walk_resolve_fn resolve; /* NULL: resolve_host */
+    walk_resolve_fn resolve; /* NULL: resolve_host_watch */
     int stagger_ms;          /* 0: NET_STAGGER_MS */
 };
 

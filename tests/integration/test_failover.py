@@ -9,6 +9,8 @@ namespace of the suite's own (tests/lib/netns.py).
   about connecting at all, pam_mailauth.conf(5) ORDER AND FAILOVER).
 - A first server that cannot connect at first is passed over: the second judges; with
   on_reject = next and a refusal there, the first gets its turn after all.
+- A name resolved for a later server while an earlier one is still connecting: the lookup
+  stops when that connect completes.
 - A first server that accepts TCP but never finishes the TLS handshake costs its timeout, no
   more, then the next server answers.
 - Every server dead: PAM_AUTHINFO_UNAVAIL within connect_timeout + 250 ms per further address,
@@ -202,6 +204,48 @@ def test_passed_over_first_server(root_net, pam, pki, on_reject):
         assert r.code == "PAM_SUCCESS", r
         assert "result=accepted server=first" in r.log_text(), r
         assert got_first.count(PW.encode()) == 1
+
+
+def test_lookup_of_a_later_name_does_not_hold_up_a_connection(root_net, pam, pki, tmp_path):
+    """The first server connects late (its listen queue is full until the race has moved on, so
+    its SYN is answered at the first retransmission, about 1 s in); the second is a name whose
+    nameserver never answers. The lookup started after the stagger must stop when the first
+    server's connect completes: the login takes about 1 s, not the lookup's timeout."""
+    lookup_timeout = seconds(6)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filler = socket.create_connection(listener.getsockname())  # fills the queue
+    with netns.NetNs() as ns:
+        nameserver = ns.listen(type=socket.SOCK_DGRAM, port=53)  # hears queries, never answers
+        nameserver.settimeout(30 * SCALE)
+        use_private_files(pam, private_files(
+            tmp_path, "127.0.0.1 localhost\n",
+            "nameserver %s\noptions timeout:30 attempts:2\n" % ns.inner))
+        cfg = config(pki, server("first", "imap", hosts("127.0.0.1"), listener.getsockname()[1]),
+                     server("byname", "imap", hosts("mail.slow-dns.test"), 143),
+                     timeout=lookup_timeout, connect_timeout=seconds(3))
+        box = {}
+        login = threading.Thread(target=lambda: box.update(r=pam.run(cfg, "alice", PW)))
+        login.start()
+        try:
+            query = nameserver.recv(4096)  # the race reached the second server's name
+        finally:
+            with FakeServer(imap_judging(), sock=listener) as first:  # room in the queue now
+                filler.close()
+                login.join(timeout=120 * SCALE)
+                assert not login.is_alive()
+        nameserver.close()
+    assert b"slow-dns" in query
+    r = box["r"]
+    assert r.code == "PAM_SUCCESS", r
+    assert "result=accepted server=first" in r.log_text(), r
+    assert first.received.count(PW.encode()) == 1
+    took = elapsed_ms(r)
+    # Correct: the SYN retransmission, about 1 s. Broken: the whole lookup timeout.
+    assert took < lookup_timeout * 1000 / 2, "took %d ms: %r" % (took, r)
+    print("connect completed during a later name's lookup: login in %d ms (lookup timeout %d s)"
+          % (took, lookup_timeout))
 
 
 def test_tls_handshake_that_never_finishes_costs_the_timeout(root_net, pam, pki):

@@ -83,10 +83,13 @@ struct name_entry {
 static const struct name_entry *names;
 
 static enum resolve_result fake_resolve(const char *host, unsigned port, int64_t deadline_ms,
+                                        const struct pollfd *watch, size_t n_watch,
                                         struct resolve_list *out, struct errbuf *err)
 {
     (void)port;
     (void)deadline_ms;
+    (void)watch;
+    (void)n_watch;
     out->n = 0;
     for (const struct name_entry *e = names; e->name != NULL; e++) {
         if (strcmp(e->name, host) != 0)
