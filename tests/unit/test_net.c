@@ -254,6 +254,33 @@ static void test_attempts_in_flight_are_capped(void)
     peer_close(&hole);
 }
 
+/* A lookup stops at once when a watched descriptor is ready (a pipe's write end always is),
+ * with nothing resolved; a literal never waits, watched or not. */
+static void test_lookup_stops_for_a_watched_descriptor(void)
+{
+    int p[2];
+    struct pollfd watch;
+    struct resolve_list list;
+    struct errbuf err = {{0}};
+    enum resolve_result r;
+    int64_t start;
+
+    CHECK(pipe(p) == 0);
+    watch = (struct pollfd){.fd = p[1], .events = POLLOUT};
+    start = clock_now_ms();
+    r = resolve_host_watch("no-such-host.walk-test.invalid", 143, start + 5000, &watch, 1, &list,
+                           &err);
+    /* Where the system's nameservers are unreachable, c-ares may fail the lookup before it ever
+     * waits (ENETUNREACH on send): then it failed at once, which is all this test needs. */
+    CHECK(r == RESOLVE_EWATCHED || r == RESOLVE_EFAIL || r == RESOLVE_ENOTFOUND);
+    CHECK(list.n == 0);
+    CHECK(clock_now_ms() - start < 1000);
+    CHECK(resolve_host_watch("192.0.2.7", 143, start + 5000, &watch, 1, &list, &err) == RESOLVE_OK);
+    CHECK(list.n == 1);
+    close(p[0]);
+    close(p[1]);
+}
+
 static void test_net_connect_literal(void)
 {
     struct peer live;
@@ -373,6 +400,7 @@ int main(void)
     test_deadline_bounds_everything();
     test_feeder_and_continuing_race();
     test_attempts_in_flight_are_capped();
+    test_lookup_stops_for_a_watched_descriptor();
     test_net_connect_literal();
     test_literals_need_no_resolver();
     test_name_deadline();
