@@ -26,9 +26,9 @@ enum cand_state {
 
 struct walk_host {
     size_t server, endpoint;
-    int64_t resolve_deadline_ms; /* set when its lookup first starts; 0: not yet */
-    bool resolved;               /* addrs holds the host's addresses */
-    bool done;                   /* handed over once, failed, or its server was skipped */
+    int64_t resolve_spent_ms; /* time its lookup has taken so far (it may be interrupted) */
+    bool resolved;            /* addrs holds the host's addresses */
+    bool done;                /* handed over once, failed, or its server was skipped */
     size_t n_failed;
     struct resolve_list addrs;
     unsigned char state[RESOLVE_MAX_ADDRS];
@@ -139,7 +139,7 @@ static size_t queue_host(struct walk *w, size_t hi)
     return queued;
 }
 
-/* Resolve host hi within the server's timeout, counted from the first try. RESOLVE_EWATCHED
+/* Resolve host hi; its lookups together take at most the server's timeout. RESOLVE_EWATCHED
  * when an attempt in flight connected or failed first (try again later), RESOLVE_OK, or a
  * failure (reported). */
 static enum resolve_result resolve_one(struct walk *w, size_t hi)
@@ -149,11 +149,14 @@ static enum resolve_result resolve_one(struct walk *w, size_t hi)
     struct errbuf err = {{0}};
     struct pollfd watch[NET_RACE_MAX_LIVE];
     size_t n_watch = net_race_live_fds(w->race, watch, MA_ARRAY_LEN(watch));
+    int64_t start = clock_now_ms();
     enum resolve_result r;
 
-    if (h->resolve_deadline_ms == 0)
-        h->resolve_deadline_ms = clock_now_ms() + w->p.cfg->timeout_ms;
-    r = w->p.resolve(ep->host, ep->port, h->resolve_deadline_ms, watch, n_watch, &h->addrs, &err);
+    /* Counting only the time spent resolving: a lookup put aside while a dialogue ran must not
+     * find its time used up when it is resumed. */
+    r = w->p.resolve(ep->host, ep->port, start + w->p.cfg->timeout_ms - h->resolve_spent_ms, watch,
+                     n_watch, &h->addrs, &err);
+    h->resolve_spent_ms += clock_now_ms() - start;
     if (r == RESOLVE_EWATCHED) {
         log_debug(w->p.log, "resolving %s: paused, an attempt in flight is ready", ep->host);
         return r;

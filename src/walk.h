@@ -14,8 +14,8 @@
  * the walk goes on (the winner gave no answer, or refused with on_reject = next), it starts
  * again, in its place in the order, in the next race. Names are resolved when the race first
  * needs their addresses, each within the server's timeout; a lookup stops as soon as an attempt
- * in flight connects or fails, and goes on (within the same timeout) when the race needs it
- * again. */
+ * in flight connects or fails, and goes on when the race needs it again (the time it took
+ * before counts against the same timeout). */
 #ifndef MAILAUTH_WALK_H
 #define MAILAUTH_WALK_H
 
