@@ -45,6 +45,16 @@ static void parse_args(pam_handle_t *pamh, int argc, const char **argv, struct m
     }
 }
 
+/* A relative path would be resolved against the calling program's working directory, which the
+ * user running su chooses: the owner and mode checks would then judge a file of their choosing. */
+static bool config_path_usable(pam_handle_t *pamh, const char *path)
+{
+    if (path[0] == '/')
+        return true;
+    pam_syslog(pamh, LOG_ERR, "config=%s is not an absolute path; refused", path);
+    return false;
+}
+
 MA_PRINTF(3, 0)
 static void pam_log_sink(void *ctx, int priority, const char *fmt, va_list ap)
 {
@@ -120,6 +130,16 @@ static void tell_user(pam_handle_t *pamh, int flags, const struct module_args *a
     pam_error(pamh, "The mail server is unavailable; please try again later.");
 }
 
+/* PAM_RHOST, or NULL (a local su has none). The core forwards it only when it is numeric. */
+static const char *remote_host(pam_handle_t *pamh)
+{
+    const void *item = NULL;
+
+    if (pam_get_item(pamh, PAM_RHOST, &item) != PAM_SUCCESS)
+        return NULL;
+    return item;
+}
+
 static int authenticate(pam_handle_t *pamh, int flags, const struct module_args *a,
                         const struct mailauth_config *cfg)
 {
@@ -127,6 +147,7 @@ static int authenticate(pam_handle_t *pamh, int flags, const struct module_args 
     struct mailauth_report rep;
     const char *user = NULL;
     const char *password = NULL;
+    struct mailauth_client client = {0};
     enum mailauth_result r;
     int rc;
 
@@ -140,7 +161,9 @@ static int authenticate(pam_handle_t *pamh, int flags, const struct module_args 
         pam_syslog(pamh, LOG_NOTICE, "cannot get the password: %s", pam_strerror(pamh, rc));
         return rc == PAM_CONV_AGAIN ? PAM_INCOMPLETE : PAM_AUTH_ERR;
     }
-    r = mailauth_check(cfg, user, strlen(user), password, strlen(password), &log, &rep);
+    client.rhost = remote_host(pamh);
+    r = mailauth_check_client(cfg, user, strlen(user), password, strlen(password), &client, &log,
+                              &rep);
     log_outcome(pamh, r, &rep);
     tell_user(pamh, flags, a, r);
     if (r != MAILAUTH_OK && cfg->fail_delay_ms > 0)
@@ -157,6 +180,8 @@ PAM_EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 
     parse_args(pamh, argc, argv, &args);
     log = (struct logger){.sink = pam_log_sink, .ctx = pamh, .debug = args.debug};
+    if (!config_path_usable(pamh, args.config_path))
+        return PAM_SERVICE_ERR;
     if (config_load_file(args.config_path, &log, &cfg) != CONFIG_OK) {
         pam_syslog(pamh, LOG_ERR, "configuration %s is unusable; see the error above",
                    args.config_path);

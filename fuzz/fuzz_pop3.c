@@ -1,6 +1,7 @@
-/* POP3 reply classification, response codes, APOP timestamps and CAPA lines, each compared with
- * an independent reference written from the RFCs (1939, 2449, 3206, 5034) rather than from the
- * code: the first word of a reply is "+OK", "-ERR" or "+" exactly, nothing else ("+OKAY",
+/* POP3 reply classification, response codes, APOP timestamps, CAPA lines and the greeting's
+ * [XCLIENT] (Dovecot), each compared with an independent reference written from the RFCs (1939,
+ * 2449, 3206, 5034) rather than from the code: the first word of a reply is "+OK", "-ERR" or "+"
+ * exactly, nothing else ("+OKAY",
  * "+OK\t", "+ok" are not replies). A difference in either direction aborts. */
 #include <stdint.h>
 
@@ -116,6 +117,18 @@ static void check_capa(const char *p, size_t n)
         abort();
 }
 
+/* Dovecot's greeting to a trusted client: "+OK [XCLIENT] ...". The first word is exactly
+ * "+OK", a space follows, and the response code that follows in brackets is the word XCLIENT
+ * (any case), nothing more. */
+static bool reference_xclient(const char *p, size_t n)
+{
+    static const char want[] = "[XCLIENT]";
+    size_t w = first_word(p, n);
+
+    return word_equals(p, w, "+OK") && n >= w + 1 + sizeof(want) - 1 &&
+           word_equals_nocase(p + w + 1, sizeof(want) - 1, want);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = (const char *)data;
@@ -128,5 +141,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     check_timestamp(p, size);
     check_capa(p, size);
+    if (pop3_greeting_offers_xclient(p, size) != reference_xclient(p, size))
+        abort();
     return 0;
 }

@@ -5,26 +5,30 @@
  * Input: two header bytes, then the server's chunks separated by 0xFF (a byte UTF-8 never
  * uses). The server is turn-based: chunk 0 is sent at once (the greeting), chunk i+1 after the
  * client's i-th command has arrived whole (a line; a LITERAL+ literal and the rest of its line
- * belong to it). With no chunk left, or when the client stays silent for a while (it waits for
- * a line the chunk did not finish), the server half-closes. Each chunk leaves in one send (one
- * TLS record), so what the client sees as sent before its command is exactly what the server
- * sent before it.
+ * belong to it; commands pipelined with it, already there when it is read, share its turn).
+ * With no chunk left, or when the client stays silent for a while (it waits for a line the chunk
+ * did not finish), the server half-closes. Each chunk leaves in one send (one TLS record), so
+ * what the client sees as sent before its command is exactly what the server sent before it.
  *   header[0]: bit 0 POP3 (else IMAP); bits 1-2 apop mode; bit 3 UTF-8 password;
  *              bits 4-5 TLS: 1 implicit, 2 STARTTLS/STLS, else none
  *   header[1]: bit 0 TLS storm (KeyUpdates before every chunk; renegotiation requests with
  *              bit 1); bit 1 TLS 1.2 only; bit 2 a password longer than an excerpt;
- *              bit 3 a non-ASCII user name (an IMAP literal)
+ *              bit 3 a non-ASCII user name (an IMAP literal); bit 4 a client address to
+ *              forward (IMAP ID, POP3 XCLIENT)
  *
  * Both sides are recorded and the oracles check the rules from the transcript, independently of
  * the client's own bookkeeping:
  * - success needs the credentials on the wire and the server's acceptance sent after them:
- *   IMAP the login command's own tag with OK (then space or end of line) at the start of a
+ *   IMAP a login command's own tag with OK (then space or end of line) at the start of a
  *   response line outside any literal, in a chunk sent after the credentials arrived; POP3
  *   "+OK" (then space or end of line) as the first line sent after PASS/APOP/AUTH;
  * - after a synchronizing literal announcement ({n}, no LITERAL+) no byte follows before the
  *   server answered, and the password follows only if that answer held a "+";
  * - apop = only: nothing of the password (raw or base64) on the wire;
  * - the outcome's creds_sent is honest: false means nothing credential-derived was sent;
+ * - an ID or XCLIENT line goes only when a client address is to be forwarded, and only in the
+ *   same write (turn) as a login command, never alone; its answer is one more line in front of
+ *   the login command's (POP3), never the answer that decides;
  * - no log line (the debug logger is on) holds the password, its base64 forms, the base64 of
  *   the SASL PLAIN blob or the APOP digest the client sent. */
 #include <arpa/inet.h>
@@ -142,6 +146,7 @@ struct iteration {
     int tls; /* TLS_MODE_* */
     bool storm;
     bool tls12;
+    bool forward; /* a client address is to be forwarded */
     const uint8_t *chunk[MAX_CHUNKS + 1];
     size_t chunk_len[MAX_CHUNKS + 1];
     size_t n_chunks;
@@ -338,6 +343,19 @@ static size_t whole_command(const struct peer *p, bool *sync)
     }
 }
 
+/* Move the first n bytes of what arrived into the client's log. */
+static void consume(struct peer *p, size_t n)
+{
+    struct conn_log *l = p->log;
+
+    if (l->cli_len + n <= sizeof(l->cli)) {
+        memcpy(l->cli + l->cli_len, p->in, n);
+        l->cli_len += n;
+    }
+    memmove(p->in, p->in + n, p->in_len - n);
+    p->in_len -= n;
+}
+
 /* Read the client's next command; false at EOF or error. After IDLE_MS of silence with a
  * command still incomplete the server half-closes (the client waits for more of a reply). */
 static bool read_command(struct peer *p)
@@ -363,14 +381,14 @@ static bool read_command(struct peer *p)
             return false;
         p->in_len += (size_t)got;
     }
-    if (l->cli_len + n <= sizeof(l->cli)) {
-        memcpy(l->cli + l->cli_len, p->in, n);
-        l->cli_len += n;
-    }
+    consume(p, n);
+    /* Whole commands that had already arrived with it (pipelined: CAPABILITY and LOGIN after
+     * STARTTLS) belong to the same turn: the next chunk answers them together, as a server that
+     * reads what has arrived would, and it was sent after all of them arrived. */
+    while (!sync && p->in_len > 0 && (n = whole_command(p, &sync)) > 0)
+        consume(p, n);
     if (l->n_turns <= MAX_CHUNKS)
         l->turn_end[l->n_turns++] = l->cli_len;
-    memmove(p->in, p->in + n, p->in_len - n);
-    p->in_len -= n;
     /* After "{n}" the client must wait for "+": anything already here came too early. */
     if (sync && p->in_len > 0)
         l->sent_early = true;
@@ -600,49 +618,65 @@ static long credentials_turn(const struct conn_log *l)
     return -1;
 }
 
+/* Whether the login command (a client line naming LOGIN or AUTHENTICATE) starting at start
+ * justifies a success: its credentials were complete in some turn k, and the first response line
+ * with its tag was sent after turn k and says OK. */
+static bool login_command_accepted(const struct conn_log *l, size_t start,
+                                   const struct srv_line *lines, size_t n)
+{
+    const uint8_t *sp = memchr(l->cli + start, ' ', l->cli_len - start);
+    char tag[32];
+    size_t tag_len;
+    long k = -1;
+
+    for (size_t t = 0; t < l->n_turns && k < 0; t++) {
+        if (l->turn_end[t] > start &&
+            (has(l->cli + start, l->turn_end[t] - start, forms.password) ||
+             has(l->cli + start, l->turn_end[t] - start, forms.b64_plain)))
+            k = (long)t;
+    }
+    if (k < 0 || sp == NULL || (size_t)(sp - (l->cli + start)) >= sizeof(tag) - 4 ||
+        (size_t)k + 1 >= l->n_chunks)
+        return false;
+    snprintf(tag, sizeof(tag), "%.*s OK", (int)(sp - (l->cli + start)), l->cli + start);
+    tag_len = (size_t)(sp - (l->cli + start)) + 1; /* the tag and its space */
+    for (size_t i = 0; i < n; i++) {
+        if (lines[i].len < tag_len || memcmp(lines[i].text, tag, tag_len) != 0)
+            continue;
+        return lines[i].at >= l->chunk_at[k + 1] && starts_word(lines[i].text, lines[i].len, tag);
+    }
+    return false;
+}
+
+/* A success needs a login command answered OK after its credentials. There may be two: after
+ * STARTTLS the client pipelines LOGIN, and if the capabilities then say LOGINDISABLED and LOGIN
+ * is refused, it goes on with AUTHENTICATE PLAIN. */
 static void check_imap_success(void)
 {
     static struct srv_line lines[4096];
     const struct conn_log *l = login_conn();
-    long k = l != NULL ? credentials_turn(l) : -1;
-    char tag[32];
-    size_t start, n, tag_len;
+    bool any = false;
+    size_t n;
 
-    if (k < 0)
+    if (l == NULL || credentials_turn(l) < 0)
         fail("IMAP success without the credentials on the wire");
-    /* The command carrying them: the last client line before they were complete that names
-     * LOGIN or AUTHENTICATE (a literal's bytes never do: the passwords here hold neither). */
-    start = SIZE_MAX;
-    for (size_t i = 0; i < l->turn_end[k];) {
-        const uint8_t *nl = memchr(l->cli + i, '\n', l->turn_end[k] - i);
-        size_t len = nl != NULL ? (size_t)(nl - (l->cli + i)) : l->turn_end[k] - i;
+    n = imap_lines(l, lines, MA_ARRAY_LEN(lines));
+    /* Login commands: client lines naming LOGIN or AUTHENTICATE (a literal's bytes never do: the
+     * passwords here hold neither). */
+    for (size_t i = 0; i < l->cli_len;) {
+        const uint8_t *nl = memchr(l->cli + i, '\n', l->cli_len - i);
+        size_t len = nl != NULL ? (size_t)(nl - (l->cli + i)) : l->cli_len - i;
         if (memmem(l->cli + i, len, " LOGIN ", 7) != NULL ||
-            memmem(l->cli + i, len, " AUTHENTICATE ", 14) != NULL)
-            start = i;
+            memmem(l->cli + i, len, " AUTHENTICATE ", 14) != NULL) {
+            any = true;
+            if (login_command_accepted(l, i, lines, n))
+                return;
+        }
         i += len + 1;
     }
-    if (start == SIZE_MAX)
+    if (!any)
         fail("IMAP success without a login command");
-    const uint8_t *sp = memchr(l->cli + start, ' ', l->turn_end[k] - start);
-    if (sp == NULL || (size_t)(sp - (l->cli + start)) >= sizeof(tag) - 4)
-        fail("IMAP success without a login command");
-    snprintf(tag, sizeof(tag), "%.*s OK", (int)(sp - (l->cli + start)), l->cli + start);
-    tag_len = (size_t)(sp - (l->cli + start)) + 1; /* the tag and its space */
-    if ((size_t)k + 1 >= l->n_chunks)
-        fail("IMAP success although the server said nothing after the credentials");
-    /* The first response line with the login command's tag decides; it must have been sent
-     * after the credentials, and say OK. */
-    n = imap_lines(l, lines, MA_ARRAY_LEN(lines));
-    for (size_t i = 0; i < n; i++) {
-        if (lines[i].len < tag_len || memcmp(lines[i].text, tag, tag_len) != 0)
-            continue;
-        if (lines[i].at < l->chunk_at[k + 1])
-            fail("IMAP success although the login command was answered before the credentials");
-        if (starts_word(lines[i].text, lines[i].len, tag))
-            return;
-        break;
-    }
-    fail("IMAP success without the login tag's OK sent after the credentials");
+    fail("IMAP success without a login command's OK sent after its credentials");
 }
 
 /* How many lines of srv start in [from, to), and whether the last one ends there. */
@@ -670,6 +704,26 @@ static size_t pop3_lines(const struct conn_log *l, size_t from, size_t to, bool 
     return n;
 }
 
+/* The client's turn t in POP3: where its command starts, past an XCLIENT line pipelined in front
+ * of it (whose answer is then one more line in front of the command's), and its length. */
+static const char *pop3_turn(const struct conn_log *l, long t, size_t *len, size_t *answers)
+{
+    size_t s = t > 0 ? l->turn_end[t - 1] : 0;
+    const char *c = (const char *)l->cli + s;
+    size_t n = t >= 0 ? l->turn_end[t] - s : 0;
+    const char *nl;
+
+    *answers = 1;
+    if (n > 8 && strncmp(c, "XCLIENT ", 8) == 0 && (nl = memchr(c, '\n', n)) != NULL &&
+        (size_t)(nl - c) + 1 < n) {
+        *answers = 2;
+        n -= (size_t)(nl - c) + 1;
+        c = nl + 1;
+    }
+    *len = n;
+    return c;
+}
+
 /* POP3 answers every command with one line (CAPA: lines up to "."), and has no unsolicited
  * data: when a chunk held more, the client had stale lines in hand when it sent its next
  * command, and a correct client cannot have gone on to succeed. STLS is the exception: what
@@ -677,9 +731,8 @@ static size_t pop3_lines(const struct conn_log *l, size_t from, size_t to, bool 
 static void check_pop3_one_answer_each(const struct conn_log *l, long k)
 {
     for (long t = -1; t < k; t++) {
-        size_t s = t > 0 ? l->turn_end[t - 1] : 0;
-        const char *c = (const char *)l->cli + s;
-        size_t cmd_len = t >= 0 ? l->turn_end[t] - s : 0;
+        size_t cmd_len, answers;
+        const char *c = pop3_turn(l, t, &cmd_len, &answers);
         size_t from = l->chunk_at[t + 1];
         size_t to = (size_t)t + 2 < l->n_chunks ? l->chunk_at[t + 2] : l->srv_len;
         const uint8_t *last;
@@ -691,7 +744,7 @@ static void check_pop3_one_answer_each(const struct conn_log *l, long k)
         if (t >= 0 && cmd_len >= 4 && strncasecmp(c, "CAPA", 4) == 0 && whole &&
             (n == 1 || (last_len == 1 && last[0] == '.')))
             continue;
-        if (!whole || n != 1)
+        if (!whole || n != answers)
             fail("POP3 success although an answer came with more than its one line");
     }
 }
@@ -699,16 +752,19 @@ static void check_pop3_one_answer_each(const struct conn_log *l, long k)
 static void check_pop3_success(void)
 {
     const struct conn_log *l = login_conn();
+    size_t skip = 0; /* answer lines in front of the credentials' own: XCLIENT's */
     long k = -1;
 
     for (size_t t = 0; l != NULL && t < l->n_turns; t++) {
-        size_t s = t > 0 ? l->turn_end[t - 1] : 0;
-        const char *c = (const char *)l->cli + s;
-        size_t n = l->turn_end[t] - s;
-        if ((n > 5 && strncmp(c, "PASS ", 5) == 0 && has(l->cli + s, n, forms.password)) ||
+        size_t n, answers;
+        const char *c = pop3_turn(l, (long)t, &n, &answers);
+        const uint8_t *u = (const uint8_t *)c;
+        if ((n > 5 && strncmp(c, "PASS ", 5) == 0 && has(u, n, forms.password)) ||
             (n > 5 && strncmp(c, "APOP ", 5) == 0) ||
-            (n > 11 && strncmp(c, "AUTH PLAIN ", 11) == 0 && has(l->cli + s, n, forms.b64_plain)))
+            (n > 11 && strncmp(c, "AUTH PLAIN ", 11) == 0 && has(u, n, forms.b64_plain))) {
             k = (long)t;
+            skip = answers - 1;
+        }
     }
     if (k < 0)
         fail("POP3 success without PASS, APOP or AUTH PLAIN on the wire");
@@ -723,7 +779,9 @@ static void check_pop3_success(void)
         size_t len = (size_t)(nl - (l->srv + pos));
         if (len > 0 && l->srv[pos + len - 1] == '\r')
             len--;
-        if (pos >= l->chunk_at[k + 1]) {
+        if (pos >= l->chunk_at[k + 1] && skip > 0) {
+            skip--;
+        } else if (pos >= l->chunk_at[k + 1]) {
             if (starts_word(l->srv + pos, len, "+OK") && memcmp(l->srv + pos, "+OK", 3) == 0)
                 return;
             break;
@@ -811,6 +869,50 @@ static void check_wire(const struct login_outcome *o, enum apop_mode apop)
         fail("the APOP digest in a log line");
 }
 
+/* True when a client line in cli[from, to) starts with (at_start) or holds what. */
+static bool turn_has_line(const struct conn_log *l, size_t from, size_t to, const char *what,
+                          bool at_start)
+{
+    size_t w = strlen(what);
+
+    for (size_t i = from; i < to;) {
+        const uint8_t *nl = memchr(l->cli + i, '\n', to - i);
+        size_t len = nl != NULL ? (size_t)(nl - (l->cli + i)) : to - i;
+        if (at_start ? len >= w && memcmp(l->cli + i, what, w) == 0
+                     : memmem(l->cli + i, len, what, w) != NULL)
+            return true;
+        i += len + 1;
+    }
+    return false;
+}
+
+/* ID / XCLIENT only with an address to forward, and never in a turn without a login command. */
+static void check_forwarding(void)
+{
+    static const char *const pop3_logins[] = {"APOP ", "USER ", "AUTH PLAIN"};
+    static const char *const imap_logins[] = {" LOGIN ", " AUTHENTICATE "};
+
+    for (size_t c = 0; c < it.n_conns; c++) {
+        const struct conn_log *l = &it.conns[c];
+        for (size_t t = 0; t < l->n_turns; t++) {
+            size_t from = t > 0 ? l->turn_end[t - 1] : 0, to = l->turn_end[t];
+            bool fwd = it.pop3 ? turn_has_line(l, from, to, "XCLIENT ", true)
+                               : turn_has_line(l, from, to, " ID (", false);
+            bool login = false;
+            if (!fwd)
+                continue;
+            if (!it.forward)
+                fail("ID or XCLIENT sent without a client address to forward");
+            for (size_t i = 0; i < MA_ARRAY_LEN(pop3_logins) && it.pop3 && !login; i++)
+                login = turn_has_line(l, from, to, pop3_logins[i], true);
+            for (size_t i = 0; i < MA_ARRAY_LEN(imap_logins) && !it.pop3 && !login; i++)
+                login = turn_has_line(l, from, to, imap_logins[i], false);
+            if (!login)
+                fail("ID or XCLIENT sent without a login command in the same write");
+        }
+    }
+}
+
 /* ---- one iteration ---- */
 
 static void split_chunks(const uint8_t *d, size_t n)
@@ -837,7 +939,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         "Lpw-7f3e9a2c-a-password-longer-than-the-excerpt-limit-of-one-hundred-and-twenty-bytes-"
         "so-that-a-cut-could-leave-a-prefix-behind-0123456789";
     static const struct logger log = {.sink = sink, .debug = true};
-    struct login_creds creds = {ascii_user, sizeof(ascii_user) - 1, "s3cret", 6};
+    struct login_creds creds = {ascii_user, sizeof(ascii_user) - 1, "s3cret", 6, NULL};
     struct login_target t = {
         .label = "fuzz",
         .host = "127.0.0.1",
@@ -880,6 +982,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         creds.user = utf8_user;
         creds.user_len = sizeof(utf8_user) - 1;
     }
+    it.forward = (data[1] & 16) != 0;
+    creds.client_ip = it.forward ? "192.0.2.1" : NULL;
+    t.forward_client_ip = true;
     memcpy(input_copy, data + 2, size - 2);
     split_chunks(input_copy, size - 2);
     make_forms(&creds);
@@ -907,6 +1012,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!it.pop3)
         check_sync_literals();
     check_wire(&out, t.apop);
+    check_forwarding();
     if (holds_form(out.reason.text, strlen(out.reason.text), forms.password) ||
         holds_form(out.reason.text, strlen(out.reason.text), forms.b64_plain) ||
         holds_form(out.reason.text, strlen(out.reason.text), forms.b64_password))

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "auth_cache.h"
+#include "client_addr.h"
 #include "imap.h"
 #include "policy.h"
 #include "pop3.h"
@@ -71,6 +72,7 @@ static void make_target(const struct mailauth_config *cfg, const struct config_s
         .verify = srv->verify,
         .allow_cleartext = srv->allow_cleartext,
         .apop = srv->apop,
+        .forward_client_ip = srv->forward_client_ip,
         .ca_file = srv->ca_file != NULL || srv->ca_dir != NULL ? srv->ca_file : cfg->ca_file,
         .ca_dir = srv->ca_file != NULL || srv->ca_dir != NULL ? srv->ca_dir : cfg->ca_dir,
         .connect_timeout_ms = cfg->connect_timeout_ms,
@@ -178,10 +180,33 @@ static enum proto_result login_on(struct walk_ctx *wc, struct walk_conn *conn,
     return r;
 }
 
+/* The end user's address to forward, or NULL: PAM_RHOST only when it is numeric. */
+static const char *client_ip(const struct mailauth_client *client, char out[CLIENT_ADDR_MAX],
+                             const struct logger *log)
+{
+    const char *rhost = client != NULL ? client->rhost : NULL;
+
+    if (client_addr_from_rhost(rhost, out))
+        return out;
+    if (rhost != NULL && rhost[0] != '\0')
+        log_debug(log, "the remote host is not a numeric IP address; it is not forwarded");
+    return NULL;
+}
+
 enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const char *user,
                                     size_t user_len, const char *password, size_t password_len,
                                     const struct logger *log, struct mailauth_report *rep)
 {
+    return mailauth_check_client(cfg, user, user_len, password, password_len, NULL, log, rep);
+}
+
+enum mailauth_result mailauth_check_client(const struct mailauth_config *cfg, const char *user,
+                                           size_t user_len, const char *password,
+                                           size_t password_len,
+                                           const struct mailauth_client *client,
+                                           const struct logger *log, struct mailauth_report *rep)
+{
+    char ip[CLIENT_ADDR_MAX];
     int64_t start = clock_now_ms();
     enum mailauth_result res = MAILAUTH_UNAVAIL;
     struct errbuf err = {{0}};
@@ -208,7 +233,8 @@ enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const cha
         res = pr == POLICY_EDENIED ? MAILAUTH_DENIED : MAILAUTH_BADINPUT;
         goto out;
     }
-    creds = (struct login_creds){rep->user, strlen(rep->user), password, password_len};
+    creds = (struct login_creds){rep->user, strlen(rep->user), password, password_len,
+                                 client_ip(client, ip, log)};
     redact_init(&rs, &creds);
     auth_cache_begin(&ac, cfg, rep->user, password, password_len, log);
     if (auth_cache_ttl_hit(&ac, cfg, rep)) {

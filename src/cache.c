@@ -524,15 +524,17 @@ static int key_name(const char *config_id, const char *user, char out[CACHE_KEY_
 
 /* DIR: created 0711 when missing (the parent must exist); owned by root or the euid; not writable
  * by group or others unless sticky (like /tmp: then each uid can create its own subdirectory and
- * nobody can rename another's). fd, or -1 (logged). */
+ * nobody can rename another's). Opened O_PATH: only the search permission that 0711 gives other
+ * uids is needed to reach DIR/<euid> (O_RDONLY would need read permission, and a www-data
+ * worker could never use the directory that root's first login created). fd, or -1 (logged). */
 static int open_base(const struct cache *c, const char *dir)
 {
     struct stat st;
     char ebuf[128];
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 
     if (fd < 0 && errno == ENOENT && (mkdir(dir, 0711) == 0 || errno == EEXIST))
-        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
         log_msg(c->log, LOG_ERR, "cache: %s: cannot open or create the directory: %s; cache off",
                 dir, errno_text(errno, ebuf, sizeof(ebuf)));

@@ -37,6 +37,7 @@ static const char *const option_names[] = {
     "verify",
     "allow_cleartext",
     "apop",
+    "forward_client_ip",
     "domains",
     "cache",
     "dir",
@@ -92,6 +93,7 @@ static cfg_t *new_parser(void)
         CFG_BOOL("verify", cfg_true, CFGF_NONE),
         CFG_BOOL("allow_cleartext", cfg_false, CFGF_NONE),
         CFG_STR("apop", "auto", CFGF_NONE),
+        CFG_STR("forward_client_ip", NULL, CFGF_NODEFAULT),
         CFG_STR("ca_file", NULL, CFGF_NODEFAULT),
         CFG_STR("ca_dir", NULL, CFGF_NODEFAULT),
         CFG_STR_LIST("domains", NULL, CFGF_NODEFAULT),
@@ -117,6 +119,7 @@ static cfg_t *new_parser(void)
         CFG_FLOAT("timeout", 10.0, CFGF_NONE),
         CFG_FLOAT("connect_timeout", 3.0, CFGF_NONE),
         CFG_STR("on_reject", "next", CFGF_NONE),
+        CFG_STR("forward_client_ip", "auto", CFGF_NONE),
         CFG_INT("fail_delay", 2000, CFGF_NONE),
         CFG_STR("ca_file", NULL, CFGF_NODEFAULT),
         CFG_STR("ca_dir", NULL, CFGF_NODEFAULT),
@@ -134,6 +137,7 @@ static cfg_t *new_parser(void)
     cfg_set_validate_func(cfg, "timeout", config_validate_timeout);
     cfg_set_validate_func(cfg, "connect_timeout", config_validate_timeout);
     cfg_set_validate_func(cfg, "on_reject", config_validate_on_reject);
+    cfg_set_validate_func(cfg, "forward_client_ip", config_validate_forward_client_ip);
     cfg_set_validate_func(cfg, "fail_delay", config_validate_fail_delay);
     cfg_set_validate_func(cfg, "server", config_validate_server);
     cfg_set_validate_func(cfg, "user", config_validate_user);

@@ -35,6 +35,7 @@ struct config_server {
     size_t n_endpoints;
     bool verify;
     bool allow_cleartext;
+    bool forward_client_ip; /* forward_client_ip = auto: tell the server the end user's address */
     enum apop_mode apop;
     char *ca_file;
     char *ca_dir;

@@ -88,7 +88,17 @@ static void fill_endpoints(cfg_t *sec, struct config_server *srv, bool *oom)
     }
 }
 
-static void fill_server(cfg_t *sec, struct config_server *srv, bool *oom)
+/* A server's own forward_client_ip, else the global one (which defaults to auto). */
+static bool forward_setting(cfg_t *root, cfg_t *sec)
+{
+    const char *v = cfg_getstr(sec, "forward_client_ip");
+    bool on = true;
+
+    config_parse_forward(v != NULL ? v : cfg_getstr(root, "forward_client_ip"), &on);
+    return on;
+}
+
+static void fill_server(cfg_t *root, cfg_t *sec, struct config_server *srv, bool *oom)
 {
     srv->label = strdup(cfg_title(sec));
     if (srv->label == NULL)
@@ -97,6 +107,7 @@ static void fill_server(cfg_t *sec, struct config_server *srv, bool *oom)
     config_parse_apop_mode(cfg_getstr(sec, "apop"), &srv->apop);
     srv->verify = cfg_getbool(sec, "verify");
     srv->allow_cleartext = cfg_getbool(sec, "allow_cleartext");
+    srv->forward_client_ip = forward_setting(root, sec);
     srv->ca_file = dup_opt(sec, "ca_file", oom);
     srv->ca_dir = dup_opt(sec, "ca_dir", oom);
     srv->domains = dup_list(sec, "domains", &srv->n_domains, oom);
@@ -152,7 +163,7 @@ enum config_result config_build(cfg_t *cfg, struct mailauth_config **out)
             c->n_servers = n;
     }
     for (size_t i = 0; i < c->n_servers; i++)
-        fill_server(cfg_getnsec(cfg, "server", (unsigned)i), &c->servers[i], &oom);
+        fill_server(cfg, cfg_getnsec(cfg, "server", (unsigned)i), &c->servers[i], &oom);
     if (oom) {
         config_free(c);
         return CONFIG_ENOMEM;

@@ -73,6 +73,17 @@ bool config_parse_apop_mode(const char *s, enum apop_mode *out)
     return true;
 }
 
+bool config_parse_forward(const char *s, bool *out)
+{
+    if (strcmp(s, "auto") == 0)
+        *out = true;
+    else if (strcmp(s, "never") == 0)
+        *out = false;
+    else
+        return false;
+    return true;
+}
+
 bool config_parse_protocol(const char *s, enum mail_protocol *out)
 {
     if (strcmp(s, "imap") == 0)
@@ -205,6 +216,18 @@ int config_validate_on_reject(cfg_t *cfg, cfg_opt_t *opt)
     return 0;
 }
 
+int config_validate_forward_client_ip(cfg_t *cfg, cfg_opt_t *opt)
+{
+    const char *v = cfg_opt_getnstr(opt, 0);
+    bool on;
+
+    if (v == NULL || !config_parse_forward(v, &on)) {
+        cfg_error(cfg, "forward_client_ip must be \"auto\" or \"never\"");
+        return -1;
+    }
+    return 0;
+}
+
 int config_validate_fail_delay(cfg_t *cfg, cfg_opt_t *opt)
 {
     long v = cfg_opt_getnint(opt, 0);
@@ -243,6 +266,8 @@ static int validate_server_modes(cfg_t *root, cfg_t *sec, const char *label)
     const char *proto = cfg_getstr(sec, "protocol");
     const char *tls = cfg_getstr(sec, "tls");
     const char *apop = cfg_getstr(sec, "apop");
+    const char *forward = cfg_getstr(sec, "forward_client_ip");
+    bool on;
     enum mail_protocol p;
     enum tls_mode t;
     enum apop_mode a;
@@ -264,6 +289,11 @@ static int validate_server_modes(cfg_t *root, cfg_t *sec, const char *label)
     if (apop == NULL || !config_parse_apop_mode(apop, &a)) {
         config_report(root, sec, "server \"%s\": apop \"%s\" is not auto, never or only", label,
                       apop != NULL ? apop : "");
+        return -1;
+    }
+    if (forward != NULL && !config_parse_forward(forward, &on)) {
+        config_report(root, sec, "server \"%s\": forward_client_ip \"%s\" is not auto or never",
+                      label, forward);
         return -1;
     }
     if (p != PROTOCOL_POP3 && a != APOP_AUTO) {

@@ -40,7 +40,9 @@ static enum config_result read_safely(const char *path, const struct logger *log
     char *buf = NULL;
     size_t len = 0;
     char ebuf[128];
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO (or a device) at the path would otherwise block open() until a writer
+     * came, before fstat() could refuse it; on a regular file it changes nothing. */
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
     if (fd < 0) {
         log_msg(log, LOG_ERR, "%s: cannot open: %s", path, errno_text(errno, ebuf, sizeof(ebuf)));

@@ -22,6 +22,8 @@ void config_report(cfg_t *root, cfg_t *sec, const char *fmt, ...) MA_PRINTF(3, 4
 bool config_parse_tls_mode(const char *s, enum tls_mode *out);
 bool config_parse_apop_mode(const char *s, enum apop_mode *out);
 bool config_parse_protocol(const char *s, enum mail_protocol *out);
+/* forward_client_ip: "auto" (true) or "never" (false). */
+bool config_parse_forward(const char *s, bool *out);
 
 /* ca_file/ca_dir of sec (or of root when sec is NULL) exist and are readable. 0 or -1. */
 int config_check_ca_paths(cfg_t *root, cfg_t *sec, const char *where);
@@ -29,6 +31,7 @@ int config_check_ca_paths(cfg_t *root, cfg_t *sec, const char *where);
 /* libconfuse validation callbacks: 0 when valid, -1 after reporting file:line. */
 int config_validate_timeout(cfg_t *cfg, cfg_opt_t *opt);
 int config_validate_on_reject(cfg_t *cfg, cfg_opt_t *opt);
+int config_validate_forward_client_ip(cfg_t *cfg, cfg_opt_t *opt);
 int config_validate_fail_delay(cfg_t *cfg, cfg_opt_t *opt);
 int config_validate_server(cfg_t *cfg, cfg_opt_t *opt);
 int config_validate_user(cfg_t *cfg, cfg_opt_t *opt);

@@ -172,6 +172,8 @@ void imap_caps_parse(const char *list, size_t len, struct imap_caps *caps)
             caps->literal_plus = true;
         else if (atom_is(w, n, "LITERAL-"))
             caps->literal_minus = true;
+        else if (atom_is(w, n, "ID"))
+            caps->id = true;
     }
 }
 
@@ -247,6 +249,15 @@ struct untagged_budget {
     size_t literal_bytes;
 };
 
+/* A command queued in front of the next one (stream_queue_line), whose reply must be read, in
+ * order, before that command's. */
+enum pipelined_kind { PIPELINED_CAPABILITY, PIPELINED_ID };
+
+struct pipelined {
+    enum pipelined_kind kind;
+    char tag[16];
+};
+
 struct imap_session {
     const struct login_target *t;
     const struct login_creds *c;
@@ -258,8 +269,11 @@ struct imap_session {
     struct redact_set rs; /* what server text is cleaned of before it is logged */
     unsigned next_tag;
     char tag[16];
-    char bye[160];    /* text of an untagged BYE, if one came (redacted) */
-    bool creds_begun; /* a piece of the current command's credentials went out */
+    struct pipelined pipelined[2]; /* queued commands whose replies are still to be read */
+    unsigned n_pipelined;
+    struct imap_caps tls_caps; /* what the CAPABILITY pipelined after STARTTLS listed */
+    char bye[160];             /* text of an untagged BYE, if one came (redacted) */
+    bool creds_begun;          /* a piece of the current command's credentials went out */
 };
 
 static void new_tag(struct imap_session *is)
@@ -350,8 +364,8 @@ static enum proto_result stale_reply(struct imap_session *is, const char *what, 
 /* Read until something other than untagged data arrives: a continuation (when want_cont) or
  * the tagged reply to is->tag, sent after the command went out. Anything else is a protocol
  * error; so is more untagged data than the budget allows. */
-static enum proto_result read_until(struct imap_session *is, const char *what, bool want_cont,
-                                    struct imap_reply *r)
+static enum proto_result read_tagged(struct imap_session *is, const char *tag, const char *what,
+                                     bool want_cont, struct imap_reply *r)
 {
     const char *line;
     size_t len;
@@ -363,7 +377,7 @@ static enum proto_result read_until(struct imap_session *is, const char *what, b
         enum proto_result pr;
         if (sr != STREAM_OK)
             return connection_lost(is, sr);
-        imap_parse_reply(line, len, is->tag, r);
+        imap_parse_reply(line, len, tag, r);
         switch (r->kind) {
         case IMAP_UNTAGGED:
             pr = absorb_untagged(is, r);
@@ -385,6 +399,88 @@ static enum proto_result read_until(struct imap_session *is, const char *what, b
         return PROTO_EPROTO;
     }
     return over_budget(is);
+}
+
+/* The reply to a pipelined CAPABILITY replaces whatever was known: it must be OK and list
+ * something. The reply to a pipelined ID never decides anything: NO or BAD only means the server
+ * did not take the forwarded address (said once, at debug level). Anything else than a tagged
+ * reply to the queued command (the next command's reply first, a continuation) is a protocol
+ * error, so no answer to the login can be mistaken for, or hidden by, an answer to these. */
+static enum proto_result read_pipelined(struct imap_session *is, const struct pipelined *p)
+{
+    struct imap_reply r;
+    enum proto_result pr;
+    char q[160];
+
+    if (p->kind == PIPELINED_CAPABILITY)
+        is->caps = (struct imap_caps){0};
+    pr = read_tagged(is, p->tag, p->kind == PIPELINED_ID ? "ID" : "CAPABILITY", false, &r);
+    if (pr != PROTO_OK)
+        return pr;
+    if (p->kind == PIPELINED_CAPABILITY) {
+        if (r.status != IMAP_ST_OK || !is->caps.known) {
+            errbuf_set(&is->out->reason, "CAPABILITY failed or listed nothing");
+            return PROTO_EPROTO;
+        }
+        is->tls_caps = is->caps;
+        return PROTO_OK;
+    }
+    if (r.status != IMAP_ST_OK) {
+        stream_excerpt(is->s, q, sizeof(q), r.data, r.data_len);
+        log_debug(is->log, "%s %s: the server did not take the forwarded client address (ID: %s)",
+                  is->out->address, is->t->label, q);
+    }
+    return PROTO_OK;
+}
+
+/* Read until the tagged reply to is->tag (or a continuation, when want_cont), after the replies
+ * to the commands pipelined in front of it, in the order they went out. */
+static enum proto_result read_until(struct imap_session *is, const char *what, bool want_cont,
+                                    struct imap_reply *r)
+{
+    for (unsigned i = 0; i < is->n_pipelined; i++) {
+        enum proto_result pr = read_pipelined(is, &is->pipelined[i]);
+        if (pr != PROTO_OK)
+            return pr;
+    }
+    is->n_pipelined = 0;
+    return read_tagged(is, is->tag, what, want_cont, r);
+}
+
+/* Queue a command to go out with the next one (see struct pipelined). */
+static enum proto_result pipeline(struct imap_session *is, enum pipelined_kind kind,
+                                  const char *fmt_arg)
+{
+    struct pipelined *p;
+    enum proto_result pr;
+
+    if (is->n_pipelined >= MA_ARRAY_LEN(is->pipelined)) {
+        errbuf_set(&is->out->reason, "internal error: too many pipelined commands");
+        return PROTO_EIO;
+    }
+    p = &is->pipelined[is->n_pipelined];
+    new_tag(is);
+    snprintf(p->tag, sizeof(p->tag), "%s", is->tag);
+    p->kind = kind;
+    if (kind == PIPELINED_CAPABILITY)
+        pr = stream_result_to_proto(
+            stream_queue_line(is->s, &is->out->reason, "%s CAPABILITY", p->tag));
+    else
+        pr = stream_result_to_proto(stream_queue_line(
+            is->s, &is->out->reason, "%s ID (\"x-originating-ip\" \"%s\")", p->tag, fmt_arg));
+    if (pr == PROTO_OK)
+        is->n_pipelined++;
+    return pr;
+}
+
+/* Forward the end user's address (IMAP ID, RFC 2971; Dovecot believes x-originating-ip from
+ * login_trusted_networks) in front of the login command, when there is one to forward, the
+ * server's configuration allows it and the server offers ID. */
+static enum proto_result forward_client_ip(struct imap_session *is, bool offers_id)
+{
+    if (is->c->client_ip == NULL || !is->t->forward_client_ip || !offers_id)
+        return PROTO_OK;
+    return pipeline(is, PIPELINED_ID, is->c->client_ip);
 }
 
 /* Send a command without arguments and wait for its tagged reply. */
@@ -468,11 +564,8 @@ static enum proto_result start_tls(struct imap_session *is)
         errbuf_set(&is->out->reason, "server refused STARTTLS; tls = starttls: password not sent");
         return PROTO_EINSECURE;
     }
-    pr = stream_result_to_proto(stream_start_tls(is->s, &is->out->reason));
-    if (pr != PROTO_OK)
-        return pr;
-    /* Capabilities seen before TLS may have been forged: ask again. */
-    return ask_capabilities(is);
+    /* Capabilities seen before TLS may have been forged: the caller asks again. */
+    return stream_result_to_proto(stream_start_tls(is->s, &is->out->reason));
 }
 
 /* A command line being assembled, with a parallel trace in which secrets are redacted. holds_creds
@@ -577,7 +670,7 @@ static enum proto_result put_astring(struct imap_session *is, struct cmd_line *c
     }
     secret_wipe(quoted, sizeof(quoted));
     snprintf(prefix, sizeof(prefix), "{%zu%s}", n, non_sync ? "+" : "");
-    cmd_put(cl, prefix, strlen(prefix), false);
+    cmd_put(cl, prefix, strlen(prefix), secret); /* the password's length is no trace material */
     if (non_sync) {
         cmd_put(cl, "\r\n", 2, false);
         cl->breaks++;
@@ -671,9 +764,76 @@ static enum proto_result judge(struct imap_session *is, const char *what,
     }
 }
 
-static enum proto_result login(struct imap_session *is)
+/* With LOGINDISABLED: AUTHENTICATE PLAIN when offered. */
+static enum proto_result authenticate(struct imap_session *is, bool may_forward)
 {
     struct imap_reply r;
+    enum proto_result pr;
+
+    if (!is->caps.auth_plain) {
+        errbuf_set(&is->out->reason, "server has LOGINDISABLED and does not offer AUTH=PLAIN");
+        return PROTO_EINSECURE;
+    }
+    pr = may_forward ? forward_client_ip(is, is->caps.id) : PROTO_OK;
+    if (pr == PROTO_OK)
+        pr = send_authenticate_plain(is, &r);
+    return pr == PROTO_OK ? judge(is, "AUTHENTICATE PLAIN", &r) : pr;
+}
+
+/* LOGIN, or AUTHENTICATE PLAIN under LOGINDISABLED, with the capabilities known. */
+static enum proto_result authenticate_known(struct imap_session *is)
+{
+    struct imap_reply r;
+    enum proto_result pr;
+
+    if (is->caps.logindisabled)
+        return authenticate(is, true);
+    pr = forward_client_ip(is, is->caps.id);
+    if (pr == PROTO_OK)
+        pr = send_login(is, &r);
+    return pr == PROTO_OK ? judge(is, "LOGIN", &r) : pr;
+}
+
+/* True when LOGIN needs no literal: it then reads the same whatever the capabilities say. */
+static bool login_is_quotable(const struct imap_session *is)
+{
+    return imap_can_quote(is->c->user, is->c->user_len) &&
+           imap_can_quote(is->c->password, is->c->password_len);
+}
+
+/* After STARTTLS, over the verified channel: CAPABILITY (ID) LOGIN in one write, the capability
+ * re-query costing no round trip. Only LOGIN's form is fixed in advance (quoted strings, no
+ * literal: the caller checks), so nothing the new capabilities say can change the bytes sent; they
+ * still decide what LOGIN's answer means. An OK is the server's own verdict on the whole
+ * credentials and stands. A NO or BAD from a server that now lists LOGINDISABLED is no verdict
+ * (it refused the command, not necessarily the password): the login goes on as it would have
+ * without pipelining, with AUTHENTICATE PLAIN or, if not offered, no answer (PROTO_EINSECURE).
+ * Whether to send ID can only be judged from the capabilities seen before TLS; its reply never
+ * decides anything (read_pipelined). */
+static enum proto_result pipelined_login(struct imap_session *is)
+{
+    struct imap_reply r;
+    bool id_before_tls = is->caps.id;
+    enum proto_result pr = pipeline(is, PIPELINED_CAPABILITY, NULL);
+
+    if (pr == PROTO_OK)
+        pr = forward_client_ip(is, id_before_tls);
+    if (pr == PROTO_OK)
+        pr = send_login(is, &r);
+    if (pr != PROTO_OK)
+        return pr;
+    is->caps = is->tls_caps;
+    if (!is->caps.logindisabled || r.status == IMAP_ST_OK)
+        return judge(is, "LOGIN", &r);
+    log_debug(is->log,
+              "%s %s: LOGIN not taken and the server lists LOGINDISABLED after TLS; "
+              "no verdict from it",
+              is->out->address, is->t->label);
+    return authenticate(is, false);
+}
+
+static enum proto_result login(struct imap_session *is)
+{
     enum proto_result pr;
 
     pr = stream_open_login(is->t, &is->rs, clock_now_ms() + is->t->timeout_ms, is->log, &is->s,
@@ -683,24 +843,17 @@ static enum proto_result login(struct imap_session *is)
     pr = read_greeting(is);
     if (pr == PROTO_OK && is->t->tls == TLS_MODE_STARTTLS)
         pr = start_tls(is);
-    else if (pr == PROTO_OK && !is->caps.known)
-        pr = ask_capabilities(is);
     if (pr != PROTO_OK)
         return pr;
     /* stream_send_credential enforces the cleartext rule on every credential; asking first
      * keeps a login that could not be finished from starting at all (no user name in clear). */
     if (!stream_may_send_credentials(is->s, &is->out->reason))
         return PROTO_EINSECURE;
-    if (!is->caps.logindisabled) {
-        pr = send_login(is, &r);
-        return pr == PROTO_OK ? judge(is, "LOGIN", &r) : pr;
-    }
-    if (!is->caps.auth_plain) {
-        errbuf_set(&is->out->reason, "server has LOGINDISABLED and does not offer AUTH=PLAIN");
-        return PROTO_EINSECURE;
-    }
-    pr = send_authenticate_plain(is, &r);
-    return pr == PROTO_OK ? judge(is, "AUTHENTICATE PLAIN", &r) : pr;
+    if (is->t->tls == TLS_MODE_STARTTLS && login_is_quotable(is))
+        return pipelined_login(is);
+    if (is->t->tls == TLS_MODE_STARTTLS || !is->caps.known)
+        pr = ask_capabilities(is);
+    return pr == PROTO_OK ? authenticate_known(is) : pr;
 }
 
 enum proto_result imap_login(const struct login_target *t, const struct login_creds *c,

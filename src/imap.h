@@ -51,6 +51,7 @@ struct imap_caps {
     bool sasl_ir;
     bool literal_plus;  /* LITERAL+ (RFC 7888): {n+} for any size */
     bool literal_minus; /* LITERAL- (RFC 7888): {n+} up to 4096 bytes */
+    bool id;            /* ID (RFC 2971) */
 };
 
 /* Fold a space-separated capability list ("IMAP4rev1 STARTTLS AUTH=PLAIN") into caps. */

@@ -36,7 +36,20 @@ struct mailauth_report {
     long cache_age_s; /* source cache/offline: seconds since a server confirmed the password */
 };
 
-/* password_len is the real length (NUL bytes inside are refused). */
+/* What the caller knows of the end user besides the credentials. */
+struct mailauth_client {
+    const char *rhost; /* the remote host (PAM_RHOST), or NULL; forwarded only if numeric */
+};
+
+/* password_len is the real length (NUL bytes inside are refused). client may be NULL. */
+enum mailauth_result mailauth_check_client(const struct mailauth_config *cfg, const char *user,
+                                           size_t user_len, const char *password,
+                                           size_t password_len,
+                                           const struct mailauth_client *client,
+                                           const struct logger *log,
+                                           struct mailauth_report *report);
+
+/* mailauth_check_client without anything known of the end user. */
 enum mailauth_result mailauth_check(const struct mailauth_config *cfg, const char *user,
                                     size_t user_len, const char *password, size_t password_len,
                                     const struct logger *log, struct mailauth_report *report);

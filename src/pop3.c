@@ -106,6 +106,16 @@ static bool word_is(const char *p, size_t n, const char *w)
     return strlen(w) == n && strncasecmp(p, w, n) == 0;
 }
 
+bool pop3_greeting_offers_xclient(const char *greeting, size_t len)
+{
+    const char *close;
+
+    if (len < 5 || memcmp(greeting, "+OK [", 5) != 0)
+        return false;
+    close = memchr(greeting + 5, ']', len - 5);
+    return close != NULL && word_is(greeting + 5, (size_t)(close - greeting) - 5, "XCLIENT");
+}
+
 void pop3_capa_line(const char *line, size_t len, struct pop3_caps *caps)
 {
     size_t i = 0;
@@ -143,6 +153,8 @@ struct pop3_session {
     struct stream *s;
     struct redact_set rs; /* what server text is cleaned of before it is logged */
     bool have_timestamp;
+    bool offers_xclient;  /* the greeting carried [XCLIENT] */
+    bool xclient_pending; /* XCLIENT went out in front of the last command: its reply comes first */
     char timestamp[POP3_APOP_TIMESTAMP_MAX + 1];
 };
 
@@ -167,14 +179,43 @@ static enum proto_result read_answer_line(struct pop3_session *ps, const char *w
     return PROTO_EPROTO;
 }
 
+/* The reply to an XCLIENT pipelined in front of the command now answered: it comes first and
+ * never decides anything. -ERR only means the server did not take the forwarded address (said
+ * once, at debug level); anything but +OK or -ERR is a protocol error, so the login's own reply
+ * can neither be mistaken for it nor be hidden behind it. */
+static enum proto_result read_xclient_reply(struct pop3_session *ps)
+{
+    const char *line;
+    size_t len;
+    char q[160];
+    enum proto_result r = read_answer_line(ps, "XCLIENT", &line, &len);
+    enum pop3_reply kind = r == PROTO_OK ? pop3_reply_classify(line, len) : POP3_REPLY_INVALID;
+
+    ps->xclient_pending = false;
+    if (r != PROTO_OK)
+        return r;
+    stream_excerpt(ps->s, q, sizeof(q), line, len);
+    if (kind == POP3_REPLY_ERR) {
+        log_debug(ps->log, "%s %s: the server did not take the forwarded client address: \"%s\"",
+                  ps->out->address, ps->t->label, q);
+        return PROTO_OK;
+    }
+    if (kind == POP3_REPLY_OK)
+        return PROTO_OK;
+    errbuf_set(&ps->out->reason, "unexpected reply to XCLIENT: \"%s\"", q);
+    return PROTO_EPROTO;
+}
+
 /* Read one status reply. PROTO_OK with *kind set, or the stream failure. An unrecognised reply
  * is PROTO_EPROTO: only a well-formed +OK may ever count as success. */
 static enum proto_result read_reply(struct pop3_session *ps, const char *what,
                                     enum pop3_reply *kind, const char **line, size_t *len)
 {
-    enum proto_result r = read_answer_line(ps, what, line, len);
+    enum proto_result r = ps->xclient_pending ? read_xclient_reply(ps) : PROTO_OK;
     char q[160];
 
+    if (r == PROTO_OK)
+        r = read_answer_line(ps, what, line, len);
     if (r != PROTO_OK)
         return r;
     *kind = pop3_reply_classify(*line, *len);
@@ -266,9 +307,41 @@ static enum proto_result open_session(struct pop3_session *ps)
         return kind == POP3_REPLY_ERR ? PROTO_ETEMP : PROTO_EPROTO;
     }
     ps->have_timestamp = pop3_apop_timestamp(line, len, ps->timestamp, sizeof(ps->timestamp));
+    ps->offers_xclient = pop3_greeting_offers_xclient(line, len);
     if (ps->t->tls == TLS_MODE_STARTTLS)
         return start_tls(ps);
     return PROTO_OK;
+}
+
+/* Open a session that credentials may follow. stream_send_credential enforces the cleartext rule
+ * on every credential; asking first keeps a login that could not be finished from starting at all
+ * (no USER in clear). Also on a reconnect, which may land on another address of the host. */
+static enum proto_result open_for_credentials(struct pop3_session *ps)
+{
+    enum proto_result r = open_session(ps);
+
+    if (r == PROTO_OK && !stream_may_send_credentials(ps->s, &ps->out->reason))
+        r = PROTO_EINSECURE;
+    return r;
+}
+
+/* Forward the end user's address (XCLIENT ADDR=, Dovecot's pop3-login) in front of the first
+ * login command, in the same write, when there is one to forward, the server's configuration
+ * allows it and the greeting offered [XCLIENT]. Dovecot offers it only in its greeting, which
+ * with STLS comes before TLS: that unverified hint only decides whether this line, which carries
+ * nothing secret and whose reply decides nothing, is sent over the verified channel. Pipelining it
+ * without PIPELINING known is safe with the one server that offers [XCLIENT]: Dovecot's login
+ * process reads commands in order from its input and answers each. */
+static enum proto_result forward_client_ip(struct pop3_session *ps)
+{
+    enum proto_result r;
+
+    if (ps->c->client_ip == NULL || !ps->t->forward_client_ip || !ps->offers_xclient)
+        return PROTO_OK;
+    r = stream_result_to_proto(
+        stream_queue_line(ps->s, &ps->out->reason, "XCLIENT ADDR=%s", ps->c->client_ip));
+    ps->xclient_pending = r == PROTO_OK;
+    return r;
 }
 
 static enum proto_result try_apop(struct pop3_session *ps)
@@ -386,7 +459,9 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
                   ps->out->address, ps->t->label);
         stream_close(ps->s);
         ps->s = NULL;
-        r = open_session(ps);
+        r = open_for_credentials(ps);
+        if (r == PROTO_OK)
+            r = forward_client_ip(ps);
         if (r == PROTO_OK)
             r = send_user(ps, &kind, &line, &len);
     }
@@ -414,14 +489,15 @@ static bool apop_usable(const struct pop3_session *ps)
 static enum proto_result login(struct pop3_session *ps)
 {
     bool apop_refused = false;
-    enum proto_result r = open_session(ps);
+    enum proto_result r = open_for_credentials(ps);
 
     if (r != PROTO_OK)
         return r;
-    /* stream_send_credential enforces the cleartext rule on every credential; asking first
-     * keeps a login that could not be finished from starting at all (no USER in clear). */
-    if (!stream_may_send_credentials(ps->s, &ps->out->reason))
-        return PROTO_EINSECURE;
+    if (apop_usable(ps) || ps->t->apop != APOP_ONLY) {
+        r = forward_client_ip(ps);
+        if (r != PROTO_OK)
+            return r;
+    }
     if (apop_usable(ps)) {
         r = try_apop(ps);
         if (r != PROTO_EAUTHFAIL || ps->t->apop == APOP_ONLY)

@@ -34,6 +34,10 @@ bool pop3_apop_timestamp(const char *greeting, size_t len, char *out, size_t cap
 bool pop3_apop_digest(const char *timestamp, const char *password, size_t password_len,
                       char hex_out[33]);
 
+/* True when the greeting ("+OK [XCLIENT] ...") carries the response code XCLIENT: Dovecot's
+ * pop3-login offers it, there only, to clients in its login_trusted_networks. */
+bool pop3_greeting_offers_xclient(const char *greeting, size_t len);
+
 struct pop3_caps {
     bool user;
     bool stls;

@@ -43,7 +43,8 @@ struct login_target {
     bool verify;
     bool allow_cleartext;
     enum apop_mode apop;
-    const char *ca_file; /* NULL: ca_dir or the system store */
+    bool forward_client_ip; /* forward_client_ip = auto: forward login_creds.client_ip */
+    const char *ca_file;    /* NULL: ca_dir or the system store */
     const char *ca_dir;
     int connect_timeout_ms;  /* for the TCP connect to one address */
     int timeout_ms;          /* for the whole dialogue with one address */
@@ -55,6 +56,9 @@ struct login_creds {
     size_t user_len;
     const char *password;
     size_t password_len;
+    /* Not a credential: the end user's numeric address (client_addr.h), forwarded to servers that
+     * take it (IMAP ID, POP3 XCLIENT) when the target's forward_client_ip allows; NULL: none. */
+    const char *client_ip;
 };
 
 /* How much of the credentials of the current mechanism left this client. "Credentials" is anything

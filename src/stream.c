@@ -367,6 +367,9 @@ static bool lines_are_clean(const char *cmd, size_t n, unsigned breaks)
     return seen == breaks;
 }
 
+static enum stream_result send_with_queued(struct stream *s, const char *cmd, size_t len,
+                                           struct errbuf *err);
+
 /* Format a command, refuse it when it holds CR, LF or NUL (but for the breaks CRLF pairs the
  * caller asked for) or is too long, take what the server already sent (take_pending), trace it,
  * send it with CRLF in one write. *partial is set once bytes may have left (a failed send may
@@ -395,10 +398,51 @@ static enum stream_result send_command(struct stream *s, struct errbuf *err, con
     cmd[n] = '\r';
     cmd[n + 1] = '\n';
     *partial = true;
-    r = send_bytes(s, cmd, (size_t)n + 2, err);
+    r = send_with_queued(s, cmd, (size_t)n + 2, err);
 out:
     secret_wipe(cmd, sizeof(cmd));
     return r;
+}
+
+/* Send cmd with the queued lines in front, in one write, and empty the queue. */
+static enum stream_result send_with_queued(struct stream *s, const char *cmd, size_t len,
+                                           struct errbuf *err)
+{
+    char all[STREAM_MAX_QUEUED + STREAM_MAX_COMMAND + 3];
+    size_t q = s->queued_len;
+    enum stream_result r;
+
+    if (q == 0)
+        return send_bytes(s, cmd, len, err);
+    memcpy(all, s->queued, q);
+    memcpy(all + q, cmd, len);
+    s->queued_len = 0;
+    r = send_bytes(s, all, q + len, err);
+    secret_wipe(all, q + len);
+    return r;
+}
+
+enum stream_result stream_queue_line(struct stream *s, struct errbuf *err, const char *fmt, ...)
+{
+    char line[STREAM_MAX_QUEUED];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n + 2 > sizeof(s->queued) - s->queued_len ||
+        !lines_are_clean(line, (size_t)n, 0)) {
+        errbuf_set(err, "internal error: cannot queue a command line");
+        return STREAM_EINVAL;
+    }
+    if (!stream_may_send_credentials(s, err))
+        return STREAM_EINSECURE;
+    trace(s, "C:", line, (size_t)n);
+    memcpy(s->queued + s->queued_len, line, (size_t)n);
+    memcpy(s->queued + s->queued_len + (size_t)n, "\r\n", 2);
+    s->queued_len += (size_t)n + 2;
+    return STREAM_OK;
 }
 
 enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char *trace_text,

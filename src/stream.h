@@ -16,6 +16,7 @@
 
 #define STREAM_MAX_LINE 8192
 #define STREAM_MAX_COMMAND 4096
+#define STREAM_MAX_QUEUED 256
 
 enum stream_result {
     STREAM_OK,
@@ -56,6 +57,10 @@ struct stream {
     uint64_t in_total;
     uint64_t fence;
     bool line_stale;
+    /* Lines queued by stream_queue_line, CRLF-terminated, that go out in front of the next
+     * command in the same write. */
+    char queued[STREAM_MAX_QUEUED];
+    size_t queued_len;
     size_t start, end; /* unread bytes are buf[start, end) */
     size_t buf_used;   /* high-water mark of buf, what stream_close must wipe */
     size_t line_used;  /* likewise for line */
@@ -105,6 +110,16 @@ enum stream_result stream_skip(struct stream *s, size_t n, struct errbuf *err);
  * Returns STREAM_OK, STREAM_EINVAL, STREAM_ETIMEOUT, STREAM_EIO, STREAM_EEOF, STREAM_EPROTO. */
 enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char *trace_text,
                                 const char *fmt, ...) MA_PRINTF(4, 5);
+
+/* Queue one command line that carries no credentials (IMAP ID, CAPABILITY, POP3 XCLIENT) to go
+ * out in front of the next command sent, in the same write: pipelined, it costs no round trip.
+ * The caller must then read its reply before the next command's (the fence covers both: neither
+ * reply can be taken from bytes the server sent before they went out). It is queued only when
+ * the cleartext rule allows credentials on this connection, as it goes out with the login.
+ * Returns STREAM_OK, STREAM_EINVAL (CR/LF/NUL, or the queue is full: nothing queued) or
+ * STREAM_EINSECURE. */
+enum stream_result stream_queue_line(struct stream *s, struct errbuf *err, const char *fmt, ...)
+    MA_PRINTF(3, 4);
 
 /* Send one line carrying credentials (see enum creds_progress), the only way anything derived
  * from the password leaves the client. It first applies the cleartext rule

@@ -178,7 +178,11 @@ static SSL_CTX *new_context(const struct tls_options *opt, struct errbuf *err)
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_AUTO_RETRY);
+    /* No AUTO_RETRY (OpenSSL's default): with it one SSL_read() goes on to the next record by
+     * itself after a record without application data (a KeyUpdate, a ticket) for as long as one
+     * is readable, so a peer sending nothing else never lets the read return to see the deadline.
+     * Without it the read returns WANT_READ after each such record and net_wait checks. */
+    SSL_CTX_clear_mode(ctx, SSL_MODE_AUTO_RETRY);
     SSL_CTX_set_verify(ctx, opt->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     if (opt->verify && load_trust(ctx, opt, err) != TLS_OK) {
         SSL_CTX_free(ctx);

@@ -2,6 +2,7 @@
 libpam against Dovecot (and fake servers where a count of connections is the evidence)."""
 import os
 import socket
+import threading
 
 import pytest
 
@@ -381,6 +382,46 @@ def test_config_through_a_symlink_is_refused(pam, dv, pki, tmp_path):
     link = str(tmp_path / "link.conf")
     os.symlink(path, link)
     unsafe_config_refused(pam, link, "cannot open")
+
+
+def test_relative_config_path_is_refused(pam, dv, pki):
+    """config= relative to the caller's working directory (su run from a directory the user
+    chose) would let the user pick the file; the module refuses it before opening anything. The
+    same file by its absolute path works, so only the path's form is refused."""
+    path = pam.write_config(config(pki, imap_dv(dv)))
+    assert pam.run(None, "alice", "s3cret", config_path=path).code == "PAM_SUCCESS"
+    relative = os.path.relpath(path)
+    assert not relative.startswith("/")
+    r = pam.run(None, "alice", "s3cret", config_path=relative)
+    assert r.code == "PAM_SERVICE_ERR", r
+    assert "config=%s is not an absolute path; refused" % relative in r.log_text(), r
+
+
+def test_config_that_is_a_fifo_is_refused_without_waiting(pam, tmp_path):
+    """A named pipe where the config should be: open() without O_NONBLOCK waits for a writer
+    before fstat() can see that it is no regular file, so whoever can create it at that path
+    hangs every login with no deadline (sshd, su). The module must refuse it at once. A helper
+    opens the write end if the login has not ended within a generous bound (so a broken module
+    does not hang the suite), and the test fails if it had to."""
+    path = str(tmp_path / "fifo.conf")
+    os.mkfifo(path, 0o644)
+    ended, released = threading.Event(), threading.Event()
+
+    def release_after_bound():
+        if not ended.wait(scaled(20)):
+            released.set()
+            with open(path, "w"):
+                pass
+    helper = threading.Thread(target=release_after_bound)
+    helper.start()
+    try:
+        r = pam.run(None, "alice", "s3cret", config_path=path)
+    finally:
+        ended.set()
+        helper.join()
+    assert not released.is_set(), "the module waited for a writer on the config FIFO"
+    assert r.code == "PAM_SERVICE_ERR", r
+    assert "%s: not a regular file" % path in r.log_text(), r
 
 
 CONFIG_MAX_BYTES = 256 * 1024   # src/config.h

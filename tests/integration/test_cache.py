@@ -17,6 +17,7 @@ import time
 import pytest
 
 import dovecot
+import pamrun
 from conftest import USERS
 from fakeserver import FakeServer
 from helpers import config as plain_config
@@ -595,6 +596,41 @@ def test_hostile_store_is_ignored(pam, dv, pki, cache_dir, damage, logged):
     # and the right password still works, through the server
     r = pam.run(cfg, "alice", "s3cret")
     assert r.code == "PAM_SUCCESS" and "server=dv" in final_line(r)[1], r
+
+
+def test_base_dir_made_by_root_serves_a_service_of_another_uid(pam, dv, pki, module, workdir):
+    """The Apache setup of pam_mailauth.conf(5): root's first login creates the base directory
+    (0711), the admin makes the web server's own subdirectory once, and the web server's logins,
+    as another uid, use it. Only the search bit of 0711 is open to that uid: a base directory
+    opened for reading would turn its cache off for good."""
+    assert os.geteuid() == 0, "this case needs root (another uid): FAILED, not skipped"
+    nobody = 65534
+    top = tempfile.mkdtemp(prefix="cache-uid-", dir=workdir)   # reachable by uid 65534
+    os.chmod(top, 0o755)
+    base = os.path.join(top, "cache")
+    cfg = config(pki, dv_imap(dv), head=cache_section(base, ttl=300))
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    assert os.stat(base).st_mode & 0o777 == 0o711 and len(records(base)) == 1
+    os.mkdir(os.path.join(base, str(nobody)), 0o700)   # install -d -o www-data -m 0700 DIR/33
+    os.chown(os.path.join(base, str(nobody)), nobody, nobody)
+    runner_dir = tempfile.mkdtemp(prefix="runner-", dir=top)
+    os.chmod(runner_dir, 0o755)
+    as_nobody = pamrun.PamRunner(module, runner_dir, preload=pam.preload, wrapper=[
+        "setpriv", "--reuid=%d" % nobody, "--regid=%d" % nobody, "--clear-groups"] + pam.wrapper)
+    path = as_nobody.write_config(cfg)
+    r = as_nobody.run(None, "alice", "s3cret", config_path=path)
+    assert r.code == "PAM_SUCCESS" and "server=dv" in final_line(r)[1], r
+    assert "cache off" not in r.log_text(), r
+    mark = dv.log_size()
+    r = as_nobody.run(None, "alice", "s3cret", config_path=path)
+    assert r.code == "PAM_SUCCESS" and "source=cache" in final_line(r)[1], r
+    barrier(dv, pam, mark)
+    assert logins(dv, "alice", mark) == 0, dv.log_since(mark)
+    assert len(glob.glob(os.path.join(base, str(nobody), "*"))) >= 1
+    for path in glob.glob(os.path.join(base, "*", "*")):
+        with open(path, "rb") as f:
+            assert b"s3cret" not in f.read(), path
 
 
 # ---- many threads and processes at once ----

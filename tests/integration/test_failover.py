@@ -84,10 +84,16 @@ def failover_case(pam, pki, fake, dead_servers, live_server):
     direct_cfg = config(pki, live_server, timeout=ct + seconds(2), connect_timeout=ct)
     failover_cfg = config(pki, *(dead_servers + [live_server]), timeout=ct + seconds(2),
                           connect_timeout=ct)
-    direct = best_of(3, lambda: pam.run(direct_cfg, "alice", PW))
-    failover = best_of(3, lambda: pam.run(failover_cfg, "alice", PW))
+    runs = []
+
+    def run(cfg):
+        runs.append(pam.run(cfg, "alice", PW))
+        return runs[-1]
+    direct = best_of(3, lambda: run(direct_cfg))
+    failover = best_of(3, lambda: run(failover_cfg))
     # The password went to the live server only, once per login.
-    assert fake.received.count(PW.encode()) == 6
+    assert fake.received.count(PW.encode()) == 6, "%r\n%s" % (
+        fake.received, "\n".join(r.log_text() for r in runs))
     return direct, failover
 
 

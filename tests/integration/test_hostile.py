@@ -617,6 +617,38 @@ def test_echo_of_the_apop_digest_is_redacted(pam, pki, upper):
     assert_nothing_logged(r, ECHO_PW)
 
 
+@pytest.mark.parametrize("caps", ["IMAP4rev1", "IMAP4rev1 LITERAL+"])
+def test_password_literal_length_is_not_in_the_debug_trace(pam, pki, caps):
+    """The length a literal announces for the password is credential-derived (the cleartext rule
+    counts it): the debug trace of the LOGIN must not show it, synchronizing or not. The user
+    name's literal may show its length."""
+    user = "j\u00fcrgen"
+    n = len(UTF8_PW.encode("utf-8"))
+
+    def script(conn):
+        imap_greet(conn, caps)
+        line = conn.readline(scaled(5))
+        if line is None:
+            return
+        if not line.endswith(b"+}"):
+            conn.line("+ go ahead")
+            line = conn.readline(scaled(5))
+            if line is None:
+                return
+        if not line.endswith(b"+}"):
+            conn.line("+ go ahead")
+        conn.readline(scaled(5))
+        conn.line("A1 NO [AUTHENTICATIONFAILED] no")
+        conn.drain(scaled(0.5))
+    with FakeServer(script) as fake:
+        r = pam.run(cfg(pki, fake, "imap"), user, UTF8_PW)
+    finished(fake)
+    assert r.code == "PAM_AUTH_ERR", r
+    assert b"{%d" % n in fake.received          # the literal was announced on the wire
+    assert "{%d" % len(user.encode("utf-8")) in r.log_text(), r   # the trace ran
+    assert "{%d}" % n not in r.log_text() and "{%d+}" % n not in r.log_text(), r
+
+
 def test_bye_echo_is_redacted(pam, pki):
     """An untagged BYE quoting the password, then the connection closes: the BYE text becomes the
     reason."""

@@ -15,12 +15,13 @@ import math
 import re
 import shlex
 import socket
+import time
 
 import pytest
 
 import netns
 from fakeserver import FakeServer
-from helpers import SCALE, config, hosts, server
+from helpers import SCALE, config, hosts, scaled, server
 
 PW = "s3cret"
 CAPS = "IMAP4rev1 LITERAL+ AUTH=PLAIN"
@@ -215,3 +216,40 @@ def test_literal_addresses_and_hosts_file_never_query_dns(root_net, pam, pki, tm
                 assert r.code == "PAM_SUCCESS", r
                 assert dns_queries(recorder) == [], "%s sent a DNS query" % host
         recorder.close()
+
+
+def test_reconnect_after_apop_does_not_start_a_login_in_clear(root_net, pam, pki, tmp_path):
+    """A name with a loopback address and a remote one, plain POP3, cleartext not allowed: the
+    loopback server refuses APOP and drops the line, and no longer listens, so the module's
+    reconnect (RFC 1939 allows starting over) lands on the remote address. Credentials may not
+    go there in clear, and the login must not even start: no USER with the name."""
+    name = "mixed.test"
+    stopped = []
+
+    def loopback_refuses_apop(conn):
+        conn.line("+OK POP3 ready <1896.697170952@mixed.test>")
+        line = conn.readline()
+        assert line is not None and line.startswith(b"APOP alice "), line
+        # The reconnect must go elsewhere. The accept thread's select() holds the listening
+        # socket until its 50 ms poll ends: only then does the port refuse connections.
+        conn.server.sock.close()
+        time.sleep(0.3)
+        stopped.append(True)
+        conn.line("-ERR [AUTH] APOP not available")
+
+    def remote_records(conn):
+        conn.line("+OK POP3 ready")
+        conn.readline(timeout=scaled(2))
+
+    with netns.NetNs() as ns, FakeServer(loopback_refuses_apop) as local:
+        with FakeServer(remote_records, sock=ns.listen(port=local.port)) as remote:
+            use_private_files(pam, private_files(
+                tmp_path, "127.0.0.1 %s\n%s %s\n" % (name, remote.host, name)))
+            r = pam.run(config(pki, server("mixed", "pop3", hosts(name), local.port)),
+                        "alice", PW)
+            assert stopped, r
+            assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+            assert "cleartext" in r.log_text(), r
+            assert remote.connections == 1, r
+            assert b"USER" not in remote.received and PW.encode() not in remote.received, \
+                remote.received

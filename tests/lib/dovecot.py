@@ -35,8 +35,7 @@ protocols = imap pop3
 listen = 127.0.0.1, ::1
 auth_mechanisms = {mechanisms}
 disable_plaintext_auth = no
-auth_failure_delay = 0
-auth_cache_size = 0
+{failure_delay}auth_cache_size = 0
 auth_verbose = yes
 # Keep user names as sent (Dovecot lowercases by default), so case mapping is really tested.
 auth_username_format = %u
@@ -46,7 +45,7 @@ ssl_key = <{key}
 ssl_min_protocol = TLSv1.2
 mail_location = maildir:{d}/mail/%u
 mail_max_userip_connections = 1000
-login_trusted_networks =
+login_trusted_networks = {trusted}
 {user_settings}
 passdb {{
   driver = passwd-file
@@ -76,12 +75,16 @@ service pop3-login {{
   }}
   process_min_avail = 1
 {login_tuning}}}
-{mail_services}service anvil {{
+{mail_services}{anvil}"""
+
+# Without the anvil penalty (a wrong password from an address would slow every later login from
+# it by up to 15 s); brute_force_defaults keeps Dovecot's own.
+NO_PENALTY = """service anvil {
   chroot =
-  unix_listener anvil-auth-penalty {{
+  unix_listener anvil-auth-penalty {
     mode = 0
-  }}
-}}
+  }
+}
 """
 
 
@@ -96,7 +99,13 @@ MAIL_SERVICES = "".join(
 class Dovecot:
     """Start with Dovecot(directory, users, cert, key).start(); stop() kills it."""
 
-    def __init__(self, directory, users, cert, key, extra="", apop=True, fast=False):
+    def __init__(self, directory, users, cert, key, extra="", apop=True, fast=False,
+                 brute_force_defaults=False, trusted=""):
+        """brute_force_defaults: keep Dovecot's auth_failure_delay (2 s) and anvil penalty (up to
+        15 s per client address) instead of zeroing them. trusted: login_trusted_networks, whose
+        IMAP ID x-originating-ip and POP3 XCLIENT Dovecot believes."""
+        self.brute_force_defaults = brute_force_defaults
+        self.trusted = trusted
         self.d = directory
         self.apop = apop
         self.fast = fast
@@ -133,6 +142,10 @@ class Dovecot:
                            mechanisms="plain login apop" if self.apop else "plain login",
                            login_tuning=LOGIN_TUNING if self.fast else "",
                            mail_services=MAIL_SERVICES if self.fast else "",
+                           failure_delay=("" if self.brute_force_defaults
+                                          else "auth_failure_delay = 0\n"),
+                           anvil="" if self.brute_force_defaults else NO_PENALTY,
+                           trusted=self.trusted,
                            **self.ports) + self.extra
         self.conf = os.path.join(self.d, "dovecot.conf")
         with open(self.conf, "w") as f:

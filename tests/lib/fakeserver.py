@@ -84,6 +84,15 @@ class Conn:
         raw, self.buf = self.buf.split(b"\n", 1)
         return raw.rstrip(b"\r")
 
+    def one_write(self, timeout=None):
+        """The complete lines of what one read returned (one recv, or one TLS record): what the
+        client sent in one write, e.g. a command pipelined with the login. A client that sends
+        one line per write shows one line here. Raises ScriptError when nothing came."""
+        if not self._fill(scaled(10) if timeout is None else timeout):
+            raise ScriptError("the client sent nothing")
+        raw, _, self.buf = self.buf.rpartition(b"\r\n")
+        return raw.split(b"\r\n") if raw else []
+
     def expect(self, prefix):
         got = self.readline()
         if got is None or not got.upper().startswith(prefix.upper().encode()):

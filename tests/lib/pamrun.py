@@ -207,7 +207,8 @@ class PamRunner:
         return proc.returncode, output
 
     def run(self, config, user, password, args=("debug",), config_path=None, timeout=None,
-            stdin=None, service_line=None, operation="authenticate", env=None):
+            stdin=None, service_line=None, operation="authenticate", env=None, rhost=None):
+        """rhost: PAM_RHOST, set with pamtester -I rhost=..."""
         register_secret(password, user)
         if stdin is not None:
             for typed in stdin.split(b"\n"):
@@ -215,6 +216,7 @@ class PamRunner:
                     register_secret(typed, user)
         path = config_path or self.write_config(config)
         svc = tempfile.mkdtemp(prefix="svc-", dir=self.workdir)
+        os.chmod(svc, 0o755)   # a wrapper may run pamtester as another uid
         line = service_line or "auth required %s config=%s %s" % (self.module, path,
                                                                    " ".join(args))
         with open(os.path.join(svc, "mailtest"), "w") as f:
@@ -225,7 +227,8 @@ class PamRunner:
         if stdin is None:
             stdin = password.encode("utf-8") + b"\n"
         start = time.monotonic()
-        proc = subprocess.run(self.wrapper + ["pamtester", "mailtest", user, operation],
+        items = ["-I", "rhost=" + rhost] if rhost is not None else []
+        proc = subprocess.run(self.wrapper + ["pamtester"] + items + ["mailtest", user, operation],
                               input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               env=env, timeout=timeout or 60 * SCALE)
         elapsed = time.monotonic() - start

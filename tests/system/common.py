@@ -17,6 +17,8 @@ SOURCE_ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
+from manpage import man_examples  # noqa: E402,F401  (tests/lib; the tests import it from here)
+
 SSH_USER = "mailauth-ssh"   # a local account (only inside the test's sandbox) and a mail user
 USERS = {
     "alice": "s3cret",
@@ -46,28 +48,6 @@ def run(argv, timeout=120, **kwargs):
     kwargs.setdefault("stderr", subprocess.STDOUT)
     kwargs.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.run(argv, timeout=timeout, text=True, errors="replace", **kwargs)
-
-
-def man_examples(title):
-    """The .EX/.EE blocks under the .SS heading of man/pam_mailauth.8 that contains title."""
-    with open(os.path.join(SOURCE_ROOT, "man", "pam_mailauth.8")) as f:
-        page = f.read()
-    blocks, inside, current, in_section = [], False, [], False
-    for line in page.splitlines():
-        if line.startswith((".SS", ".SH")):
-            if in_section:
-                break
-            in_section = line.startswith(".SS") and title in line
-        elif in_section and line == ".EX":
-            inside, current = True, []
-        elif in_section and line == ".EE":
-            inside = False
-            blocks.append("\n".join(current) + "\n")
-        elif inside:
-            current.append(line.replace("\\-", "-").replace("\\(dq", '"').replace("\\e", "\\"))
-    if not blocks:
-        raise AssertionError("man/pam_mailauth.8 has no example under a heading with %r" % title)
-    return blocks
 
 
 def snapshot(*paths):

@@ -1,109 +1,43 @@
 """Apache httpd with mod_authnz_pam: HTTP Basic authentication through the module.
 
-A private Apache (its own config, pid file and logs in a temp dir, a loopback high port; never
-the system's apache2 service) runs in a sandbox whose /etc/pam.d/mailauth-web is the man page's
-example. The <Location> blocks are the man page's too: /private as shown, /cached with
-mod_authn_socache in front.
+A private Apache (tests/lib/apache.py: its own config, pid file and logs in a temp dir, a loopback
+high port; never the system's apache2 service) runs in a sandbox whose /etc/pam.d/mailauth-web is
+the man page's example. The <Location> blocks are the man page's too: /private as shown, /cached
+with mod_authn_socache in front.
 """
-import base64
-import http.client
 import os
-import subprocess
 
 import pytest
 
-import sandbox
-from common import LOG_TEXTS, USERS, logins, man_examples, need, run, write_root_file
-from dovecot import free_port, wait_port
+import apache as httpd
+from common import LOG_TEXTS, USERS, logins, man_examples, need, write_root_file
+from dovecot import wait_port
 from helpers import closed_port, config, hosts, scaled, server
-from sandbox import Sandbox
-
-MODULES = "/usr/lib/apache2/modules"
-LOADS = ["mpm_event", "authz_core", "authz_user", "authn_core", "auth_basic", "authnz_pam",
-         "authn_socache", "socache_shmcb"]
 
 
-class Apache:
-    def __init__(self, workdir, module):
-        self.dir = os.path.join(workdir, "apache")
-        for sub in ("htdocs/private", "htdocs/cached", "run"):
-            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
-        for sub in ("private", "cached"):
-            with open(os.path.join(self.dir, "htdocs", sub, "index.html"), "w") as f:
-                f.write("%s page\n" % sub)
-        run(["chmod", "-R", "a+rX", self.dir], check=True)
-        self.mail_conf = os.path.join(self.dir, "mail.conf")
-        self.error_log = os.path.join(self.dir, "error.log")
-        self.port = free_port()
-        self.sandbox = Sandbox(os.path.join(self.dir, "view"))
-        service, location = man_examples("mod_authnz_pam")
-        self.sandbox.pam_service("mailauth-web", service.replace(
-            "pam_mailauth.so", "%s config=%s" % (module, self.mail_conf)))
-        cached = man_examples("mod_authn_socache")[0].replace("<Location /private>",
-                                                              "<Location /cached>")
-        self.config = os.path.join(self.dir, "httpd.conf")
-        with open(self.config, "w") as f:
-            f.write("\n".join([
-                "ServerRoot " + self.dir,
-                "ServerName localhost",
-                "Listen 127.0.0.1:%d" % self.port,
-                "PidFile " + os.path.join(self.dir, "run", "httpd.pid"),
-                "DefaultRuntimeDir " + os.path.join(self.dir, "run"),
-                "ErrorLog " + self.error_log,
-                "LogLevel warn authnz_pam:info",
-                "User www-data",
-                "Group www-data",
-                "DocumentRoot " + os.path.join(self.dir, "htdocs"),
-                ""] + ["LoadModule %s_module %s/mod_%s.so" % (m, MODULES, m) for m in LOADS]))
-            f.write("\n" + location + cached)
-        self.proc = None
-
-    def start(self):
-        check = self.sandbox.run(["apache2", "-t", "-f", self.config],
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert check.returncode == 0, "apache2 -t: " + check.stdout
-        self.proc = self.sandbox.popen(["apache2", "-DFOREGROUND", "-f", self.config])
-        if not wait_port(self.port, timeout=scaled(10)):
-            self.stop()
-            raise RuntimeError("apache2 did not listen on %d: %s" % (self.port, self.log_text()))
-        return self
-
-    def stop(self):
-        if self.proc is not None:
-            sandbox.stop(self.proc)
-        self.proc = None
-        LOG_TEXTS.append(self.log_text())
-
-    def log_text(self):
-        try:
-            with open(self.error_log, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def get(self, path, user=None, password=None):
-        headers = {}
-        if user is not None:
-            token = base64.b64encode((user + ":" + password).encode("utf-8")).decode("ascii")
-            headers["Authorization"] = "Basic " + token
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=scaled(30))
-        try:
-            conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
-            return response.status, response.read().decode("utf-8", "replace")
-        finally:
-            conn.close()
+def make_apache(workdir, module, mail_conf):
+    service, location = man_examples("mod_authnz_pam")
+    cached = man_examples("mod_authn_socache")[0].replace("<Location /private>",
+                                                          "<Location /cached>")
+    return httpd.Apache(
+        os.path.join(workdir, "apache"),
+        {"mailauth-web": service.replace("pam_mailauth.so",
+                                         "%s config=%s" % (module, mail_conf))},
+        {"private": location, "cached": cached}, timeout=scaled(30))
 
 
 @pytest.fixture(scope="module")
 def apache(workdir, module, dv, pki):
-    need("apache2", MODULES + "/mod_authnz_pam.so", "unshare")
-    a = Apache(workdir, module)
-    write_root_file(a.mail_conf, config(pki, server("dv", "imap", hosts("127.0.0.1"),
-                                                    dv.ports["imap"])))
-    a.start()
-    yield a
-    a.stop()
+    need(*httpd.NEEDS)
+    mail_conf = write_root_file(os.path.join(workdir, "apache-mail.conf"), config(
+        pki, server("dv", "imap", hosts("127.0.0.1"), dv.ports["imap"])))
+    a = make_apache(workdir, module, mail_conf)
+    a.mail_conf = mail_conf
+    try:
+        a.start()
+        yield a
+    finally:
+        LOG_TEXTS.append(a.stop())
     assert not wait_port(a.port, timeout=0.5), "apache2 still listening after stop"
 
 

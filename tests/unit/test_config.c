@@ -212,6 +212,33 @@ static void test_load_file(void)
     rmdir(dir);
 }
 
+static void test_forward_client_ip(void)
+{
+    struct mailauth_config *cfg = NULL;
+    const char *text = "server a { protocol = imap\n host = \"a.example\" }\n"
+                       "server b { protocol = pop3\n host = \"b.example\"\n"
+                       " forward_client_ip = never }\n";
+
+    CHECK(parse(text, &cfg) == CONFIG_OK);
+    if (cfg != NULL)
+        CHECK(cfg->servers[0].forward_client_ip && !cfg->servers[1].forward_client_ip);
+    config_free(cfg);
+    cfg = NULL;
+    /* the global value is the default of every server that does not set its own, wherever it
+     * stands in the file */
+    text = "server a { protocol = imap\n host = \"a.example\" }\n"
+           "server b { protocol = imap\n host = \"b.example\"\n forward_client_ip = auto }\n"
+           "forward_client_ip = never\n";
+    CHECK(parse(text, &cfg) == CONFIG_OK);
+    if (cfg != NULL)
+        CHECK(!cfg->servers[0].forward_client_ip && cfg->servers[1].forward_client_ip);
+    config_free(cfg);
+    EXPECT_INVALID("forward_client_ip = yes\nserver a { protocol = imap\n host = \"a\" }\n",
+                   "forward_client_ip");
+    EXPECT_INVALID("server a { protocol = imap\n host = \"a\"\n forward_client_ip = on }\n",
+                   "t.conf:3: server \"a\": forward_client_ip \"on\" is not auto or never");
+}
+
 int main(void)
 {
     test_minimal_defaults();
@@ -220,5 +247,6 @@ int main(void)
     test_invalid_cases();
     test_nul_and_comments();
     test_load_file();
+    test_forward_client_ip();
     return check_summary("config");
 }

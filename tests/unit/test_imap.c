@@ -59,7 +59,13 @@ static void test_caps(void)
           !c.literal_minus);
     c = (struct imap_caps){0};
     imap_caps_parse(S("AUTH=PLAINX STARTTLSX LITERAL-"), &c);
-    CHECK(c.known && !c.auth_plain && !c.starttls && c.literal_minus);
+    CHECK(c.known && !c.auth_plain && !c.starttls && c.literal_minus && !c.id);
+    c = (struct imap_caps){0};
+    imap_caps_parse(S("IMAP4rev1 id"), &c);
+    CHECK(c.id);
+    c = (struct imap_caps){0};
+    imap_caps_parse(S("IDLE IDX X-ID"), &c);
+    CHECK(c.known && !c.id);
 
     c = (struct imap_caps){0};
     CHECK(imap_parse_reply(S("* OK [CAPABILITY IMAP4rev1 STARTTLS] hi"), "", &r));
@@ -97,7 +103,7 @@ static void test_quote(void)
 static void test_sasl_plain(void)
 {
     char out[SASL_PLAIN_B64_MAX];
-    struct login_creds c = {S("tim"), S("tanstaaftanstaaf")};
+    struct login_creds c = {S("tim"), S("tanstaaftanstaaf"), NULL};
 
     /* RFC 4616 section 4 example: "\0tim\0tanstaaftanstaaf" */
     CHECK(sasl_plain_encode(&c, out, sizeof(out)) > 0);

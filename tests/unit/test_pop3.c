@@ -91,6 +91,20 @@ static void test_capa(void)
     CHECK(!c.user);
 }
 
+static void test_greeting_xclient(void)
+{
+    CHECK(pop3_greeting_offers_xclient(S("+OK [XCLIENT] Dovecot (Debian) ready. <1.2@vm>")));
+    CHECK(pop3_greeting_offers_xclient(S("+OK [xclient] ready")));
+    CHECK(pop3_greeting_offers_xclient(S("+OK [XCLIENT]")));
+    CHECK(!pop3_greeting_offers_xclient(S("+OK Dovecot ready. <1.2@vm>")));
+    CHECK(!pop3_greeting_offers_xclient(S("+OK ready [XCLIENT]"))); /* not a response code */
+    CHECK(!pop3_greeting_offers_xclient(S("+OK [XCLIENTS] ready")));
+    CHECK(!pop3_greeting_offers_xclient(S("+OK [XCLIENT ready"))); /* never closed */
+    CHECK(!pop3_greeting_offers_xclient(S("-ERR [XCLIENT] no")));
+    CHECK(!pop3_greeting_offers_xclient(S("+OK [")));
+    CHECK(!pop3_greeting_offers_xclient(S("")));
+}
+
 int main(void)
 {
     test_classify();
@@ -98,5 +112,6 @@ int main(void)
     test_timestamp();
     test_digest();
     test_capa();
+    test_greeting_xclient();
     return check_summary("pop3");
 }

@@ -9,7 +9,7 @@
 #define S(x) x, strlen(x)
 
 static const char pw[] = "s3cret-pw";
-static const struct login_creds ascii = {"alice", 5, pw, sizeof(pw) - 1};
+static const struct login_creds ascii = {"alice", 5, pw, sizeof(pw) - 1, NULL};
 
 /* True when no run of min bytes of secret appears in text. */
 static int no_fragment(const char *text, const char *secret, size_t min)
@@ -46,7 +46,7 @@ static void test_plain_echo(void)
 static void test_utf8_echo(void)
 {
     static const char utf8[] = "correct-h\xc3\xb6rse-battery";
-    const struct login_creds c = {"bob", 3, utf8, sizeof(utf8) - 1};
+    const struct login_creds c = {"bob", 3, utf8, sizeof(utf8) - 1, NULL};
     struct redact_set rs;
     char out[200];
 
@@ -131,7 +131,7 @@ static void test_base64_forms(void)
 static void test_apop_digest(void)
 {
     static const char tanstaaf[] = "tanstaaf";
-    const struct login_creds c = {"mrose", 5, tanstaaf, sizeof(tanstaaf) - 1};
+    const struct login_creds c = {"mrose", 5, tanstaaf, sizeof(tanstaaf) - 1, NULL};
     struct redact_set rs;
     char out[200];
 
@@ -149,7 +149,7 @@ static void test_apop_digest(void)
 static void test_escape_cannot_rebuild(void)
 {
     static const char q[] = "ab?cd";
-    const struct login_creds c = {"u", 1, q, sizeof(q) - 1};
+    const struct login_creds c = {"u", 1, q, sizeof(q) - 1, NULL};
     struct redact_set rs;
     char out[200];
 

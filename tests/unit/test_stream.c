@@ -299,7 +299,7 @@ static void test_deadline_before_every_read(void)
 static void test_trace_is_redacted(void)
 {
     static const char pw[] = "gr\xc3\xbc\xc3\x9f-s3cret";
-    const struct login_creds c = {"alice", 5, pw, sizeof(pw) - 1};
+    const struct login_creds c = {"alice", 5, pw, sizeof(pw) - 1, NULL};
     struct redact_set rs;
     struct pair p;
     char line[128];
@@ -324,6 +324,53 @@ static void test_trace_is_redacted(void)
     redact_wipe(&rs);
 }
 
+/* A queued line goes out in front of the next command, in the same write (one recv takes
+ * both); the fence covers both replies; the queue obeys the cleartext rule and refuses CR/LF. */
+static void test_queued_line(void)
+{
+    struct pair p;
+    struct errbuf err = {{0}};
+    char got[256];
+
+    if (open_pair(&p, false, later()) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    /* no loopback, no TLS, no allow_cleartext: nothing is queued, nothing leaves */
+    CHECK(stream_queue_line(p.s, &err, "XCLIENT ADDR=%s", "192.0.2.10") == STREAM_EINSECURE);
+    CHECK(stream_sendf(p.s, &err, NULL, "NOOP") == STREAM_OK);
+    CHECK(peer_got(&p, got, sizeof(got)) > 0 && strcmp(got, "NOOP\r\n") == 0);
+    close_pair(&p);
+
+    if (open_pair(&p, true, later()) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    CHECK(stream_queue_line(p.s, &err, "A1 ID (%s)", "x\r\nA9 LOGOUT") == STREAM_EINVAL);
+    CHECK(stream_queue_line(p.s, &err, "A1 CAPABILITY") == STREAM_OK);
+    CHECK(stream_queue_line(p.s, &err, "A2 ID (\"x-originating-ip\" \"%s\")", "192.0.2.10") ==
+          STREAM_OK);
+    peer_says(&p, "* early\r\n");
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "A3 LOGIN <redacted>", "A3 LOGIN u %s",
+                                 "pw") == STREAM_OK);
+    CHECK(peer_got(&p, got, sizeof(got)) > 0 &&
+          strcmp(got, "A1 CAPABILITY\r\nA2 ID (\"x-originating-ip\" \"192.0.2.10\")\r\n"
+                      "A3 LOGIN u pw\r\n") == 0);
+    CHECK(p.o.creds == CREDS_ALL);
+    peer_says(&p, "A1 OK\r\n");
+    CHECK(read_is(&p, "* early", true));
+    CHECK(read_is(&p, "A1 OK", false));
+    /* the queue is empty again */
+    CHECK(stream_sendf(p.s, &err, NULL, "A4 NOOP") == STREAM_OK);
+    CHECK(peer_got(&p, got, sizeof(got)) > 0 && strcmp(got, "A4 NOOP\r\n") == 0);
+    /* a full queue refuses more */
+    for (int i = 0; i < 64; i++)
+        if (stream_queue_line(p.s, &err, "A%d CAPABILITY", i) != STREAM_OK)
+            break;
+    CHECK(stream_queue_line(p.s, &err, "A99 CAPABILITY") == STREAM_EINVAL);
+    close_pair(&p);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -336,5 +383,6 @@ int main(void)
     test_deadline_against_a_flood();
     test_deadline_before_every_read();
     test_trace_is_redacted();
+    test_queued_line();
     return check_summary("stream");
 }
