@@ -145,7 +145,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r.code != NULL && (r.code < p || r.code + r.code_len > p + size))
             abort();
         imap_caps_from_code(&r, &caps);
-        (void)imap_no_is_unavailable(&r);
+        if (r.line != p || r.line_len != size)
+            abort();
     }
     imap_parse_reply(p, size, "", &r);
     imap_caps_parse(p, size, &caps);

@@ -96,6 +96,18 @@ static void note_attempt(struct mailauth_report *rep, const struct login_target 
                  o->reason.text[0] != '\0' ? o->reason.text : proto_result_name(o->result));
 }
 
+/* The server cannot check APOP (Cyrus with saslauthd advertises it all the same): every login
+ * pays its failure delay, and leaves a failed login in the server's log. Say what it costs. */
+static void note_apop_waste(struct mailauth_report *rep, const struct login_target *t,
+                            const struct login_outcome *o, const struct logger *log)
+{
+    rep->apop_wasted_ms = o->apop_wasted_ms;
+    log_msg(log, LOG_NOTICE,
+            "server \"%s\" %s: APOP refused but USER/PASS accepted: set apop = never for this "
+            "server to save %ld ms per login",
+            t->label, o->address, o->apop_wasted_ms);
+}
+
 static enum proto_result try_target(const struct login_target *t, const struct login_creds *c,
                                     const struct logger *log, struct login_outcome *o)
 {
@@ -177,6 +189,8 @@ static enum proto_result login_on(struct walk_ctx *wc, struct walk_conn *conn,
     conn->conn.fd = -1;
     o.result = r;
     record_attempt(wc, &t, &o);
+    if (r == PROTO_OK && o.apop_wasted_ms > 0)
+        note_apop_waste(wc->rep, &t, &o, wc->log);
     return r;
 }
 

@@ -116,7 +116,7 @@ static cfg_t *new_parser(void)
         CFG_END(),
     };
     cfg_opt_t root_opts[] = {
-        CFG_FLOAT("timeout", 10.0, CFGF_NONE),
+        CFG_FLOAT("timeout", 20.0, CFGF_NONE),
         CFG_FLOAT("connect_timeout", 3.0, CFGF_NONE),
         CFG_STR("on_reject", "next", CFGF_NONE),
         CFG_STR("forward_client_ip", "auto", CFGF_NONE),

@@ -7,6 +7,7 @@
 #include "redact.h"
 #include "sasl.h"
 #include "stream.h"
+#include "verdict.h"
 
 /* What one command may be answered with before its tagged reply. Untagged data is legal at any
  * time, but a login needs none: a server that sends more is stalling or attacking, and without a
@@ -115,6 +116,8 @@ bool imap_parse_reply(const char *line, size_t len, const char *tag, struct imap
     const char *sp;
 
     memset(r, 0, sizeof(*r));
+    r->line = line;
+    r->line_len = len;
     if (len == 0)
         return malformed(r);
     if (line[0] == '+' && (len == 1 || line[1] == ' ')) {
@@ -190,22 +193,6 @@ void imap_caps_from_code(const struct imap_reply *r, struct imap_caps *caps)
     imap_caps_parse(r->code + n, r->code_len - n, caps);
 }
 
-bool imap_no_is_unavailable(const struct imap_reply *r)
-{
-    static const char *const codes[] = {"UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT",
-                                        "PRIVACYREQUIRED"};
-
-    if (r->code == NULL)
-        return false;
-    for (size_t i = 0; i < MA_ARRAY_LEN(codes); i++) {
-        size_t n = strlen(codes[i]);
-        if (r->code_len >= n && strncasecmp(r->code, codes[i], n) == 0 &&
-            (r->code_len == n || r->code[n] == ' '))
-            return true;
-    }
-    return false;
-}
-
 bool imap_can_quote(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -273,12 +260,16 @@ struct imap_session {
     unsigned n_pipelined;
     struct imap_caps tls_caps; /* what the CAPABILITY pipelined after STARTTLS listed */
     char bye[160];             /* text of an untagged BYE, if one came (redacted) */
+    enum verdict bye_verdict;  /* what that BYE means should the connection end after it */
     bool creds_begun;          /* a piece of the current command's credentials went out */
 };
 
 static void new_tag(struct imap_session *is)
 {
     snprintf(is->tag, sizeof(is->tag), "A%u", ++is->next_tag);
+    /* A BYE that came before this command (the server carried on) says nothing about it: a
+     * later close must not be explained by an earlier step's BYE. */
+    is->bye[0] = '\0';
 }
 
 static enum proto_result over_budget(struct imap_session *is)
@@ -326,8 +317,11 @@ static enum proto_result absorb_untagged(struct imap_session *is, const struct i
     static const char cap_word[] = "CAPABILITY";
     size_t n = sizeof(cap_word) - 1;
 
-    if (r->status == IMAP_ST_BYE)
+    if (r->status == IMAP_ST_BYE) {
         stream_excerpt(is->s, is->bye, sizeof(is->bye), r->data, r->data_len);
+        is->bye_verdict = verdict_classify(PROTOCOL_IMAP, r->line, r->line_len, true,
+                                           is->out->creds == CREDS_ALL);
+    }
     imap_caps_from_code(r, &is->caps);
     if (r->status == IMAP_ST_NONE && r->data_len >= n && strncasecmp(r->data, cap_word, n) == 0 &&
         (r->data_len == n || r->data[n] == ' ')) {
@@ -340,8 +334,12 @@ static enum proto_result absorb_untagged(struct imap_session *is, const struct i
 static enum proto_result connection_lost(struct imap_session *is, enum stream_result sr)
 {
     if (sr == STREAM_EEOF && is->bye[0] != '\0') {
-        errbuf_set(&is->out->reason, "server said BYE: \"%s\"", is->bye);
-        return PROTO_ETEMP;
+        /* A BYE in place of the answer is no verdict unless it carries a refusal code. */
+        if (is->bye_verdict == VERDICT_REFUSED)
+            verdict_describe(is->bye_verdict, "BYE", is->bye, true, &is->out->reason);
+        else
+            errbuf_set(&is->out->reason, "server said BYE: \"%s\"", is->bye);
+        return verdict_to_proto(is->bye_verdict);
     }
     return stream_result_to_proto(sr);
 }
@@ -745,23 +743,17 @@ static enum proto_result judge(struct imap_session *is, const char *what,
                                const struct imap_reply *r)
 {
     char q[160];
+    enum verdict v;
+    bool closed;
 
     stream_excerpt(is->s, q, sizeof(q), r->code != NULL ? r->code - 1 : r->data,
                    r->code != NULL ? (size_t)(r->data + r->data_len - r->code + 1) : r->data_len);
-    switch (r->status) {
-    case IMAP_ST_OK:
+    if (r->status == IMAP_ST_OK)
         return proto_accept(is->out, what);
-    case IMAP_ST_NO:
-        if (imap_no_is_unavailable(r)) {
-            errbuf_set(&is->out->reason, "server temporarily unavailable (%s): \"%s\"", what, q);
-            return PROTO_ETEMP;
-        }
-        errbuf_set(&is->out->reason, "server refused credentials (%s): \"%s\"", what, q);
-        return PROTO_EAUTHFAIL;
-    default:
-        errbuf_set(&is->out->reason, "server rejected %s as malformed: \"%s\"", what, q);
-        return PROTO_EPROTO;
-    }
+    closed = stream_peer_closed(is->s);
+    v = verdict_classify(PROTOCOL_IMAP, r->line, r->line_len, closed, is->out->creds == CREDS_ALL);
+    verdict_describe(v, what, q, closed, &is->out->reason);
+    return verdict_to_proto(v);
 }
 
 /* With LOGINDISABLED: AUTHENTICATE PLAIN when offered. */

@@ -29,6 +29,8 @@ enum imap_status {
 };
 
 struct imap_reply {
+    const char *line; /* the whole line parsed */
+    size_t line_len;
     enum imap_kind kind;
     enum imap_status status;
     const char *code; /* response code without brackets ("CAPABILITY IMAP4rev1 ..."), or NULL */
@@ -59,10 +61,6 @@ void imap_caps_parse(const char *list, size_t len, struct imap_caps *caps);
 
 /* If a reply's response code is "CAPABILITY ...", fold it into caps. */
 void imap_caps_from_code(const struct imap_reply *r, struct imap_caps *caps);
-
-/* True when a tagged NO carries a code that means "try later" rather than "wrong credentials":
- * UNAVAILABLE, SERVERBUG, INUSE, LIMIT, PRIVACYREQUIRED (RFC 5530). */
-bool imap_no_is_unavailable(const struct imap_reply *r);
 
 /* True when s can travel as an IMAP quoted string: 7-bit, no CR, LF or NUL. Anything else goes
  * as a literal. */

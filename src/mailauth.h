@@ -34,6 +34,10 @@ struct mailauth_report {
     bool creds_sent;   /* some attempt sent anything derived from the password */
     enum mailauth_source source;
     long cache_age_s; /* source cache/offline: seconds since a server confirmed the password */
+    /* Accepted by a POP3 server through USER/PASS after it refused APOP for the same password:
+     * the ms that APOP attempt cost (set apop = never for that server to save them). 0 otherwise.
+     * Logged at LOG_NOTICE by the walk; a probe tool prints it from here. */
+    long apop_wasted_ms;
 };
 
 /* What the caller knows of the end user besides the credentials. */

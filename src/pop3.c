@@ -9,6 +9,7 @@
 #include "redact.h"
 #include "sasl.h"
 #include "stream.h"
+#include "verdict.h"
 
 #define CAPA_MAX_LINES 200
 
@@ -23,20 +24,6 @@ enum pop3_reply pop3_reply_classify(const char *line, size_t len)
     if (len >= 1 && line[0] == '+' && (len == 1 || line[1] == ' '))
         return POP3_REPLY_CONT;
     return POP3_REPLY_INVALID;
-}
-
-bool pop3_err_is_unavailable(const char *line, size_t len)
-{
-    static const char *const codes[] = {"[SYS/TEMP]", "[SYS/PERM]", "[IN-USE]", "[LOGIN-DELAY]"};
-
-    if (len < 6 || line[4] != ' ' || line[5] != '[')
-        return false;
-    for (size_t i = 0; i < MA_ARRAY_LEN(codes); i++) {
-        size_t n = strlen(codes[i]);
-        if (len - 5 >= n && strncasecmp(line + 5, codes[i], n) == 0)
-            return true;
-    }
-    return false;
 }
 
 bool pop3_apop_timestamp(const char *greeting, size_t len, char *out, size_t cap)
@@ -156,6 +143,7 @@ struct pop3_session {
     bool offers_xclient;  /* the greeting carried [XCLIENT] */
     bool xclient_pending; /* XCLIENT went out in front of the last command: its reply comes first */
     char timestamp[POP3_APOP_TIMESTAMP_MAX + 1];
+    long apop_cost_ms; /* APOP refused: its round trip and any reconnect it caused */
 };
 
 /* Read one line of the answer to the command what. Every POP3 line after the greeting answers
@@ -227,19 +215,25 @@ static enum proto_result read_reply(struct pop3_session *ps, const char *what,
     return PROTO_OK;
 }
 
-/* Turn an -ERR to a credential-bearing command into a result. */
-static enum proto_result refused(struct pop3_session *ps, const char *what, const char *line,
-                                 size_t len)
+/* Judge an -ERR to a login step (verdict.c decides what it means; the reason says so).
+ * creds_sent: the step carried the password (APOP, PASS, AUTH PLAIN), not only the name. */
+static enum verdict judge_err(struct pop3_session *ps, const char *what, const char *line,
+                              size_t len, bool closed_after, bool creds_sent)
 {
+    enum verdict v = verdict_classify(PROTOCOL_POP3, line, len, closed_after, creds_sent);
     char q[160];
 
     stream_excerpt(ps->s, q, sizeof(q), line, len);
-    if (pop3_err_is_unavailable(line, len)) {
-        errbuf_set(&ps->out->reason, "server temporarily unavailable (%s): \"%s\"", what, q);
-        return PROTO_ETEMP;
-    }
-    errbuf_set(&ps->out->reason, "server refused credentials (%s): \"%s\"", what, q);
-    return PROTO_EAUTHFAIL;
+    verdict_describe(v, what, q, closed_after, &ps->out->reason);
+    return v;
+}
+
+static enum proto_result refused(struct pop3_session *ps, const char *what, const char *line,
+                                 size_t len)
+{
+    bool creds_sent = ps->out->creds == CREDS_ALL;
+
+    return verdict_to_proto(judge_err(ps, what, line, len, stream_peer_closed(ps->s), creds_sent));
 }
 
 /* Read and judge the reply to a command that carried credentials (APOP, PASS, AUTH PLAIN). */
@@ -411,17 +405,21 @@ static enum proto_result try_auth_plain(struct pop3_session *ps)
     return r == PROTO_OK ? credential_reply(ps, "AUTH PLAIN") : r;
 }
 
-/* USER was refused: if the server has no USER command but SASL PLAIN, use that instead. */
+/* USER was refused. Not a verdict when the server said why it would not look (TLS required,
+ * try later) or hung up; if it has no USER command but SASL PLAIN, use that instead. */
 static enum proto_result after_user_refused(struct pop3_session *ps, const char *line, size_t len)
 {
     struct pop3_caps caps = {0};
     char q[160];
+    enum verdict v = judge_err(ps, "USER", line, len, stream_peer_closed(ps->s), false);
     enum proto_result r;
 
-    if (pop3_err_is_unavailable(line, len))
-        return refused(ps, "USER", line, len);
+    if (v != VERDICT_REFUSED)
+        return verdict_to_proto(v);
     stream_excerpt(ps->s, q, sizeof(q), line, len);
     r = read_capa(ps, &caps);
+    if (r == PROTO_EIO && stream_peer_closed(ps->s)) /* it hung up right after refusing USER */
+        return verdict_to_proto(judge_err(ps, "USER", line, len, true, false));
     if (r != PROTO_OK)
         return r;
     if (!caps.user && caps.sasl_plain)
@@ -455,11 +453,13 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
     if (r == PROTO_EIO && may_reconnect) {
         /* Some servers drop the line after a refused APOP: start over once (RFC 1939 allows
          * it) and read the new greeting before anything else. */
+        int64_t began = clock_now_ms();
         log_debug(ps->log, "%s %s: connection lost after APOP was refused; reconnecting",
                   ps->out->address, ps->t->label);
         stream_close(ps->s);
         ps->s = NULL;
         r = open_for_credentials(ps);
+        ps->apop_cost_ms += (long)(clock_now_ms() - began);
         if (r == PROTO_OK)
             r = forward_client_ip(ps);
         if (r == PROTO_OK)
@@ -489,6 +489,7 @@ static bool apop_usable(const struct pop3_session *ps)
 static enum proto_result login(struct pop3_session *ps)
 {
     bool apop_refused = false;
+    int64_t apop_began;
     enum proto_result r = open_for_credentials(ps);
 
     if (r != PROTO_OK)
@@ -499,17 +500,25 @@ static enum proto_result login(struct pop3_session *ps)
             return r;
     }
     if (apop_usable(ps)) {
+        apop_began = clock_now_ms();
         r = try_apop(ps);
         if (r != PROTO_EAUTHFAIL || ps->t->apop == APOP_ONLY)
             return r;
-        log_debug(ps->log, "%s %s: APOP refused; trying USER/PASS", ps->out->address, ps->t->label);
+        ps->apop_cost_ms = (long)(clock_now_ms() - apop_began);
+        log_debug(ps->log, "%s %s: APOP refused; trying USER/PASS (%s)", ps->out->address,
+                  ps->t->label, ps->out->reason.text);
+        /* The refusal was of APOP, not of the password: it describes nothing from here on. */
+        errbuf_clear(&ps->out->reason);
         apop_refused = true;
     } else if (ps->t->apop == APOP_ONLY) {
         errbuf_set(&ps->out->reason,
                    "apop = only but the greeting carries no usable APOP timestamp");
         return PROTO_EINSECURE;
     }
-    return try_user_pass(ps, apop_refused);
+    r = try_user_pass(ps, apop_refused);
+    if (r == PROTO_OK && apop_refused)
+        ps->out->apop_wasted_ms = ps->apop_cost_ms > 0 ? ps->apop_cost_ms : 1;
+    return r;
 }
 
 enum proto_result pop3_login(const struct login_target *t, const struct login_creds *c,
@@ -525,6 +534,7 @@ enum proto_result pop3_login(const struct login_target *t, const struct login_cr
     enum proto_result r;
 
     errbuf_clear(&out->reason);
+    out->apop_wasted_ms = 0;
     snprintf(out->address, sizeof(out->address), "%s:%u", t->host, t->port);
     redact_init(&ps.rs, c);
     r = login(&ps);

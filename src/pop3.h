@@ -19,10 +19,6 @@ enum pop3_reply {
 
 enum pop3_reply pop3_reply_classify(const char *line, size_t len);
 
-/* True when an -ERR reply carries a response code that means "try later", not "wrong
- * credentials": [SYS/TEMP], [SYS/PERM], [IN-USE], [LOGIN-DELAY] (RFC 2449, RFC 3206). */
-bool pop3_err_is_unavailable(const char *line, size_t len);
-
 /* Find the APOP timestamp in a greeting: "<...@...>", printable ASCII, exactly one '@' with
  * something on both sides, at most POP3_APOP_TIMESTAMP_MAX bytes. Anything else (the
  * CVE-2007-1558 attack surface) yields false and APOP is not used. out gets the timestamp

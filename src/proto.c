@@ -24,8 +24,12 @@ const char *proto_result_name(enum proto_result r)
 
 enum proto_result proto_accept(struct login_outcome *o, const char *what)
 {
-    if (o->creds == CREDS_ALL)
+    if (o->creds == CREDS_ALL) {
+        /* The reason describes the outcome: whatever an earlier step left there (an APOP
+         * refusal before USER/PASS) is no longer true. */
+        errbuf_clear(&o->reason);
         return PROTO_OK;
+    }
     errbuf_set(&o->reason, "server said OK to %s before the password was sent (%s); not a verdict",
                what, o->creds == CREDS_NONE ? "nothing of it sent" : "only partly sent");
     return PROTO_EPROTO;

@@ -77,13 +77,18 @@ struct login_outcome {
     struct errbuf reason;
     enum creds_progress creds; /* of the last mechanism tried in this attempt */
     bool creds_sent;           /* anything credential-derived was sent during this attempt */
+    /* POP3: APOP was refused and USER/PASS then accepted the same password, so the server
+     * cannot check APOP (e.g. Cyrus with saslauthd): what the APOP attempt cost, in ms (its
+     * failure delay and any reconnect). 0 otherwise. */
+    long apop_wasted_ms;
 };
 
 const char *proto_result_name(enum proto_result r);
 
 /* The one gate to success: a server's OK counts only when every byte of the current mechanism's
- * credentials went out. Returns PROTO_OK, or PROTO_EPROTO with o->reason saying the server
- * answered before it had the password (a forged or confused "yes"). what names the step. */
+ * credentials went out. Returns PROTO_OK with o->reason cleared (an earlier step's reason must
+ * not describe a success), or PROTO_EPROTO with o->reason saying the server answered before it
+ * had the password (a forged or confused "yes"). what names the step. */
 enum proto_result proto_accept(struct login_outcome *o, const char *what);
 
 #endif

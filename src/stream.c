@@ -189,6 +189,38 @@ enum stream_result stream_attach(int fd, const struct login_target *target, int6
     return STREAM_OK;
 }
 
+/* Milliseconds since the credentials went out, when their verdict is awaited; -1 otherwise. */
+static long long verdict_wait_ms(const struct stream *s)
+{
+    return s->verdict_since_ms != 0 ? (long long)(clock_now_ms() - s->verdict_since_ms) : -1;
+}
+
+/* A timeout after the password went out is the server withholding its verdict (on purpose, as
+ * failure delays do, or not): say so, it is what an admin tuning timeout needs to see. */
+static void explain_timeout(const struct stream *s, struct errbuf *err, const char *more)
+{
+    long long waited = verdict_wait_ms(s);
+
+    if (waited >= 0)
+        errbuf_set(err, "no verdict within %lld ms after the password was sent (timeout %d ms)%s",
+                   waited, s->target->timeout_ms, more);
+    else
+        errbuf_set(err, "no answer within the %d ms timeout%s", s->target->timeout_ms, more);
+}
+
+static void explain_close(const struct stream *s, struct errbuf *err)
+{
+    long long waited = verdict_wait_ms(s);
+
+    if (waited >= 0)
+        errbuf_set(err,
+                   "connection closed by the server %lld ms after the password was sent, "
+                   "without a verdict",
+                   waited);
+    else
+        errbuf_set(err, "connection closed by the server");
+}
+
 /* Read what the connection has into the buffer, compacting it first; wait until deadline_ms at
  * most (0: do not wait). */
 static enum stream_result read_more(struct stream *s, int64_t deadline_ms, struct errbuf *err)
@@ -207,9 +239,9 @@ static enum stream_result read_more(struct stream *s, int64_t deadline_ms, struc
             tls_read_some(s->tls, s->buf + s->end, sizeof(s->buf) - s->end, &got, deadline_ms, err);
         if (r != TLS_OK) {
             if (r == TLS_ETIMEOUT)
-                errbuf_set(err, "no answer within the %d ms timeout", s->target->timeout_ms);
+                explain_timeout(s, err, "");
             else if (r == TLS_EEOF)
-                errbuf_set(err, "connection closed by the server");
+                explain_close(s, err);
             return from_tls(r);
         }
     } else {
@@ -217,11 +249,11 @@ static enum stream_result read_more(struct stream *s, int64_t deadline_ms, struc
             net_recv_some(s->fd, s->buf + s->end, sizeof(s->buf) - s->end, &got, deadline_ms);
         if (r != NET_OK) {
             if (r == NET_ETIMEOUT)
-                errbuf_set(err, "no answer within the %d ms timeout", s->target->timeout_ms);
+                explain_timeout(s, err, "");
+            else if (r == NET_EEOF)
+                explain_close(s, err);
             else
-                errbuf_set(err, "%s",
-                           r == NET_EEOF ? "connection closed by the server"
-                                         : "connection reset while reading");
+                errbuf_set(err, "connection reset while reading");
             return from_net(r);
         }
     }
@@ -238,8 +270,7 @@ static enum stream_result read_more(struct stream *s, int64_t deadline_ms, struc
 static enum stream_result fill(struct stream *s, struct errbuf *err)
 {
     if (deadline_left_ms(s->deadline_ms) == 0) {
-        errbuf_set(err, "no answer within the %d ms timeout (the server was still sending)",
-                   s->target->timeout_ms);
+        explain_timeout(s, err, " (the server was still sending)");
         return STREAM_ETIMEOUT;
     }
     return read_more(s, s->deadline_ms, err);
@@ -268,6 +299,17 @@ static enum stream_result take_pending(struct stream *s, struct errbuf *err)
     }
     s->fence = s->in_total;
     return STREAM_OK;
+}
+
+bool stream_peer_closed(struct stream *s)
+{
+    struct errbuf ignored;
+    enum stream_result r;
+
+    /* Bounded: the buffer fills (STREAM_EPROTO) before a flood could keep this going. */
+    while ((r = read_more(s, 0, &ignored)) == STREAM_OK)
+        ;
+    return r == STREAM_EEOF;
 }
 
 bool stream_line_is_stale(const struct stream *s)
@@ -390,6 +432,7 @@ static enum stream_result send_command(struct stream *s, struct errbuf *err, con
         errbuf_set(err, "refusing to send a command containing CR, LF or NUL");
         goto out;
     }
+    s->verdict_since_ms = 0; /* a new command: what comes now answers it */
     r = take_pending(s, err);
     if (r != STREAM_OK)
         goto out;
@@ -481,8 +524,10 @@ static enum stream_result send_credential(struct stream *s, struct errbuf *err, 
         if (o->creds == CREDS_NONE)
             o->creds = CREDS_PARTIAL;
     }
-    if (r == STREAM_OK && (part & CRED_LAST) != 0)
+    if (r == STREAM_OK && (part & CRED_LAST) != 0) {
         o->creds = CREDS_ALL;
+        s->verdict_since_ms = clock_now_ms();
+    }
     return r;
 }
 

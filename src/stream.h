@@ -61,6 +61,9 @@ struct stream {
      * command in the same write. */
     char queued[STREAM_MAX_QUEUED];
     size_t queued_len;
+    /* When the last piece of a mechanism's credentials went out, while their verdict is awaited
+     * (no other command since); 0 otherwise. A timeout or close then says so. */
+    int64_t verdict_since_ms;
     size_t start, end; /* unread bytes are buf[start, end) */
     size_t buf_used;   /* high-water mark of buf, what stream_close must wipe */
     size_t line_used;  /* likewise for line */
@@ -97,6 +100,11 @@ enum stream_result stream_read_line(struct stream *s, const char **line, size_t 
  * before it could have seen that command, so it is no reply to it. Whether such a line may be
  * read at all (IMAP untagged data) or must be refused (any reply) is the protocol's call. */
 bool stream_line_is_stale(const struct stream *s);
+
+/* Without waiting: has the server closed the connection? Reads what already arrived into the
+ * buffer (it stays there, unread), so "right after a reply" means "by the time the reply was
+ * read": a close still in flight is not seen. */
+bool stream_peer_closed(struct stream *s);
 
 /* Skip n bytes of payload (an IMAP literal). Same results as stream_read_line. */
 enum stream_result stream_skip(struct stream *s, size_t n, struct errbuf *err);

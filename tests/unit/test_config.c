@@ -18,7 +18,7 @@ static void test_minimal_defaults(void)
     CHECK(parse("server a { protocol = imap\n host = \"mail.example.org\" }\n", &cfg) == CONFIG_OK);
     if (cfg == NULL)
         return;
-    CHECK(cfg->timeout_ms == 10000 && cfg->connect_timeout_ms == 3000);
+    CHECK(cfg->timeout_ms == 20000 && cfg->connect_timeout_ms == 3000);
     CHECK(cfg->on_reject == ON_REJECT_NEXT && cfg->fail_delay_ms == 2000);
     CHECK(cfg->n_servers == 1);
     CHECK_STR(cfg->servers[0].label, "a");

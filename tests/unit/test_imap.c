@@ -3,6 +3,7 @@
 
 #include "check.h"
 #include "imap.h"
+#include "verdict.h"
 #include "sasl.h"
 
 #define S(x) x, strlen(x)
@@ -20,11 +21,12 @@ static void test_parse(void)
     CHECK(r.kind == IMAP_TAGGED && r.status == IMAP_ST_OK);
     CHECK(imap_parse_reply(S("a1 ok done"), "A1", &r) && r.kind == IMAP_OTHER_TAG);
     CHECK(imap_parse_reply(S("A1 no [AUTHENTICATIONFAILED] x"), "A1", &r));
-    CHECK(r.kind == IMAP_TAGGED && r.status == IMAP_ST_NO && !imap_no_is_unavailable(&r));
+    CHECK(r.kind == IMAP_TAGGED && r.status == IMAP_ST_NO &&
+          verdict_classify(PROTOCOL_IMAP, r.line, r.line_len, false, true) == VERDICT_REFUSED);
     CHECK(imap_parse_reply(S("A1 NO [UNAVAILABLE] later"), "A1", &r));
-    CHECK(imap_no_is_unavailable(&r));
+    CHECK(verdict_classify(PROTOCOL_IMAP, r.line, r.line_len, false, true) == VERDICT_TEMPORARY);
     CHECK(imap_parse_reply(S("A1 NO [UNAVAILABLEX] later"), "A1", &r));
-    CHECK(!imap_no_is_unavailable(&r));
+    CHECK(verdict_classify(PROTOCOL_IMAP, r.line, r.line_len, false, true) == VERDICT_REFUSED);
     CHECK(imap_parse_reply(S("A1 BAD"), "A1", &r) && r.status == IMAP_ST_BAD);
     CHECK(imap_parse_reply(S("A12 OK x"), "A1", &r) && r.kind == IMAP_OTHER_TAG);
     CHECK(imap_parse_reply(S("A2 OK x"), "A1", &r) && r.kind == IMAP_OTHER_TAG);

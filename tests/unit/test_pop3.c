@@ -3,6 +3,7 @@
 
 #include "check.h"
 #include "pop3.h"
+#include "verdict.h"
 
 #define S(x) x, strlen(x)
 
@@ -26,13 +27,17 @@ static void test_classify(void)
 
 static void test_unavailable_codes(void)
 {
-    CHECK(pop3_err_is_unavailable(S("-ERR [SYS/TEMP] try later")));
-    CHECK(pop3_err_is_unavailable(S("-ERR [IN-USE] locked")));
-    CHECK(pop3_err_is_unavailable(S("-ERR [LOGIN-DELAY] slow down")));
-    CHECK(pop3_err_is_unavailable(S("-ERR [sys/perm]")));
-    CHECK(!pop3_err_is_unavailable(S("-ERR [AUTH] Authentication failed.")));
-    CHECK(!pop3_err_is_unavailable(S("-ERR nope")));
-    CHECK(!pop3_err_is_unavailable(S("-ERR")));
+    CHECK(verdict_classify(PROTOCOL_POP3, S("-ERR [SYS/TEMP] try later"), false, true) ==
+          VERDICT_TEMPORARY);
+    CHECK(verdict_classify(PROTOCOL_POP3, S("-ERR [IN-USE] locked"), false, true) ==
+          VERDICT_TEMPORARY);
+    CHECK(verdict_classify(PROTOCOL_POP3, S("-ERR [LOGIN-DELAY] slow down"), false, true) ==
+          VERDICT_TEMPORARY);
+    CHECK(verdict_classify(PROTOCOL_POP3, S("-ERR [sys/perm]"), false, true) == VERDICT_TEMPORARY);
+    CHECK(verdict_classify(PROTOCOL_POP3, S("-ERR [AUTH] Authentication failed."), false, true) !=
+          VERDICT_TEMPORARY);
+    CHECK(verdict_classify(PROTOCOL_POP3, S("-ERR nope"), false, true) != VERDICT_TEMPORARY);
+    CHECK(verdict_classify(PROTOCOL_POP3, S("-ERR"), false, true) != VERDICT_TEMPORARY);
 }
 
 static void test_timestamp(void)

@@ -4,6 +4,7 @@
  * - credentials obey the cleartext rule and their progress is recorded; nothing goes to a server
  *   that already closed the connection or flooded it;
  * - the one gate to success (proto_accept) needs every byte of the credentials sent;
+ * - after the last piece of credentials a timeout or close says the verdict was withheld;
  * - the deadline holds against a peer that never lets a read block;
  * - traces are redacted. */
 #include <errno.h>
@@ -171,6 +172,52 @@ static void test_progress(void)
     CHECK(stream_send_credential(p.s, &err, CRED_FIRST, "x", "x") == STREAM_OK);
     CHECK(p.o.creds == CREDS_PARTIAL);
     peer_got(&p, got, sizeof(got));
+    close_pair(&p);
+}
+
+/* After the last piece of credentials, a timeout or a close is a verdict withheld and says so;
+ * once another command went out it is an ordinary one again. stream_peer_closed sees a close
+ * that already arrived, without waiting. */
+static void test_verdict_wait_and_peer_closed(void)
+{
+    struct pair p;
+    struct errbuf err = {{0}};
+    const char *line;
+    size_t len;
+
+    if (open_pair(&p, true, clock_now_ms() + 200) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    CHECK(!stream_peer_closed(p.s));
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "PASS <redacted>", "PASS pw") == STREAM_OK);
+    CHECK(stream_read_line(p.s, &line, &len, &err) == STREAM_ETIMEOUT);
+    CHECK(strstr(err.text, "no verdict within ") != NULL);
+    CHECK(strstr(err.text, " ms after the password was sent (timeout 2000 ms)") != NULL);
+    close_pair(&p);
+
+    if (open_pair(&p, true, clock_now_ms() + 200) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "PASS <redacted>", "PASS pw") == STREAM_OK);
+    CHECK(stream_sendf(p.s, &err, NULL, "NOOP") == STREAM_OK);
+    CHECK(stream_read_line(p.s, &line, &len, &err) == STREAM_ETIMEOUT);
+    CHECK_STR(err.text, "no answer within the 2000 ms timeout");
+    close_pair(&p);
+
+    if (open_pair(&p, true, later()) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "PASS <redacted>", "PASS pw") == STREAM_OK);
+    peer_says(&p, "-ERR Temporary problem, please try again later\r\n");
+    shutdown(p.peer, SHUT_WR);
+    CHECK(stream_read_line(p.s, &line, &len, &err) == STREAM_OK);
+    CHECK(stream_peer_closed(p.s));
+    CHECK(stream_read_line(p.s, &line, &len, &err) == STREAM_EEOF);
+    CHECK(strstr(err.text, "connection closed by the server ") != NULL);
+    CHECK(strstr(err.text, " ms after the password was sent, without a verdict") != NULL);
     close_pair(&p);
 }
 
@@ -378,6 +425,7 @@ int main(void)
     test_stale_lines();
     test_cleartext_rule();
     test_progress();
+    test_verdict_wait_and_peer_closed();
     test_lines();
     test_no_send_after_close_or_flood();
     test_deadline_against_a_flood();

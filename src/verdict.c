@@ -1,0 +1,248 @@
+/* The meaning of a negative reply to a login step (see verdict.h for the rule and the texts real
+ * servers send). */
+#include "verdict.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* A negative reply taken apart: its response code (first atom inside the leading brackets,
+ * without them) and everything after the status word, code included, for the text markers. */
+struct negative_reply {
+    bool bye;         /* IMAP untagged BYE in place of the tagged reply */
+    const char *code; /* NULL when the reply has none */
+    size_t code_len;
+    const char *text;
+    size_t text_len;
+};
+
+static bool word_equals(const char *p, size_t n, const char *w)
+{
+    return strlen(w) == n && strncasecmp(p, w, n) == 0;
+}
+
+/* Case-insensitive search for an ASCII needle in bytes that may hold anything. */
+static bool contains_nocase(const char *hay, size_t n, const char *needle)
+{
+    size_t m = strlen(needle);
+
+    for (size_t i = 0; m <= n && i <= n - m; i++) {
+        if (strncasecmp(hay + i, needle, m) == 0 && memchr(hay + i, '\0', m) == NULL)
+            return true;
+    }
+    return false;
+}
+
+/* Bytes before the first of stops (a NUL byte is never one: replies are length-bounded). */
+static size_t span_until(const char *p, size_t n, const char *stops)
+{
+    size_t i = 0;
+
+    while (i < n && memchr(stops, p[i], strlen(stops)) == NULL)
+        i++;
+    return i;
+}
+
+/* After the status word: an optional "[CODE ...]" (its first atom is the code), then text. */
+static void take_code(const char *p, size_t n, struct negative_reply *nr)
+{
+    nr->text = p;
+    nr->text_len = n;
+    if (n == 0 || p[0] != '[' || memchr(p, ']', n) == NULL)
+        return;
+    nr->code = p + 1;
+    nr->code_len = span_until(p + 1, n - 1, "] ");
+}
+
+/* "-ERR" alone or followed by a space, as pop3_reply_classify. */
+static bool parse_pop3(const char *p, size_t n, struct negative_reply *nr)
+{
+    if (n < 4 || memcmp(p, "-ERR", 4) != 0 || (n > 4 && p[4] != ' '))
+        return false;
+    p += n > 4 ? 5 : 4;
+    n -= n > 4 ? 5 : 4;
+    take_code(p, n, nr);
+    return true;
+}
+
+/* "TAG NO ...", "* NO ..." or "* BYE ..."; anything else (BAD, OK) is no negative reply. */
+static bool parse_imap(const char *p, size_t n, struct negative_reply *nr)
+{
+    size_t tag = span_until(p, n, " ");
+    size_t status;
+
+    if (tag == 0 || tag == n)
+        return false;
+    p += tag + 1;
+    n -= tag + 1;
+    status = span_until(p, n, " ");
+    if (word_equals(p, status, "BYE"))
+        nr->bye = true;
+    else if (!word_equals(p, status, "NO"))
+        return false;
+    p += status;
+    n -= status;
+    if (n > 0) {
+        p++;
+        n--;
+    }
+    take_code(p, n, nr);
+    return true;
+}
+
+static bool code_in(const struct negative_reply *nr, const char *const *codes, size_t count)
+{
+    for (size_t i = 0; nr->code != NULL && i < count; i++) {
+        if (word_equals(nr->code, nr->code_len, codes[i]))
+            return true;
+    }
+    return false;
+}
+
+/* RFC 5530 codes that judge the credentials or the account. */
+static bool imap_refusal_code(const struct negative_reply *nr)
+{
+    static const char *const codes[] = {"AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED", "EXPIRED",
+                                        "CONTACTADMIN"};
+
+    return code_in(nr, codes, MA_ARRAY_LEN(codes));
+}
+
+/* RFC 2449/3206 (POP3, hierarchical: the first component decides) and RFC 5530 (IMAP). */
+static bool temporary_code(enum mail_protocol protocol, const struct negative_reply *nr)
+{
+    static const char *const pop3[] = {"SYS", "IN-USE", "LOGIN-DELAY"};
+    static const char *const imap[] = {"UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT"};
+
+    if (protocol == PROTOCOL_POP3) {
+        struct negative_reply first = *nr;
+        if (nr->code != NULL)
+            first.code_len = span_until(nr->code, nr->code_len, "/");
+        return code_in(&first, pop3, MA_ARRAY_LEN(pop3));
+    }
+    return code_in(nr, imap, MA_ARRAY_LEN(imap));
+}
+
+static bool text_has_any(const struct negative_reply *nr, const char *const *markers, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (contains_nocase(nr->text, nr->text_len, markers[i]))
+            return true;
+    }
+    return false;
+}
+
+/* "The server says it is temporary." Not "unavailable" alone: "account unavailable" is a
+ * verdict on the account. */
+static bool says_temporary(const struct negative_reply *nr)
+{
+    static const char *const markers[] = {"temporar", "try again later", "try later"};
+
+    return text_has_any(nr, markers, MA_ARRAY_LEN(markers));
+}
+
+/* "The password was not looked at, for how the client came": Courier, Cyrus, Dovecot texts. */
+static bool says_not_checked(const struct negative_reply *nr)
+{
+    static const char *const markers[] = {
+        "tls required",
+        "ssl required",
+        "starttls required",
+        "requires tls",
+        "requires ssl",
+        "encryption required",
+        "under a layer",
+        "privacy required",
+        "plaintext authentication disallowed",
+        "plaintext authentication not allowed",
+        "not allowed without ssl",
+    };
+
+    return text_has_any(nr, markers, MA_ARRAY_LEN(markers));
+}
+
+enum verdict verdict_classify(enum mail_protocol protocol, const char *reply, size_t len,
+                              bool closed_after, bool creds_sent)
+{
+    static const char *const privacy[] = {"PRIVACYREQUIRED"};
+    struct negative_reply nr = {0};
+    bool parsed =
+        protocol == PROTOCOL_POP3 ? parse_pop3(reply, len, &nr) : parse_imap(reply, len, &nr);
+
+    if (!parsed)
+        return VERDICT_NOT_UNDERSTOOD;
+    if (protocol == PROTOCOL_IMAP && imap_refusal_code(&nr))
+        return VERDICT_REFUSED;
+    if (temporary_code(protocol, &nr))
+        return VERDICT_TEMPORARY;
+    if (protocol == PROTOCOL_IMAP && code_in(&nr, privacy, MA_ARRAY_LEN(privacy)))
+        return VERDICT_NOT_CHECKED;
+    if (says_temporary(&nr))
+        return VERDICT_TEMPORARY;
+    if (says_not_checked(&nr))
+        return VERDICT_NOT_CHECKED;
+    if (nr.bye)
+        return VERDICT_NOT_ANSWERED;
+    if (closed_after && !creds_sent)
+        return VERDICT_NOT_ANSWERED;
+    return VERDICT_REFUSED;
+}
+
+enum proto_result verdict_to_proto(enum verdict v)
+{
+    switch (v) {
+    case VERDICT_REFUSED:
+        return PROTO_EAUTHFAIL;
+    case VERDICT_TEMPORARY:
+    case VERDICT_NOT_ANSWERED:
+        return PROTO_ETEMP;
+    case VERDICT_NOT_CHECKED:
+        return PROTO_EINSECURE;
+    case VERDICT_NOT_UNDERSTOOD:
+        break;
+    }
+    return PROTO_EPROTO;
+}
+
+const char *verdict_name(enum verdict v)
+{
+    switch (v) {
+    case VERDICT_REFUSED:
+        return "refused";
+    case VERDICT_TEMPORARY:
+        return "temporary";
+    case VERDICT_NOT_CHECKED:
+        return "not checked";
+    case VERDICT_NOT_ANSWERED:
+        return "not answered";
+    case VERDICT_NOT_UNDERSTOOD:
+        return "not understood";
+    }
+    return "?";
+}
+
+void verdict_describe(enum verdict v, const char *what, const char *excerpt, bool closed_after,
+                      struct errbuf *reason)
+{
+    const char *closed = closed_after ? " and closed the connection" : "";
+
+    switch (v) {
+    case VERDICT_REFUSED:
+        errbuf_set(reason, "server refused credentials (%s): \"%s\"%s", what, excerpt, closed);
+        return;
+    case VERDICT_TEMPORARY:
+        errbuf_set(reason, "server temporarily unavailable (%s): \"%s\"%s", what, excerpt, closed);
+        return;
+    case VERDICT_NOT_CHECKED:
+        errbuf_set(reason,
+                   "server would not check the password (%s): \"%s\"%s; not a verdict (it wants "
+                   "TLS or another security layer: check tls for this server)",
+                   what, excerpt, closed);
+        return;
+    case VERDICT_NOT_ANSWERED:
+        errbuf_set(reason, "server gave no verdict (%s): \"%s\"%s", what, excerpt, closed);
+        return;
+    case VERDICT_NOT_UNDERSTOOD:
+        break;
+    }
+    errbuf_set(reason, "server rejected %s as malformed: \"%s\"%s", what, excerpt, closed);
+}

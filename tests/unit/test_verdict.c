@@ -1,0 +1,153 @@
+/* verdict.c: the replies real servers send to a login step, and what each means. Texts are
+ * those Dovecot 2.3, Cyrus IMAP 3.6 and Courier-IMAP 5.0 / Courier POP3 send (issue 12). */
+#include <string.h>
+
+#include "check.h"
+#include "verdict.h"
+
+#define P PROTOCOL_POP3
+#define I PROTOCOL_IMAP
+
+struct case_row {
+    const char *who;
+    enum mail_protocol protocol;
+    const char *reply;
+    bool closed_after;
+    bool creds_sent;
+    enum verdict want;
+};
+
+static const struct case_row table[] = {
+    /* Dovecot */
+    {"dovecot", I, "A2 NO [AUTHENTICATIONFAILED] Authentication failed.", false, true,
+     VERDICT_REFUSED},
+    {"dovecot", I, "A2 NO [UNAVAILABLE] Temporary authentication failure. [host:2026-11-23]", false,
+     true, VERDICT_TEMPORARY},
+    {"dovecot", I,
+     "A2 NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) "
+     "connections.",
+     false, true, VERDICT_NOT_CHECKED},
+    {"dovecot", I, "A2 NO [INUSE] Mailbox is locked", false, true, VERDICT_TEMPORARY},
+    {"dovecot", I, "A2 NO [SERVERBUG] Internal error occurred.", false, true, VERDICT_TEMPORARY},
+    {"dovecot", I, "A2 NO [LIMIT] Too many connections", false, true, VERDICT_TEMPORARY},
+    {"dovecot", I, "* BYE Disconnected for inactivity.", true, true, VERDICT_NOT_ANSWERED},
+    {"dovecot", I, "* BYE Server shutting down.", true, true, VERDICT_NOT_ANSWERED},
+    {"dovecot", P, "-ERR [AUTH] Authentication failed.", false, true, VERDICT_REFUSED},
+    {"dovecot", P, "-ERR [SYS/TEMP] Temporary authentication failure.", false, true,
+     VERDICT_TEMPORARY},
+    {"dovecot", P,
+     "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.", false,
+     false, VERDICT_NOT_CHECKED},
+    {"dovecot", P, "-ERR [IN-USE] Couldn't open INBOX: Mailbox is locked", false, true,
+     VERDICT_TEMPORARY},
+    {"dovecot", P, "-ERR [LOGIN-DELAY] Too many logins", false, true, VERDICT_TEMPORARY},
+    {"dovecot", P, "-ERR [SYS/PERM] Internal error", false, true, VERDICT_TEMPORARY},
+    /* Cyrus */
+    {"cyrus", I, "A2 NO Login failed: authentication failure", false, true, VERDICT_REFUSED},
+    {"cyrus", I, "A2 NO Login failed: authentication failure", true, true, VERDICT_REFUSED},
+    {"cyrus", I, "A2 NO Login only available under a layer", false, true, VERDICT_NOT_CHECKED},
+    {"cyrus", P, "-ERR [AUTH] Invalid login", false, true, VERDICT_REFUSED},
+    {"cyrus", P, "-ERR [AUTH] USER command only available under a layer", false, false,
+     VERDICT_NOT_CHECKED},
+    {"cyrus", P, "-ERR [SYS/TEMP] Unable to locate maildrop", false, true, VERDICT_TEMPORARY},
+    /* Courier */
+    {"courier", I, "A2 NO Login failed.", false, true, VERDICT_REFUSED},
+    {"courier", I, "* BYE Temporary problem, please try again later", true, true,
+     VERDICT_TEMPORARY},
+    {"courier", P, "-ERR Login failed.", false, true, VERDICT_REFUSED},
+    {"courier", P, "-ERR Temporary problem, please try again later", true, true, VERDICT_TEMPORARY},
+    {"courier", P, "-ERR TLS required to log in.", false, false, VERDICT_NOT_CHECKED},
+    /* The rule's edges */
+    {"closed before the password", P, "-ERR Login failed.", true, false, VERDICT_NOT_ANSWERED},
+    {"closed after the password stays a refusal", P, "-ERR Login failed.", true, true,
+     VERDICT_REFUSED},
+    {"a close is no verdict, not a refusal code either", P, "-ERR", true, false,
+     VERDICT_NOT_ANSWERED},
+    {"refusal code wins over text", I, "A2 NO [AUTHENTICATIONFAILED] Temporary glitch", true, true,
+     VERDICT_REFUSED},
+    {"refusal code in a BYE", I, "* BYE [AUTHENTICATIONFAILED] go away", true, true,
+     VERDICT_REFUSED},
+    {"codes ignore case", I, "a2 no [authenticationfailed] x", false, true, VERDICT_REFUSED},
+    {"account", I, "A2 NO [CONTACTADMIN] Account disabled", false, true, VERDICT_REFUSED},
+    {"expired", I, "A2 NO [EXPIRED] Password expired", false, true, VERDICT_REFUSED},
+    {"authorization", I, "A2 NO [AUTHORIZATIONFAILED] no", false, true, VERDICT_REFUSED},
+    {"unavailable alone is ambiguous", P, "-ERR Account unavailable", false, true, VERDICT_REFUSED},
+    {"unavailable alone is ambiguous", I, "A2 NO Service unavailable", true, true, VERDICT_REFUSED},
+    {"not a code", I, "A2 NO [UNAVAILABLEX] later", false, true, VERDICT_REFUSED},
+    {"SYS hierarchy", P, "-ERR [SYS/TEMP/DB] down", false, true, VERDICT_TEMPORARY},
+    {"not SYS", P, "-ERR [SYSTEM] no", false, true, VERDICT_REFUSED},
+    {"POP3 knows no IMAP codes", P, "-ERR [UNAVAILABLE] x", false, true, VERDICT_REFUSED},
+    {"try later", P, "-ERR please try later", false, true, VERDICT_TEMPORARY},
+    {"upper case text", P, "-ERR TEMPORARILY LOCKED", false, true, VERDICT_TEMPORARY},
+    {"try again, not later", P, "-ERR Wrong password, please try again", false, true,
+     VERDICT_REFUSED},
+    {"tagged BAD", I, "A2 BAD Error in IMAP command LOGIN", false, true, VERDICT_NOT_UNDERSTOOD},
+    {"an OK is no negative reply", I, "A2 OK Logged in", false, true, VERDICT_NOT_UNDERSTOOD},
+    {"an OK is no negative reply", P, "+OK Logged in.", false, true, VERDICT_NOT_UNDERSTOOD},
+    {"near miss", P, "-ERRx", false, true, VERDICT_NOT_UNDERSTOOD},
+    {"empty", P, "", true, true, VERDICT_NOT_UNDERSTOOD},
+    {"empty", I, "", true, true, VERDICT_NOT_UNDERSTOOD},
+    {"tag only", I, "A2", false, true, VERDICT_NOT_UNDERSTOOD},
+    {"bare NO", I, "A2 NO", false, true, VERDICT_REFUSED},
+    {"unclosed bracket", I, "A2 NO [UNAVAILABLE later", false, true, VERDICT_REFUSED},
+};
+
+static void test_table(void)
+{
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        const struct case_row *c = &table[i];
+        enum verdict got = verdict_classify(c->protocol, c->reply, strlen(c->reply),
+                                            c->closed_after, c->creds_sent);
+        if (got != c->want)
+            fprintf(stderr, "%s: \"%s\" (closed %d, creds %d): got %s, want %s\n", c->who, c->reply,
+                    c->closed_after, c->creds_sent, verdict_name(got), verdict_name(c->want));
+        CHECK(got == c->want);
+    }
+}
+
+static void test_never_success(void)
+{
+    for (int v = VERDICT_REFUSED; v <= VERDICT_NOT_UNDERSTOOD; v++)
+        CHECK(verdict_to_proto((enum verdict)v) != PROTO_OK);
+    CHECK(verdict_to_proto(VERDICT_REFUSED) == PROTO_EAUTHFAIL);
+    CHECK(verdict_to_proto(VERDICT_TEMPORARY) == PROTO_ETEMP);
+    CHECK(verdict_to_proto(VERDICT_NOT_ANSWERED) == PROTO_ETEMP);
+    CHECK(verdict_to_proto(VERDICT_NOT_CHECKED) == PROTO_EINSECURE);
+    CHECK(verdict_to_proto(VERDICT_NOT_UNDERSTOOD) == PROTO_EPROTO);
+}
+
+/* Length-bounded: bytes past len (a marker, a code) never count. */
+static void test_explicit_length(void)
+{
+    static const char line[] = "-ERR Login failed. Temporary problem";
+
+    CHECK(verdict_classify(P, line, strlen("-ERR Login failed."), false, true) == VERDICT_REFUSED);
+    CHECK(verdict_classify(P, line, strlen(line), false, true) == VERDICT_TEMPORARY);
+    CHECK(verdict_classify(I, "A2 NO [AUTHENTICATIONFAILED]", 10, false, true) ==
+          VERDICT_REFUSED); /* "A2 NO [AUT": no code, no marker */
+}
+
+static void test_describe(void)
+{
+    struct errbuf eb;
+
+    verdict_describe(VERDICT_REFUSED, "PASS", "-ERR Login failed.", false, &eb);
+    CHECK_STR(eb.text, "server refused credentials (PASS): \"-ERR Login failed.\"");
+    verdict_describe(VERDICT_TEMPORARY, "PASS", "-ERR Temporary problem", true, &eb);
+    CHECK_STR(eb.text, "server temporarily unavailable (PASS): \"-ERR Temporary problem\" and "
+                       "closed the connection");
+    verdict_describe(VERDICT_NOT_CHECKED, "USER", "-ERR TLS required to log in.", false, &eb);
+    CHECK(strstr(eb.text, "server would not check the password (USER)") != NULL);
+    CHECK(strstr(eb.text, "not a verdict") != NULL);
+    verdict_describe(VERDICT_NOT_UNDERSTOOD, "LOGIN", "syntax error", false, &eb);
+    CHECK_STR(eb.text, "server rejected LOGIN as malformed: \"syntax error\"");
+}
+
+int main(void)
+{
+    test_table();
+    test_never_success();
+    test_explicit_length();
+    test_describe();
+    return check_summary("verdict");
+}
