@@ -4,8 +4,12 @@ process), on a throwaway Dovecot on loopback. Prints one table and writes bench/
 Figures are ratios measured in the same run, with module and peer interleaved in blocks, so they
 hold on a noisy machine. Nothing here asserts a timing.
 
-usage: run.py BUILD_DIR [--quick] [--cache-only]
+usage: run.py BUILD_DIR [--quick] [--cache-only] [--failover-only] [--before OLD_BUILD_DIR]
   --cache-only: only the credential cache section (issue 9), for both Dovecots.
+  --failover-only: only the failover section (issue 10: black-holed servers in a network
+    namespace; needs root), against Dovecot as shipped.
+  --before OLD_BUILD_DIR: the failover section also measures that build's pam_mailauth.so (an
+    older commit, built elsewhere) with the same driver, services and Dovecot.
 """
 import datetime
 import os
@@ -24,6 +28,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 import certs  # noqa: E402
 import dovecot  # noqa: E402
+import netns  # noqa: E402
 
 USER, PASSWORD = "alice", "s3cret"
 
@@ -113,15 +118,16 @@ class Bench:
         """Logins Dovecot has logged so far."""
         return self.dv.log().count("Login: user=<%s>" % USER)
 
-    def service(self, name, servers, head="", args="", trust=None):
-        """A PAM service and its config. Trust is a hashed ca_dir, as recommended."""
+    def service(self, name, servers, head="", args="", trust=None, module=None):
+        """A PAM service and its config. Trust is a hashed ca_dir, as recommended. module: another
+        build's pam_mailauth.so (the failover section's "before")."""
         conf = os.path.join(self.work, name + ".conf")
         trust = trust or 'ca_dir = "%s"' % self.pki["ca_dir"]
         with open(conf, "w") as f:
             f.write('fail_delay = 0\n%s\n%s\n%s' % (trust, head, servers))
         os.chmod(conf, 0o644)
         with open(os.path.join(self.confdir, name), "w") as f:
-            f.write("auth required %s config=%s %s\n" % (self.module, conf, args))
+            f.write("auth required %s config=%s %s\n" % (module or self.module, conf, args))
         return name
 
     def server_block(self, row, port=None):
@@ -276,6 +282,69 @@ def measure(b, say, title):
     return targets
 
 
+def failover_section(b, say, before=None):
+    """Issue 10: black-holed servers listed before Dovecot (IMAP plain, connect_timeout = 3,
+    timeout = 10, the defaults). The black holes are addresses in a network namespace of our own
+    whose frames are dropped (tests/lib/netns.py). before: an older build to compare with."""
+    say("### Failover (issue 10): black-holed servers before a live one")
+    say()
+    ok, why = netns.available()
+    if not ok:
+        say("- not measured: " + why)
+        say()
+        return ["failover: not measured (%s)" % why]
+    imap = ROWS[0]
+    live = b.server_block(imap).replace('"imap"', '"dv"')
+    builds = [("this build", None)]
+    if before:
+        builds.append(("--before build", os.path.join(os.path.abspath(before),
+                                                      "pam_mailauth.so")))
+    say("| login (in process) | build | median ms | min / max ms | logins |")
+    say("|---|---|---|---|---|")
+    added = None
+    with netns.NetNs() as ns:
+        holes = [ns.black_hole(n) for n in (3, 4, 5)]
+
+        def dead(i):
+            return ('server "dead%d" {\n  protocol = imap\n  host = "%s"\n  port = 143\n'
+                    '  tls = none\n  allow_cleartext = true\n}\n' % (i, holes[i]))
+        for label, module in builds:
+            tag = "old" if module else "new"
+            base = b.service("fo-base-" + tag, live, module=module)
+            first = b.service("fo-first-" + tag, dead(0) + live, module=module)
+            host2 = b.service("fo-host-" + tag, live.replace(
+                'host = "127.0.0.1"', 'host = {"%s", "127.0.0.1"}' % holes[0]), module=module)
+            alldead = b.service("fo-all-" + tag, dead(0) + dead(1) + dead(2), module=module)
+            n = 2 if module else max(4, b.n // 10)
+            rows = [("Dovecot alone", base, n, 0), ("black-holed first server", first, n, 0),
+                    ("black-holed first host of the server", host2, n, 0),
+                    ("3 black-holed servers, nothing else", alldead, 1, 9)]
+            stats = b.interleaved(*[b.pam_cmd(svc, n=k, expect=e) for _, svc, k, e in rows])
+            for (name, _, k, _), st in zip(rows, stats):
+                say("| %s | %s | %.1f | %.1f / %.1f | %d |" % (
+                    name, label, st.median, min(st.lat) / 1000.0, max(st.lat) / 1000.0,
+                    len(st.lat)))
+            if module is None:
+                added = stats[1].median - stats[0].median
+    say()
+    say("- a black-holed first server adds %.1f ms to the median login (target: at most 300 ms)"
+        % added)
+    say()
+    return ["black-holed first server adds %.1f ms (<= 300 ms: %s)"
+            % (added, "met" if added <= 300 else "MISSED")]
+
+
+def failover_only(build, quick, before, say):
+    say("## Failover (issue 10), %s" % datetime.datetime.now(datetime.timezone.utc)
+        .strftime("%Y-%m-%d %H:%M UTC"))
+    say()
+    b = Bench(build, quick, False)
+    try:
+        return [("failover", failover_section(b, say, before))]
+    finally:
+        b.close()
+
+
 def client_cost(b, say):
     port = free_port()
     inst_svc = b.service("instant", 'server "instant" {\n  protocol = imap\n  host = '
@@ -384,7 +453,18 @@ def cache_only(build, quick, say):
 def main():
     build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build"))
     quick = "--quick" in sys.argv
+    before = sys.argv[sys.argv.index("--before") + 1] if "--before" in sys.argv else None
     lines = []
+    if "--failover-only" in sys.argv:
+        def say_fo(s=""):
+            print(s, flush=True)
+            lines.append(s)
+        for title, targets in failover_only(build, quick, before, say_fo):
+            say_fo("%s:" % title)
+            for t in targets:
+                say_fo("- " + t)
+            say_fo()
+        return lines
     if "--cache-only" in sys.argv:
         def say_only(s=""):
             print(s, flush=True)
@@ -422,6 +502,8 @@ def main():
             say()
             verdicts.append(("credential cache, " + title.split(" (")[0],
                              cache_section(b, say, fast)))
+            if not fast:
+                verdicts.append(("failover", failover_section(b, say, before)))
             if fast:
                 verdicts.append(("client cost", client_cost(b, say)))
         finally:
@@ -439,6 +521,7 @@ def main():
 if __name__ == "__main__":
     out = main()
     results = os.environ.get("MAILAUTH_BENCH_RESULTS")
-    if results and "--cache-only" not in sys.argv:   # a partial run never replaces the report
+    partial = "--cache-only" in sys.argv or "--failover-only" in sys.argv
+    if results and not partial:   # a partial run never replaces the report
         with open(results, "w") as f:
             f.write("\n".join(out) + "\n")

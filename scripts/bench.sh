@@ -3,7 +3,8 @@
 # protocol's floor (in process) and against curl (as a process), print one report and write it,
 # with the hand-written analysis in bench/analysis.md, to bench/RESULTS.md.
 # Takes about 3 minutes; --quick takes about 1.5. --cache-only prints the credential cache section
-# alone (and writes nothing). No timing is asserted anywhere.
+# alone, --failover-only the failover section (as root; --before OLD_BUILD_DIR adds an older
+# build's module), and neither writes anything. No timing is asserted anywhere.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 

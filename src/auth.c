@@ -1,10 +1,12 @@
-/* The server walk: servers in file order, within a server its host/port pairs in order, within
- * a host every address until one connects (net.c). The first acceptance wins; a refusal ends
- * that server and, with on_reject = stop, the walk. */
+/* The server walk: walk.c races the candidates (servers in file order, the hosts of a server in
+ * order, the addresses of a host) and hands over one connection at a time; the dialogue on it
+ * decides. The first acceptance wins; a refusal ends that server and, with on_reject = stop,
+ * the walk. */
 #include "mailauth.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth_cache.h"
 #include "client_addr.h"
@@ -12,6 +14,7 @@
 #include "policy.h"
 #include "pop3.h"
 #include "redact.h"
+#include "walk.h"
 
 const char *mailauth_result_name(enum mailauth_result r)
 {
@@ -135,35 +138,65 @@ static enum proto_result try_target(const struct login_target *t, const struct l
     return r;
 }
 
-/* Try one server's endpoints. PROTO_OK and PROTO_EAUTHFAIL end the server; anything else
- * moves on to the next endpoint. Returns the last result. */
-static enum proto_result walk_server(const struct mailauth_config *cfg,
-                                     const struct config_server *srv, const struct login_creds *c,
-                                     const struct redact_set *rs, const struct logger *log,
-                                     struct mailauth_report *rep)
+/* What the walk's callbacks need to write the report. */
+struct walk_ctx {
+    const struct mailauth_config *cfg;
+    const struct logger *log;
+    struct mailauth_report *rep;
+    const struct redact_set *rs; /* armed with the credentials before the walk starts */
+};
+
+/* One dialogue's outcome into the report: attempts, credentials, the reason, a debug line. */
+static void record_attempt(struct walk_ctx *wc, const struct login_target *t,
+                           struct login_outcome *o)
 {
-    enum proto_result r = PROTO_EIO;
+    enum proto_result r = o->result;
 
-    for (size_t i = 0; i < srv->n_endpoints; i++) {
-        struct login_target t;
-        struct login_outcome o = {0};
+    wc->rep->attempts++;
+    wc->rep->creds_sent |= o->creds_sent; /* offline acceptance needs "no server got it" */
+    scrub_reason(&o->reason, wc->rs);
+    log_debug(wc->log, "server \"%s\" %s (%s, tls %s): %s%s%s (credentials %s)", t->label,
+              o->address, protocol_name(t->protocol), tls_mode_name(t->tls), proto_result_name(r),
+              o->reason.text[0] != '\0' ? ": " : "", o->reason.text,
+              o->creds_sent ? "sent" : "not sent");
+    /* Failures accumulate into the report; a decision replaces them. */
+    note_attempt(wc->rep, t, o, r != PROTO_OK && r != PROTO_EAUTHFAIL);
+}
 
-        make_target(cfg, srv, &srv->endpoints[i], &t);
-        r = try_target(&t, c, log, &o);
-        rep->attempts++;
-        rep->creds_sent |= o.creds_sent; /* offline acceptance needs "no server got it" */
-        scrub_reason(&o.reason, rs);
-        log_debug(log, "server \"%s\" %s (%s, tls %s): %s%s%s (credentials %s)", t.label, o.address,
-                  protocol_name(t.protocol), tls_mode_name(t.tls), proto_result_name(r),
-                  o.reason.text[0] != '\0' ? ": " : "", o.reason.text,
-                  o.creds_sent ? "sent" : "not sent");
-        /* Failures accumulate into the report; a decision replaces them. */
-        note_attempt(rep, &t, &o, r != PROTO_OK && r != PROTO_EAUTHFAIL);
-        if (r == PROTO_OK && o.apop_wasted_ms > 0)
-            note_apop_waste(rep, &t, &o, log);
-        if (r == PROTO_OK || r == PROTO_EAUTHFAIL)
-            return r;
-    }
+/* walk.c: a host that did not resolve or whose every address failed to connect. Nothing was
+ * sent to it. */
+static void host_failed(void *arg, size_t server, size_t endpoint, const char *why)
+{
+    struct walk_ctx *wc = arg;
+    const struct config_server *srv = &wc->cfg->servers[server];
+    struct login_target t;
+    struct login_outcome o = {.result = PROTO_EIO};
+
+    make_target(wc->cfg, srv, &srv->endpoints[endpoint], &t);
+    snprintf(o.address, sizeof(o.address), "%s:%u", t.host, t.port);
+    errbuf_set(&o.reason, "%s", why);
+    record_attempt(wc, &t, &o);
+}
+
+/* The dialogue on the connection the race handed over. */
+static enum proto_result login_on(struct walk_ctx *wc, struct walk_conn *conn,
+                                  const struct login_creds *c)
+{
+    const struct config_server *srv = &wc->cfg->servers[conn->server];
+    struct login_target t;
+    struct login_outcome o = {0};
+    enum proto_result r;
+
+    make_target(wc->cfg, srv, &srv->endpoints[conn->endpoint], &t);
+    t.conn = &conn->conn;
+    r = try_target(&t, c, wc->log, &o);
+    if (conn->conn.fd >= 0)
+        close(conn->conn.fd); /* the protocol layer ended before taking it over */
+    conn->conn.fd = -1;
+    o.result = r;
+    record_attempt(wc, &t, &o);
+    if (r == PROTO_OK && o.apop_wasted_ms > 0)
+        note_apop_waste(wc->rep, &t, &o, wc->log);
     return r;
 }
 
@@ -203,6 +236,10 @@ enum mailauth_result mailauth_check_client(const struct mailauth_config *cfg, co
     struct mailauth_report refusal;
     struct redact_set rs;
     struct auth_cache ac = {0};
+    struct walk_ctx wc = {.cfg = cfg, .log = log, .rep = rep, .rs = &rs};
+    struct walk_params wp = {0};
+    struct walk *walk = NULL;
+    struct walk_conn conn;
 
     memset(rep, 0, sizeof(*rep));
     memset(&refusal, 0, sizeof(refusal));
@@ -224,14 +261,21 @@ enum mailauth_result mailauth_check_client(const struct mailauth_config *cfg, co
         res = MAILAUTH_OK;
         goto out;
     }
-    for (size_t i = 0; i < cfg->n_servers; i++) {
-        const struct config_server *srv = &cfg->servers[i];
-        enum proto_result r;
+    wp.cfg = cfg;
+    wp.user = rep->user;
+    wp.log = log;
+    wp.host_failed = host_failed;
+    wp.arg = &wc;
+    walk = walk_new(&wp);
+    if (walk == NULL) {
+        snprintf(rep->reason, sizeof(rep->reason), "out of memory; nothing sent");
+        goto out;
+    }
+    tried = walk_hosts(walk) > 0;
+    /* One connection at a time: credentials never go to two servers at once. */
+    while (walk_next(walk, &conn)) {
+        enum proto_result r = login_on(&wc, &conn, &creds);
 
-        if (!policy_server_serves(srv, rep->user))
-            continue;
-        tried = true;
-        r = walk_server(cfg, srv, &creds, &rs, log, rep);
         if (r == PROTO_OK) {
             res = MAILAUTH_OK;
             goto out;
@@ -243,6 +287,7 @@ enum mailauth_result mailauth_check_client(const struct mailauth_config *cfg, co
                 goto out;
             /* later failures must not hide that this server refused */
             rep->reason[0] = '\0';
+            walk_skip_server(walk, conn.server);
         }
     }
     if (res == MAILAUTH_REJECTED) {
@@ -256,6 +301,7 @@ enum mailauth_result mailauth_check_client(const struct mailauth_config *cfg, co
     }
 out:
     /* Every walk outcome passes here, on_reject = stop included. */
+    walk_free(walk);
     res = auth_cache_after_walk(&ac, res, rep);
     auth_cache_end(&ac);
     redact_wipe(&rs);

@@ -94,6 +94,9 @@ struct net_race {
     int stagger_ms;
     net_race_feed_fn feed;
     void *feed_arg;
+    bool feed_later; /* the feeder queued nothing this time but has more */
+    net_race_fail_fn fail;
+    void *fail_arg;
     const struct logger *log;
     size_t n_cands, next_cand; /* candidates [next_cand, n_cands) have not started */
     size_t n_live;
@@ -114,6 +117,26 @@ struct net_race *net_race_new(int stagger_ms, net_race_feed_fn feed, void *feed_
     r->feed_arg = feed_arg;
     r->log = log;
     return r;
+}
+
+void net_race_feed_later(struct net_race *r)
+{
+    r->feed_later = true;
+}
+
+size_t net_race_live_fds(const struct net_race *r, struct pollfd *out, size_t cap)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < r->n_live && n < cap; i++)
+        out[n++] = (struct pollfd){.fd = r->live[i].fd, .events = POLLOUT};
+    return n;
+}
+
+void net_race_on_fail(struct net_race *r, net_race_fail_fn fail, void *arg)
+{
+    r->fail = fail;
+    r->fail_arg = arg;
 }
 
 bool net_race_add(struct net_race *r, const struct sockaddr *sa, socklen_t len,
@@ -142,6 +165,8 @@ static void attempt_failed(struct net_race *r, size_t i, struct errbuf *err, con
 {
     errbuf_set(err, "connect to %s: %s", r->live[i].addr, why);
     log_debug(r->log, "%s", err->text);
+    if (r->fail != NULL)
+        r->fail(r->fail_arg, r->cands[r->live[i].cand].tag, r->live[i].addr, why);
     drop_attempt(r, i);
     r->next_start_ms = 0;
 }
@@ -156,8 +181,9 @@ static bool start_next(struct net_race *r, int64_t deadline_ms, struct errbuf *e
     size_t before = r->n_cands;
 
     if (r->next_cand == r->n_cands && r->feed != NULL) {
+        r->feed_later = false;
         r->feed(r->feed_arg, r);
-        if (r->n_cands == before)
+        if (r->n_cands == before && !r->feed_later)
             r->feed = NULL; /* it has nothing more */
     }
     if (r->next_cand == r->n_cands)
@@ -171,8 +197,11 @@ static bool start_next(struct net_race *r, int64_t deadline_ms, struct errbuf *e
     r->next_start_ms = a->started_ms + r->stagger_ms;
     a->fd = socket(c->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (a->fd < 0) {
-        errbuf_set(err, "socket: %s", errno_text(errno, ebuf, sizeof(ebuf)));
+        errno_text(errno, ebuf, sizeof(ebuf));
+        errbuf_set(err, "socket: %s", ebuf);
         r->next_start_ms = 0;
+        if (r->fail != NULL)
+            r->fail(r->fail_arg, c->tag, a->addr, ebuf);
         return true;
     }
     r->n_live++;
@@ -190,18 +219,32 @@ static void attempt_won(struct net_race *r, size_t i, struct net_race_winner *w)
     setsockopt(r->live[i].fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     w->fd = r->live[i].fd;
     w->tag = r->cands[r->live[i].cand].tag;
+    w->started_ms = r->live[i].started_ms;
     snprintf(w->addr, sizeof(w->addr), "%s", r->live[i].addr);
     r->live[i] = r->live[--r->n_live];
 }
 
-/* Fail every attempt whose own connect timeout has passed. */
+/* The connect of fd has completed successfully. */
+static bool attempt_connected(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+    int soerr = 0;
+    socklen_t slen = sizeof(soerr);
+
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT) != 0 &&
+           getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) == 0 && soerr == 0;
+}
+
+/* Fail every attempt whose own connect timeout has passed. One that connected in time but was
+ * not looked at before its timeout (the feeder spent a while resolving a name) is left for
+ * poll_attempts to hand over. */
 static void expire_attempts(struct net_race *r, int64_t now, struct errbuf *err)
 {
     char why[64];
 
     for (size_t i = r->n_live; i-- > 0;) {
         const struct race_attempt *a = &r->live[i];
-        if (a->deadline_ms > now)
+        if (a->deadline_ms > now || attempt_connected(a->fd))
             continue;
         snprintf(why, sizeof(why), "connect timeout after %g s",
                  (double)(a->deadline_ms - a->started_ms) / 1000.0);
@@ -210,14 +253,14 @@ static void expire_attempts(struct net_race *r, int64_t now, struct errbuf *err)
 }
 
 /* How long poll may sleep: until the deadline, the earliest attempt timeout, or the next start
- * when a candidate (or the feeder) is waiting. */
+ * when a candidate (or the feeder) is waiting and there is room for another attempt. */
 static int poll_budget(const struct net_race *r, int64_t now, int64_t deadline_ms)
 {
     int64_t until = deadline_ms;
 
     for (size_t i = 0; i < r->n_live; i++)
         until = deadline_min(until, r->live[i].deadline_ms);
-    if (r->next_cand < r->n_cands || r->feed != NULL)
+    if ((r->next_cand < r->n_cands || r->feed != NULL) && r->n_live < NET_RACE_MAX_LIVE)
         until = deadline_min(until, r->next_start_ms);
     return until <= now ? 0 : (int)deadline_min(until - now, INT32_MAX);
 }
@@ -283,7 +326,7 @@ enum net_result net_race_run(struct net_race *r, int64_t deadline_ms, struct net
                 errbuf_set(err, "no time left to connect before the deadline");
             return NET_ETIMEOUT;
         }
-        if ((r->n_live == 0 || now >= r->next_start_ms) && r->n_live < NET_RACE_MAX &&
+        if ((r->n_live == 0 || now >= r->next_start_ms) && r->n_live < NET_RACE_MAX_LIVE &&
             start_next(r, deadline_ms, err))
             continue; /* recheck at once: it may have failed already */
         if (r->n_live == 0)

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include "log.h"
@@ -19,6 +20,9 @@
 #define NET_STAGGER_MS 250
 /* Candidates one race can hold (all addresses of all hosts a walk may feed it). */
 #define NET_RACE_MAX 64
+/* Attempts in flight at once: when this many are still trying, the next candidate waits until
+ * one of them connects or fails, however long the stagger has passed. */
+#define NET_RACE_MAX_LIVE 8
 
 enum net_result {
     NET_OK,
@@ -51,19 +55,36 @@ struct net_race;
 
 /* Called when the race wants to start another attempt and its queue is empty; it may queue more
  * candidates with net_race_add (say, the next host's addresses). Once it queues nothing it is
- * not called again. */
+ * not called again, unless it called net_race_feed_later. */
 typedef void (*net_race_feed_fn)(void *arg, struct net_race *race);
 
+/* For the feeder: nothing queued now, but ask again (it stopped resolving a name because an
+ * attempt in flight became ready: net_race_live_fds). */
+void net_race_feed_later(struct net_race *race);
+
+/* The sockets of the attempts in flight, as pollfds waiting for POLLOUT (at most cap), for a
+ * feeder that blocks (a name lookup) and must stop when one of them connects or fails. */
+size_t net_race_live_fds(const struct net_race *race, struct pollfd *out, size_t cap);
+
 struct net_race_winner {
-    int fd;        /* connected, non-blocking, close-on-exec, TCP_NODELAY; the caller owns it */
-    unsigned tag;  /* as given to net_race_add */
-    char addr[80]; /* "[2001:db8::1]:993" or "192.0.2.1:993" */
+    int fd;       /* connected, non-blocking, close-on-exec, TCP_NODELAY; the caller owns it */
+    unsigned tag; /* as given to net_race_add */
+    int64_t started_ms; /* when its connect began (clock_now_ms) */
+    char addr[80];      /* "[2001:db8::1]:993" or "192.0.2.1:993" */
 };
+
+/* Called once for every attempt that failed (refused, unreachable, its connect timeout, or the
+ * race's deadline), with its tag, address and why in words. Not called for attempts abandoned
+ * by net_race_free. */
+typedef void (*net_race_fail_fn)(void *arg, unsigned tag, const char *addr, const char *why);
 
 /* NULL when out of memory. feed may be NULL. log gets one debug line per failed or abandoned
  * attempt. */
 struct net_race *net_race_new(int stagger_ms, net_race_feed_fn feed, void *feed_arg,
                               const struct logger *log);
+
+/* Report every failed attempt to fail(arg, ...) from now on. */
+void net_race_on_fail(struct net_race *race, net_race_fail_fn fail, void *arg);
 
 /* Queue a candidate address. False when the race is full (NET_RACE_MAX) or len is too big. */
 bool net_race_add(struct net_race *race, const struct sockaddr *sa, socklen_t len,
@@ -71,7 +92,9 @@ bool net_race_add(struct net_race *race, const struct sockaddr *sa, socklen_t le
 
 /* Run until a connection is established (NET_OK, *w filled), every candidate has failed
  * (NET_ECONNECT) or deadline_ms passed with candidates left (NET_ETIMEOUT); err holds the last
- * failure in words ("connect to 192.0.2.1:993: Connection refused"). */
+ * failure in words ("connect to 192.0.2.1:993: Connection refused"). At most NET_RACE_MAX_LIVE
+ * attempts are in flight at once. On NET_ETIMEOUT the attempts still in flight are failed
+ * (reported to the fail hook); candidates never started are not. */
 enum net_result net_race_run(struct net_race *race, int64_t deadline_ms, struct net_race_winner *w,
                              struct errbuf *err);
 

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "log.h"
 #include "util.h"
@@ -23,6 +24,15 @@ enum proto_result {
     PROTO_ETEMP,     /* the server answered "try later" (e.g. [UNAVAILABLE], [SYS/TEMP]) */
 };
 
+/* A connection the server walk already established (walk.c): the stream layer takes the socket
+ * over instead of resolving and connecting itself. */
+struct login_conn {
+    int fd; /* connected; stream_open sets it to -1 when it takes it over (a second stream_open
+               of the same dialogue connects afresh) */
+    int64_t started_ms; /* when its connect began: the dialogue's timeout counts from then */
+    char address[80];   /* the peer, "[::1]:143" */
+};
+
 /* Where and how to log in: one host/port pair of a configured server. */
 struct login_target {
     const char *label;
@@ -36,8 +46,9 @@ struct login_target {
     bool forward_client_ip; /* forward_client_ip = auto: forward login_creds.client_ip */
     const char *ca_file;    /* NULL: ca_dir or the system store */
     const char *ca_dir;
-    int connect_timeout_ms; /* for the TCP connect to one address */
-    int timeout_ms;         /* for the whole dialogue with one address */
+    int connect_timeout_ms;  /* for the TCP connect to one address */
+    int timeout_ms;          /* for the whole dialogue with one address */
+    struct login_conn *conn; /* NULL: stream_open resolves host and connects */
 };
 
 struct login_creds {

@@ -57,6 +57,8 @@ const char *resolve_result_name(enum resolve_result r)
         return "timeout";
     case RESOLVE_EFAIL:
         return "resolver failure";
+    case RESOLVE_EWATCHED:
+        return "interrupted";
     }
     return "?";
 }
@@ -192,12 +194,17 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
         ares_freeaddrinfo(res);
 }
 
-/* One poll() round over the channel's sockets, bounded by c-ares's next timeout and the
- * deadline; then let c-ares read, write and expire queries. False when poll failed. */
-static bool poll_once(ares_channel ch, int64_t deadline_ms)
+enum poll_step { STEP_GO_ON, STEP_FAILED, STEP_WATCHED };
+
+/* One poll() round over the channel's sockets and the watched ones, bounded by c-ares's next
+ * timeout and the deadline; then let c-ares read, write and expire queries. STEP_WATCHED when a
+ * watched descriptor is ready (c-ares's are then left for the next round), STEP_FAILED when
+ * poll failed. */
+static enum poll_step poll_once(ares_channel ch, int64_t deadline_ms, const struct pollfd *watch,
+                                size_t n_watch)
 {
     ares_socket_t socks[ARES_GETSOCK_MAXNUM];
-    struct pollfd pfd[ARES_GETSOCK_MAXNUM];
+    struct pollfd pfd[ARES_GETSOCK_MAXNUM + RESOLVE_MAX_WATCH];
     int left = deadline_left_ms(deadline_ms);
     struct timeval max_tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
     struct timeval tv;
@@ -214,12 +221,19 @@ static bool poll_once(ares_channel ch, int64_t deadline_ms)
         if (ev != 0)
             pfd[n++] = (struct pollfd){.fd = socks[i], .events = ev};
     }
-    rc = poll(pfd, n, wait_ms < left ? wait_ms : left);
+    for (size_t i = 0; i < n_watch && i < RESOLVE_MAX_WATCH; i++)
+        pfd[n + i] = watch[i];
+    rc = poll(pfd, n + (n_watch < RESOLVE_MAX_WATCH ? n_watch : RESOLVE_MAX_WATCH),
+              wait_ms < left ? wait_ms : left);
     if (rc < 0)
-        return errno == EINTR;
+        return errno == EINTR ? STEP_GO_ON : STEP_FAILED;
     if (rc == 0) {
         ares_process_fd(ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* expire timed-out queries */
-        return true;
+        return STEP_GO_ON;
+    }
+    for (size_t i = 0; i < n_watch && i < RESOLVE_MAX_WATCH; i++) {
+        if (pfd[n + i].revents != 0)
+            return STEP_WATCHED;
     }
     for (nfds_t i = 0; i < n; i++) {
         bool rd = (pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
@@ -227,7 +241,7 @@ static bool poll_once(ares_channel ch, int64_t deadline_ms)
         if (rd || wr)
             ares_process_fd(ch, rd ? pfd[i].fd : ARES_SOCKET_BAD, wr ? pfd[i].fd : ARES_SOCKET_BAD);
     }
-    return true;
+    return STEP_GO_ON;
 }
 
 static enum resolve_result from_ares(int status)
@@ -248,6 +262,7 @@ static enum resolve_result from_ares(int status)
 }
 
 static enum resolve_result resolve_name(const char *host, const char *service, int64_t deadline_ms,
+                                        const struct pollfd *watch, size_t n_watch,
                                         struct resolve_list *out, struct errbuf *err)
 {
     int64_t start = clock_now_ms();
@@ -255,6 +270,7 @@ static enum resolve_result resolve_name(const char *host, const char *service, i
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = ARES_AI_NUMERICSERV};
     struct lookup lk = {.out = out};
     enum resolve_result r;
+    enum poll_step step = STEP_GO_ON;
     ares_channel ch = NULL;
     int rc = ares_init_options(&ch, NULL, 0);
 
@@ -264,11 +280,13 @@ static enum resolve_result resolve_name(const char *host, const char *service, i
     }
     ares_set_socket_functions(ch, &socket_functions, NULL);
     ares_getaddrinfo(ch, host, service, &hints, on_addrinfo, &lk); /* may answer at once */
-    while (!lk.done && deadline_left_ms(deadline_ms) > 0) {
-        if (!poll_once(ch, deadline_ms))
-            break;
-    }
+    while (!lk.done && deadline_left_ms(deadline_ms) > 0 && step == STEP_GO_ON)
+        step = poll_once(ch, deadline_ms, watch, n_watch);
     ares_destroy(ch); /* closes the sockets; a pending lookup ends with ARES_EDESTRUCTION */
+    if (step == STEP_WATCHED && (!lk.done || lk.status == ARES_EDESTRUCTION)) {
+        out->n = 0;
+        return RESOLVE_EWATCHED;
+    }
     if (!lk.done || lk.status == ARES_EDESTRUCTION) {
         errbuf_set(err, "cannot resolve %s: no answer from the nameservers within %lld ms", host,
                    (long long)(clock_now_ms() - start));
@@ -284,8 +302,9 @@ static enum resolve_result resolve_name(const char *host, const char *service, i
     return r;
 }
 
-enum resolve_result resolve_host(const char *host, unsigned port, int64_t deadline_ms,
-                                 struct resolve_list *out, struct errbuf *err)
+enum resolve_result resolve_host_watch(const char *host, unsigned port, int64_t deadline_ms,
+                                       const struct pollfd *watch, size_t n_watch,
+                                       struct resolve_list *out, struct errbuf *err)
 {
     char service[8];
     enum resolve_result r = RESOLVE_OK;
@@ -293,8 +312,14 @@ enum resolve_result resolve_host(const char *host, unsigned port, int64_t deadli
     out->n = 0;
     snprintf(service, sizeof(service), "%u", port);
     if (!resolve_literal(host, service, out))
-        r = resolve_name(host, service, deadline_ms, out, err);
+        r = resolve_name(host, service, deadline_ms, watch, n_watch, out, err);
     if (r == RESOLVE_OK)
         resolve_interleave(out);
     return r;
+}
+
+enum resolve_result resolve_host(const char *host, unsigned port, int64_t deadline_ms,
+                                 struct resolve_list *out, struct errbuf *err)
+{
+    return resolve_host_watch(host, port, deadline_ms, NULL, 0, out, err);
 }

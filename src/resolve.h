@@ -4,6 +4,7 @@
 #ifndef MAILAUTH_RESOLVE_H
 #define MAILAUTH_RESOLVE_H
 
+#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -18,7 +19,11 @@ enum resolve_result {
     RESOLVE_ENOTFOUND, /* the name does not exist or has no address */
     RESOLVE_ETIMEOUT,  /* no answer before the deadline (a dead or unreachable nameserver) */
     RESOLVE_EFAIL,     /* the resolver could not run: no memory, unreadable resolv.conf, ... */
+    RESOLVE_EWATCHED,  /* resolve_host_watch: a watched descriptor became ready first */
 };
+
+/* Descriptors resolve_host_watch watches at most (more are ignored). */
+#define RESOLVE_MAX_WATCH 16
 
 struct resolve_addr {
     struct sockaddr_storage sa;
@@ -38,6 +43,13 @@ struct resolve_list {
  * says why ("cannot resolve HOST: ..."). */
 enum resolve_result resolve_host(const char *host, unsigned port, int64_t deadline_ms,
                                  struct resolve_list *out, struct errbuf *err);
+
+/* resolve_host that also stops, with RESOLVE_EWATCHED and nothing resolved, as soon as one of
+ * watch (n_watch pollfds, events set by the caller) is ready: a connection race stops a lookup
+ * when one of its attempts in flight connects or fails. A literal never waits. */
+enum resolve_result resolve_host_watch(const char *host, unsigned port, int64_t deadline_ms,
+                                       const struct pollfd *watch, size_t n_watch,
+                                       struct resolve_list *out, struct errbuf *err);
 
 /* Put the addresses of list in RFC 8305 order: the first address's family, then alternate. */
 void resolve_interleave(struct resolve_list *list);

@@ -107,13 +107,38 @@ enum stream_result stream_start_tls(struct stream *s, struct errbuf *err)
     return STREAM_OK;
 }
 
+/* Use the connection the walk's race established (target->conn), or resolve and connect: without
+ * one, and for a second connection in the same dialogue (POP3 starts over after a refused APOP),
+ * as the host's own connect did before the race. The dialogue's deadline counts from when the
+ * race's connect began, so connect and dialogue together stay within the target's timeout. */
+static enum stream_result take_or_connect(struct stream *s, const struct login_target *target,
+                                          struct errbuf *err)
+{
+    enum net_result nr;
+
+    if (target->conn != NULL) {
+        s->deadline_ms =
+            deadline_min(s->deadline_ms, target->conn->started_ms + target->timeout_ms);
+        if (target->conn->fd >= 0) {
+            s->fd = target->conn->fd;
+            target->conn->fd = -1;
+            snprintf(s->address, sizeof(s->address), "%s", target->conn->address);
+            return STREAM_OK;
+        }
+    }
+    nr = net_connect(target->host, target->port, target->connect_timeout_ms, s->deadline_ms, s->log,
+                     &s->fd, s->address, sizeof(s->address), err);
+    if (nr == NET_ETIMEOUT)
+        return STREAM_ECONNECT; /* a connect timeout is a connect failure: try the next host */
+    return from_net(nr);
+}
+
 enum stream_result stream_open(const struct login_target *target, int64_t deadline_ms,
                                const struct logger *log, struct stream **out, struct errbuf *err)
 {
     /* Not calloc: the 24 KiB of buffers need no zeroing, only the header does. */
     struct stream *s = malloc(sizeof(*s));
     enum stream_result r;
-    enum net_result nr;
 
     *out = NULL;
     if (s == NULL) {
@@ -125,11 +150,7 @@ enum stream_result stream_open(const struct login_target *target, int64_t deadli
     s->target = target;
     s->log = log;
     s->deadline_ms = deadline_ms;
-    nr = net_connect(target->host, target->port, target->connect_timeout_ms, deadline_ms, log,
-                     &s->fd, s->address, sizeof(s->address), err);
-    r = from_net(nr);
-    if (nr == NET_ETIMEOUT)
-        r = STREAM_ECONNECT; /* a connect timeout is a connect failure: try the next host */
+    r = take_or_connect(s, target, err);
     if (r != STREAM_OK)
         goto fail;
     log_debug(log, "%s %s connected", s->address, target->label);

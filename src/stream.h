@@ -71,10 +71,11 @@ struct stream {
     char line[STREAM_MAX_LINE + 1];
 };
 
-/* Connect to target (every resolved address until one accepts) and, for implicit TLS, run the
- * handshake. deadline_ms bounds the whole dialogue. On STREAM_OK *out must be closed with
- * stream_close(). Returns STREAM_OK, STREAM_ECONNECT, STREAM_ETIMEOUT, STREAM_ETLS,
- * STREAM_ECERT, STREAM_ESETUP. */
+/* Connect to target (every resolved address until one accepts), or take over target->conn, the
+ * connection the walk's race established, and, for implicit TLS, run the handshake. deadline_ms
+ * bounds the whole dialogue (with target->conn, also the start of its connect + timeout). On
+ * STREAM_OK *out must be closed with stream_close(). Returns STREAM_OK, STREAM_ECONNECT,
+ * STREAM_ETIMEOUT, STREAM_ETLS, STREAM_ECERT, STREAM_ESETUP. */
 enum stream_result stream_open(const struct login_target *target, int64_t deadline_ms,
                                const struct logger *log, struct stream **out, struct errbuf *err);
 

@@ -204,6 +204,83 @@ static void test_feeder_and_continuing_race(void)
     peer_close(&fed);
 }
 
+/* Feeds one black-hole candidate per call, noting when the race asked. */
+struct hole_feed {
+    const struct peer *hole;
+    unsigned fed;
+    int64_t asked_ms[12];
+    unsigned failed;
+};
+
+static void feed_holes(void *arg, struct net_race *r)
+{
+    struct hole_feed *f = arg;
+
+    if (f->fed < 10) {
+        f->asked_ms[f->fed] = clock_now_ms();
+        if (add(r, f->hole, 600, f->fed))
+            f->fed++;
+    }
+}
+
+static void count_failure(void *arg, unsigned tag, const char *addr, const char *why)
+{
+    struct hole_feed *f = arg;
+
+    (void)tag;
+    (void)addr;
+    (void)why;
+    f->failed++;
+}
+
+static void test_attempts_in_flight_are_capped(void)
+{
+    struct peer hole;
+    struct hole_feed f = {.hole = &hole};
+    struct net_race_winner w;
+    struct errbuf err = {{0}};
+    struct net_race *r = net_race_new(10, feed_holes, &f, NULL);
+    int64_t start = clock_now_ms();
+
+    peer_open(&hole, true);
+    net_race_on_fail(r, count_failure, &f);
+    CHECK(net_race_run(r, start + 5000, &w, &err) == NET_ECONNECT);
+    CHECK(f.fed == 10 && f.failed == 10);
+    /* NET_RACE_MAX_LIVE (8) started 10 ms apart; the ninth waited for the first to time out. */
+    CHECK(NET_RACE_MAX_LIVE == 8);
+    CHECK(f.asked_ms[7] - start < 400);
+    CHECK(f.asked_ms[8] - start >= 590);
+    net_race_free(r);
+    peer_close(&hole);
+}
+
+/* A lookup stops at once when a watched descriptor is ready (a pipe's write end always is),
+ * with nothing resolved; a literal never waits, watched or not. */
+static void test_lookup_stops_for_a_watched_descriptor(void)
+{
+    int p[2];
+    struct pollfd watch;
+    struct resolve_list list;
+    struct errbuf err = {{0}};
+    enum resolve_result r;
+    int64_t start;
+
+    CHECK(pipe(p) == 0);
+    watch = (struct pollfd){.fd = p[1], .events = POLLOUT};
+    start = clock_now_ms();
+    r = resolve_host_watch("no-such-host.walk-test.invalid", 143, start + 5000, &watch, 1, &list,
+                           &err);
+    /* Where the system's nameservers are unreachable, c-ares may fail the lookup before it ever
+     * waits (ENETUNREACH on send): then it failed at once, which is all this test needs. */
+    CHECK(r == RESOLVE_EWATCHED || r == RESOLVE_EFAIL || r == RESOLVE_ENOTFOUND);
+    CHECK(list.n == 0);
+    CHECK(clock_now_ms() - start < 1000);
+    CHECK(resolve_host_watch("192.0.2.7", 143, start + 5000, &watch, 1, &list, &err) == RESOLVE_OK);
+    CHECK(list.n == 1);
+    close(p[0]);
+    close(p[1]);
+}
+
 static void test_net_connect_literal(void)
 {
     struct peer live;
@@ -322,6 +399,8 @@ int main(void)
     test_each_address_has_its_own_timeout();
     test_deadline_bounds_everything();
     test_feeder_and_continuing_race();
+    test_attempts_in_flight_are_capped();
+    test_lookup_stops_for_a_watched_descriptor();
     test_net_connect_literal();
     test_literals_need_no_resolver();
     test_name_deadline();
