@@ -435,6 +435,40 @@ def test_user_login_pop3_apop_trace_redacted(probe, dv, pki):
     assert "s3cret" not in r.out + r.err
 
 
+def test_user_login_reports_what_a_refused_apop_cost(probe, pki):
+    """issue 12: a server that offers APOP but cannot check it (Cyrus with saslauthd) refuses
+    it, then USER/PASS succeeds; --user reports the cost as the module's log does."""
+    answers = {b"CAPA": "+OK\r\nUSER\r\n.", b"USER alice": "+OK Name is a valid mailbox",
+               b"PASS s3cret": "+OK Mailbox locked and ready", b"QUIT": "+OK bye"}
+
+    def script(conn):
+        # The probe's look at the address (CAPA), then the login; any other command fails.
+        conn.line("+OK localhost Cyrus POP3 3.6.1 server ready <1234567890.4242@localhost>")
+        while True:
+            line = conn.readline(scaled(10))
+            if line is None or line == b"QUIT":
+                return
+            if line.startswith(b"APOP alice "):
+                time.sleep(0.3)   # the server's failure delay
+                conn.line("-ERR [AUTH] authenticating: authentication failure")
+                continue
+            assert line in answers, line
+            conn.line(answers[line])
+
+    with FakeServer(script) as fake:
+        cfg = config(pki, server("cy", "pop3", hosts(fake.host), fake.port))
+        r = probe.run(cfg, "--user", "alice", stdin=b"s3cret\n")
+    assert r.returncode == READY, (r, r.err)
+    m = re.search(r"note: APOP refused but USER/PASS accepted: set apop = never for this server "
+                  r"to save (\d+) ms per login", r.out)
+    assert m and int(m.group(1)) >= 300, r.out
+    with FakeServer(script) as fake:
+        cfg = config(pki, server("cy", "pop3", hosts(fake.host), fake.port))
+        r, objs = probe.json(cfg, "--user", "alice", stdin=b"s3cret")
+    assert r.returncode == READY, (r, r.err)
+    assert objs[-1]["login"]["apop_wasted_ms"] >= 300, objs
+
+
 def test_user_login_no_server_answers(probe, pki):
     r = probe.run(config(pki, server("s", "imap", hosts("127.0.0.1"), closed_port())),
                   "--user", "alice", stdin=b"s3cret\n")
