@@ -174,11 +174,4 @@ class Courier:
         self.authdaemon = None
 
     def log(self):
-        out = []
-        for name in ("courier.log", "authdaemond.log"):
-            try:
-                with open(os.path.join(self.d, name), errors="replace") as f:
-                    out.append(f.read()[-3000:])
-            except OSError:
-                pass
-        return "\n".join(out)
+        return mailns.tail_logs(self.d, ("courier.log", "authdaemond.log"))

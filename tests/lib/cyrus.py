@@ -199,12 +199,5 @@ class Cyrus:
         self.saslauthd = None
 
     def log(self):
-        out = []
-        for name in ("master.log", "saslauthd.log"):
-            try:
-                with open(os.path.join(self.d, name), errors="replace") as f:
-                    out.append(f.read()[-3000:])
-            except OSError:
-                pass
-        return "\n".join(out)
+        return mailns.tail_logs(self.d, ("master.log", "saslauthd.log"))
 

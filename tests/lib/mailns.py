@@ -147,3 +147,16 @@ def wait_for(predicate, timeout, what):
             return
         time.sleep(0.05)
     raise AssertionError("timed out waiting for " + what)
+
+
+def tail_logs(directory, names, limit=3000):
+    """The last limit characters of each of a server's log files that exists, for a failure
+    message."""
+    out = []
+    for name in names:
+        try:
+            with open(os.path.join(directory, name), errors="replace") as f:
+                out.append(f.read()[-limit:])
+        except OSError:
+            pass
+    return "\n".join(out)
