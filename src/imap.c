@@ -338,9 +338,16 @@ static enum proto_result absorb_untagged(struct imap_session *is, const struct i
     size_t n = sizeof(cap_word) - 1;
 
     if (r->status == IMAP_ST_BYE) {
+        /* Only a BYE the server sent after it had the whole credentials can refuse them. One
+         * before (in clear ahead of STARTTLS anyone on the path can send it) judged nothing: it
+         * must neither end the walk (on_reject = stop) nor make the cache forget a password. */
+        bool answers_creds = is->out->creds == CREDS_ALL && !stream_line_is_stale(is->s);
+
         stream_excerpt(is->s, is->bye, sizeof(is->bye), r->data, r->data_len);
-        is->bye_verdict = verdict_classify(PROTOCOL_IMAP, r->line, r->line_len, true,
-                                           is->out->creds == CREDS_ALL);
+        is->bye_verdict =
+            verdict_classify(PROTOCOL_IMAP, r->line, r->line_len, true, answers_creds);
+        if (is->bye_verdict == VERDICT_REFUSED && !answers_creds)
+            is->bye_verdict = VERDICT_NOT_ANSWERED;
     }
     imap_caps_from_code(r, &is->caps);
     if (r->status == IMAP_ST_NONE && r->data_len >= n && strncasecmp(r->data, cap_word, n) == 0 &&
@@ -354,7 +361,8 @@ static enum proto_result absorb_untagged(struct imap_session *is, const struct i
 static enum proto_result connection_lost(struct imap_session *is, enum stream_result sr)
 {
     if (sr == STREAM_EEOF && is->bye[0] != '\0') {
-        /* A BYE in place of the answer is no verdict unless it carries a refusal code. */
+        /* A BYE in place of the answer is no verdict unless it carries a refusal code and came
+         * after the credentials (absorb_untagged). */
         if (is->bye_verdict == VERDICT_REFUSED)
             verdict_describe(is->bye_verdict, "BYE", is->bye, true, &is->out->reason);
         else

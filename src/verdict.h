@@ -17,7 +17,8 @@
  *     layer", "plaintext authentication disallowed", ...): not checked. Courier POP3:
  *     "-ERR TLS required to log in.", Cyrus: "-ERR [AUTH] USER command only available under a
  *     layer" (Cyrus tags policy with [AUTH] too, so POP3 [AUTH] alone decides nothing).
- *  7. IMAP BYE instead of the tagged reply: not answered (the server hung up).
+ *  7. IMAP BYE instead of the tagged reply: not answered (the server hung up). imap.c never
+ *     lets a BYE that came before the whole credentials went out refuse them.
  *  8. The server closed the connection right after the reply, before the credentials were sent:
  *     not answered.
  *  9. Anything else is a refusal ("NO Login failed.", "-ERR [AUTH] Invalid login"). After the

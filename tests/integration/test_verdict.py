@@ -338,6 +338,42 @@ def test_an_earlier_bye_does_not_explain_a_later_close(pam, pki):
                      r"without a verdict", final[-1]), r
 
 
+# ---- a BYE before the credentials went out judges nothing ----
+
+def bye_before_credentials(stage):
+    """An IMAP server (or, before STARTTLS, anyone on the path) that answers with a BYE carrying
+    a refusal code, and hangs up, before the password was sent: in place of the CAPABILITY
+    answer or of STARTTLS's (both in clear), or of the "+" that AUTHENTICATE PLAIN waits for."""
+    def script(conn):
+        conn.line("* OK %s fake" % ("[CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=PLAIN]"
+                                      if stage == "authenticate" else
+                                      "[CAPABILITY IMAP4rev1 STARTTLS]" if stage == "starttls"
+                                      else ""))
+        conn.expect({"capability": "A1 CAPABILITY", "starttls": "A1 STARTTLS",
+                     "authenticate": "A1 AUTHENTICATE PLAIN"}[stage])
+        conn.line("* BYE [AUTHENTICATIONFAILED] Authentication failed.")
+    return script
+
+
+@pytest.mark.parametrize("stage", ["capability", "starttls", "authenticate"])
+def test_bye_with_a_refusal_code_before_the_password_is_no_refusal(pam, pki, stage, tmp_path):
+    """A refusal of credentials the server never had is no refusal: before STARTTLS anyone on the
+    path can send it, and taken as one it would end the walk (on_reject = stop) before a server
+    that could judge was asked, and make the cache forget the password. The old module said
+    result=refused here."""
+    tls = "none" if stage == "authenticate" else "starttls"
+    with FakeServer(bye_before_credentials(stage)) as fake, \
+            FakeServer(imap_accepting()) as good:
+        cfg = config(pki, server("first", "imap", hosts(fake.host), fake.port, tls),
+                     server("second", "imap", hosts(good.host), good.port),
+                     head="on_reject = stop\n", timeout=scaled(5), connect_timeout=scaled(1))
+        r = pam.run(cfg, "alice", PW)
+    assert never_sent(fake)
+    assert r.code == "PAM_SUCCESS", r
+    assert "server=second" in r.log_text(), r
+    assert 'server "first"' in r.log_text() and "server refused credentials" not in r.log_text(), r
+
+
 # ---- the default timeout and dead servers ----
 
 def test_default_timeout_does_not_make_a_dead_server_cost_more(root_net, pam, pki):
