@@ -374,6 +374,16 @@ def test_bye_with_a_refusal_code_before_the_password_is_no_refusal(pam, pki, sta
     assert 'server "first"' in r.log_text() and "server refused credentials" not in r.log_text(), r
 
 
+def test_bye_with_a_refusal_code_after_the_password_is_a_refusal(pam, pki):
+    """The counterpart: in place of LOGIN's answer, the same BYE is the server's verdict."""
+    with FakeServer(imap_dialogue("* OK [CAPABILITY %s] ready" % CYRUS_IMAP_CAPS,
+                                  "* BYE [AUTHENTICATIONFAILED] Authentication failed.",
+                                  close_after_login=True)) as fake:
+        r = pam.run(cfg_for(pki, fake, "imap"), "alice", "wrong-Pa55")
+    assert r.code == "PAM_AUTH_ERR", r
+    assert 'server refused credentials (BYE): "Authentication failed."' in r.log_text(), r
+
+
 # ---- the default timeout and dead servers ----
 
 def test_default_timeout_does_not_make_a_dead_server_cost_more(root_net, pam, pki):
