@@ -26,9 +26,11 @@
  *   server answered, and the password follows only if that answer held a "+";
  * - apop = only: nothing of the password (raw or base64) on the wire;
  * - the outcome's creds_sent is honest: false means nothing credential-derived was sent;
- * - an ID or XCLIENT line goes only when a client address is to be forwarded, and only in the
- *   same write (turn) as a login command, never alone; its answer is one more line in front of
- *   the login command's (POP3), never the answer that decides;
+ * - an ID or XCLIENT line goes only when a client address is to be forwarded; ID and a POP3
+ *   XCLIENT in front of USER go in the same write (turn) as the login command, and the answer is
+ *   one more line in front of the login command's, never the answer that decides; XCLIENT in
+ *   front of APOP goes alone, in the turn before APOP (POP3 answers carry no tag: an extra line in
+ *   XCLIENT's answer must not be taken as APOP's verdict), and never in APOP's own write;
  * - no log line (the debug logger is on) holds the password, its base64 forms, the base64 of
  *   the SASL PLAIN blob or the APOP digest the client sent. */
 #include <arpa/inet.h>
@@ -886,7 +888,17 @@ static bool turn_has_line(const struct conn_log *l, size_t from, size_t to, cons
     return false;
 }
 
-/* ID / XCLIENT only with an address to forward, and never in a turn without a login command. */
+/* Whether the client's turn after t starts with APOP (or the client sent nothing more). */
+static bool next_turn_is_apop(const struct conn_log *l, size_t t)
+{
+    size_t from = l->turn_end[t];
+
+    if (t + 1 >= l->n_turns)
+        return true;
+    return l->turn_end[t + 1] - from >= 5 && memcmp(l->cli + from, "APOP ", 5) == 0;
+}
+
+/* ID / XCLIENT only with an address to forward, and only where the rules above put them. */
 static void check_forwarding(void)
 {
     static const char *const pop3_logins[] = {"APOP ", "USER ", "AUTH PLAIN"};
@@ -907,8 +919,12 @@ static void check_forwarding(void)
                 login = turn_has_line(l, from, to, pop3_logins[i], true);
             for (size_t i = 0; i < MA_ARRAY_LEN(imap_logins) && !it.pop3 && !login; i++)
                 login = turn_has_line(l, from, to, imap_logins[i], false);
-            if (!login)
-                fail("ID or XCLIENT sent without a login command in the same write");
+            if (it.pop3 && turn_has_line(l, from, to, "APOP ", true))
+                fail("XCLIENT sent in the same write as APOP");
+            if (it.pop3 && !login && !next_turn_is_apop(l, t))
+                fail("XCLIENT sent alone, not in front of APOP");
+            if (!it.pop3 && !login)
+                fail("ID sent without a login command in the same write");
         }
     }
 }

@@ -348,23 +348,33 @@ static enum proto_result open_for_credentials(struct pop3_session *ps)
     return r;
 }
 
-/* Forward the end user's address (XCLIENT ADDR=, Dovecot's pop3-login) in front of the first
- * login command, in the same write, when there is one to forward, the server's configuration
- * allows it and the greeting offered [XCLIENT]. Dovecot offers it only in its greeting, which
- * with STLS comes before TLS: that unverified hint only decides whether this line, which carries
- * nothing secret and whose reply decides nothing, is sent over the verified channel. Pipelining it
- * without PIPELINING known is safe with the one server that offers [XCLIENT]: Dovecot's login
- * process reads commands in order from its input and answers each. */
-static enum proto_result forward_client_ip(struct pop3_session *ps)
+/* Forward the end user's address (XCLIENT ADDR=, Dovecot's pop3-login) when there is one to
+ * forward, the server's configuration allows it and the greeting offered [XCLIENT]. Dovecot offers
+ * it only in its greeting, which with STLS comes before TLS: that unverified hint only decides
+ * whether this line, which carries nothing secret and whose reply decides nothing, is sent over the
+ * verified channel.
+ * In front of USER it goes in the same write (no round trip): its reply and USER's are read in
+ * order, and the stale-reply fence before PASS catches any extra line. In front of APOP it goes
+ * alone and its reply is read first: POP3 replies carry no tag, so a server answering XCLIENT with
+ * two lines would otherwise have the second read as the verdict on APOP, the credential itself. */
+static enum proto_result forward_client_ip(struct pop3_session *ps, bool next_is_credential)
 {
     enum proto_result r;
 
     if (ps->c->client_ip == NULL || !ps->t->forward_client_ip || !ps->offers_xclient)
         return PROTO_OK;
+    if (!next_is_credential) {
+        r = stream_result_to_proto(
+            stream_queue_line(ps->s, &ps->out->reason, "XCLIENT ADDR=%s", ps->c->client_ip));
+        ps->xclient_pending = r == PROTO_OK;
+        return r;
+    }
     r = stream_result_to_proto(
-        stream_queue_line(ps->s, &ps->out->reason, "XCLIENT ADDR=%s", ps->c->client_ip));
-    ps->xclient_pending = r == PROTO_OK;
-    return r;
+        stream_sendf(ps->s, &ps->out->reason, NULL, "XCLIENT ADDR=%s", ps->c->client_ip));
+    if (r != PROTO_OK)
+        return r;
+    ps->xclient_pending = true;
+    return read_xclient_reply(ps);
 }
 
 static enum proto_result try_apop(struct pop3_session *ps)
@@ -493,7 +503,7 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
         r = open_for_credentials(ps);
         ps->apop_cost_ms += (long)(clock_now_ms() - began);
         if (r == PROTO_OK)
-            r = forward_client_ip(ps);
+            r = forward_client_ip(ps, false);
         if (r == PROTO_OK)
             r = send_user(ps, &kind, &line, &len);
     }
@@ -523,7 +533,7 @@ static enum proto_result login(struct pop3_session *ps)
     mech = pop3_first_mechanism(ps->t->apop, ps->have_timestamp,
                                 memchr(ps->c->user, ' ', ps->c->user_len) != NULL);
     if (mech != POP3_MECH_NONE) {
-        r = forward_client_ip(ps);
+        r = forward_client_ip(ps, mech == POP3_MECH_APOP);
         if (r != PROTO_OK)
             return r;
     }

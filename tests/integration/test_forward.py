@@ -308,28 +308,56 @@ def test_starttls_literal_password_is_not_pipelined(pam, pki):
 
 def pop3_script(seen, greeting="+OK [XCLIENT] fake <1.2@fake>",
                 xclient_reply="+OK Updated", login_reply="+OK in"):
+    """Answer what each write of the client holds, in order: XCLIENT with xclient_reply, USER
+    with +OK, the credential (APOP or PASS) with login_reply, then stop."""
     def script(conn):
         conn.line(greeting)
-        lines = conn.one_write()
-        seen.extend(lines)
-        out = [xclient_reply for ln in lines if ln.startswith(b"XCLIENT ")]
-        if any(ln.startswith(b"USER ") for ln in lines):
-            conn.send("".join(x + "\r\n" for x in out + ["+OK user"]))
-            line = conn.readline()
-            seen.append(line)
-            out = []
-        conn.send("".join(x + "\r\n" for x in out + [login_reply]))
-        conn.drain(0.5)
+        while True:
+            try:
+                lines = conn.one_write()
+            except ScriptError:
+                if seen:
+                    return   # the client gave up after an answer it could not accept
+                raise
+            seen.extend(lines)
+            out, done = [], False
+            for ln in lines:
+                if ln.startswith(b"XCLIENT "):
+                    out.append(xclient_reply)
+                elif ln.startswith(b"USER "):
+                    out.append("+OK user")
+                else:
+                    out.append(login_reply)
+                    done = True
+            conn.send("".join(x + "\r\n" for x in out))
+            if done:
+                conn.drain(0.5)
+                return
     return script
 
 
-def test_pop3_xclient_goes_with_apop_in_one_write(pam, pki):
+def test_pop3_xclient_goes_alone_before_apop(pam, pki):
+    """APOP carries the credential and POP3 answers have no tags: XCLIENT goes in its own write
+    and its answer is read before APOP is sent."""
     seen = []
     with FakeServer(pop3_script(seen)) as fake:
         r = pam.run(fake_cfg(pki, fake, "pop3"), "alice", PW, rhost=CLIENT)
     assert r.code == "PAM_SUCCESS", r
     assert seen[0] == b"XCLIENT ADDR=192.0.2.10", seen
     assert seen[1].startswith(b"APOP alice ") and len(seen) == 2, seen
+
+
+def test_pop3_extra_line_in_the_xclient_answer_is_no_verdict_on_apop(pam, pki):
+    """A server answering XCLIENT with two lines: pipelined with APOP, the second line would be
+    read as APOP's answer and a wrong password accepted. Sent alone, the extra line arrived
+    before APOP was sent: the stale-reply fence refuses it as APOP's answer (a protocol error)."""
+    seen = []
+    script = pop3_script(seen, xclient_reply="+OK Updated\r\n+OK", login_reply="-ERR [AUTH] no")
+    with FakeServer(script) as fake:
+        r = pam.run(fake_cfg(pki, fake, "pop3"), "alice", "wrong-Pa55", rhost=CLIENT)
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert seen[0].startswith(b"XCLIENT ") and seen[1].startswith(b"APOP alice "), seen
+    assert "before APOP went out: not a reply to it" in r.log_text(), r
 
 
 def test_pop3_xclient_goes_with_user(pam, pki):
