@@ -93,8 +93,9 @@ bool net_race_add(struct net_race *race, const struct sockaddr *sa, socklen_t le
 /* Run until a connection is established (NET_OK, *w filled), every candidate has failed
  * (NET_ECONNECT) or deadline_ms passed with candidates left (NET_ETIMEOUT); err holds the last
  * failure in words ("connect to 192.0.2.1:993: Connection refused"). At most NET_RACE_MAX_LIVE
- * attempts are in flight at once. On NET_ETIMEOUT the attempts still in flight are failed
- * (reported to the fail hook); candidates never started are not. */
+ * attempts are in flight at once. On NET_ETIMEOUT the attempts still in flight are not reported
+ * to the fail hook (the caller knows what it queued: walk.c's settle() fails them); net_race_free
+ * closes them. */
 enum net_result net_race_run(struct net_race *race, int64_t deadline_ms, struct net_race_winner *w,
                              struct errbuf *err);
 
