@@ -510,6 +510,26 @@ def test_hostile_greeting_escaped(probe, pki):
     assert "\\u001b" in r.out and "\\ud83d\\ude00" in r.out and "\\u00e9" in r.out, r.out
 
 
+def _on_a_terminal(probe, tool, path):
+    """Start `mailauth-probe --user alice` with a new pseudo-terminal as its controlling
+    terminal and stdin; return the process and the terminal's master side."""
+    import fcntl
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+
+    def controlling_tty():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen(probe.wrapper + [tool, "--config", path, "--user", "alice"], stdin=slave,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=controlling_tty)
+    os.close(slave)
+    return p, master
+
+
 def _read_until(fd, marker, limit):
     import select
     buf = b""
@@ -530,21 +550,10 @@ def _read_until(fd, marker, limit):
 def test_user_password_from_terminal_echo_off(tool, probe, dv, pki):
     """stdin is a terminal: the prompt and the password go through /dev/tty with echo off, and
     the terminal's settings are restored afterwards."""
-    import fcntl
-    import pty
     import termios
 
     path = probe.write(config(pki, dv_server(dv, "dv", "imap", "starttls")))
-    master, slave = pty.openpty()
-
-    def controlling_tty():
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    p = subprocess.Popen(probe.wrapper + [tool, "--config", path, "--user", "alice"], stdin=slave,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         preexec_fn=controlling_tty)
-    os.close(slave)
+    p, master = _on_a_terminal(probe, tool, path)
     try:
         shown = _read_until(master, b"Password for alice: ", scaled(20))
         assert b"Password for alice: " in shown, shown
@@ -564,22 +573,11 @@ def test_user_password_from_terminal_echo_off(tool, probe, dv, pki):
 
 
 def test_interrupted_at_the_prompt_restores_echo(tool, probe, dv, pki):
-    import fcntl
-    import pty
     import signal
     import termios
 
     path = probe.write(config(pki, dv_server(dv, "dv", "imap", "none", host="127.0.0.1")))
-    master, slave = pty.openpty()
-
-    def controlling_tty():
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    p = subprocess.Popen(probe.wrapper + [tool, "--config", path, "--user", "alice"], stdin=slave,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         preexec_fn=controlling_tty)
-    os.close(slave)
+    p, master = _on_a_terminal(probe, tool, path)
     try:
         shown = _read_until(master, b"Password for alice: ", scaled(20))
         assert b"Password for alice: " in shown, shown
