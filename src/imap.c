@@ -180,17 +180,26 @@ void imap_caps_parse(const char *list, size_t len, struct imap_caps *caps)
     }
 }
 
-void imap_caps_from_code(const struct imap_reply *r, struct imap_caps *caps)
+const char *imap_capability_list(const char *p, size_t len, size_t *list_len)
 {
     static const char word[] = "CAPABILITY";
     size_t n = sizeof(word) - 1;
 
-    if (r->code == NULL || r->code_len < n || strncasecmp(r->code, word, n) != 0)
-        return;
-    if (r->code_len > n && r->code[n] != ' ')
+    if (p == NULL || len < n || strncasecmp(p, word, n) != 0 || (len > n && p[n] != ' '))
+        return NULL;
+    *list_len = len > n ? len - n - 1 : 0;
+    return p + (len > n ? n + 1 : n);
+}
+
+void imap_caps_from_code(const struct imap_reply *r, struct imap_caps *caps)
+{
+    size_t len;
+    const char *list = imap_capability_list(r->code, r->code_len, &len);
+
+    if (list == NULL)
         return;
     *caps = (struct imap_caps){0};
-    imap_caps_parse(r->code + n, r->code_len - n, caps);
+    imap_caps_parse(list, len, caps);
 }
 
 bool imap_can_quote(const char *s, size_t n)
@@ -334,8 +343,8 @@ static enum proto_result skip_literals(struct imap_session *is, bool more, size_
 /* Untagged data: note BYE, take CAPABILITY, skip literals that follow the line. */
 static enum proto_result absorb_untagged(struct imap_session *is, const struct imap_reply *r)
 {
-    static const char cap_word[] = "CAPABILITY";
-    size_t n = sizeof(cap_word) - 1;
+    const char *list;
+    size_t list_len;
 
     if (r->status == IMAP_ST_BYE) {
         /* Only a BYE the server sent after it had the whole credentials can refuse them. One
@@ -350,10 +359,10 @@ static enum proto_result absorb_untagged(struct imap_session *is, const struct i
             is->bye_verdict = VERDICT_NOT_ANSWERED;
     }
     imap_caps_from_code(r, &is->caps);
-    if (r->status == IMAP_ST_NONE && r->data_len >= n && strncasecmp(r->data, cap_word, n) == 0 &&
-        (r->data_len == n || r->data[n] == ' ')) {
+    if (r->status == IMAP_ST_NONE &&
+        (list = imap_capability_list(r->data, r->data_len, &list_len)) != NULL) {
         is->caps = (struct imap_caps){0};
-        imap_caps_parse(r->data + n, r->data_len - n, &is->caps);
+        imap_caps_parse(list, list_len, &is->caps);
     }
     return skip_literals(is, r->has_literal, r->literal_len);
 }

@@ -59,6 +59,10 @@ struct imap_caps {
 /* Fold a space-separated capability list ("IMAP4rev1 STARTTLS AUTH=PLAIN") into caps. */
 void imap_caps_parse(const char *list, size_t len, struct imap_caps *caps);
 
+/* The list after a leading "CAPABILITY" word (then a space or the end) in p, or NULL: untagged
+ * CAPABILITY data and the [CAPABILITY ...] response code. */
+const char *imap_capability_list(const char *p, size_t len, size_t *list_len);
+
 /* If a reply's response code is "CAPABILITY ...", fold it into caps. */
 void imap_caps_from_code(const struct imap_reply *r, struct imap_caps *caps);
 
