@@ -53,7 +53,7 @@ enum net_result net_wait(int fd, short events, int64_t deadline_ms)
     }
 }
 
-static void format_addr(const struct sockaddr *sa, char *out, size_t cap)
+void net_format_addr(const struct sockaddr *sa, char *out, size_t cap)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
     unsigned port = 0;
@@ -191,7 +191,7 @@ static bool start_next(struct net_race *r, int64_t deadline_ms, struct errbuf *e
     c = &r->cands[r->next_cand];
     a = &r->live[r->n_live];
     a->cand = r->next_cand++;
-    format_addr((const struct sockaddr *)&c->sa, a->addr, sizeof(a->addr));
+    net_format_addr((const struct sockaddr *)&c->sa, a->addr, sizeof(a->addr));
     a->started_ms = clock_now_ms();
     a->deadline_ms = deadline_min(a->started_ms + c->connect_timeout_ms, deadline_ms);
     r->next_start_ms = a->started_ms + r->stagger_ms;

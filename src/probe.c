@@ -1,6 +1,5 @@
 #include "probe.h"
 
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,18 +138,6 @@ static void imap_take_caps(struct probe_ctx *pc, struct probe_text *dst, const c
     text_set(dst, list, len);
 }
 
-/* The list after "CAPABILITY" at the start of p, or NULL. */
-static const char *caps_list(const char *p, size_t len, size_t *list_len)
-{
-    static const char word[] = "CAPABILITY";
-    size_t n = sizeof(word) - 1;
-
-    if (p == NULL || len < n || strncasecmp(p, word, n) != 0 || (len > n && p[n] != ' '))
-        return NULL;
-    *list_len = len > n ? len - n - 1 : 0;
-    return p + (len > n ? n + 1 : n);
-}
-
 /* Send "Pn verb" and read up to its tagged reply, taking untagged CAPABILITY data into dst. */
 static bool imap_command(struct probe_ctx *pc, enum probe_stage stage, const char *verb,
                          struct probe_text *dst, enum imap_status *status)
@@ -177,7 +164,7 @@ static bool imap_command(struct probe_ctx *pc, enum probe_stage stage, const cha
             errbuf_set(&pc->err, "unexpected reply to %s", verb);
             return fail(pc, stage, "protocol error");
         }
-        if ((list = caps_list(r.data, r.data_len, &list_len)) != NULL)
+        if ((list = imap_capability_list(r.data, r.data_len, &list_len)) != NULL)
             imap_take_caps(pc, dst, list, list_len);
     }
     errbuf_set(&pc->err, "more than %d lines in reply to %s", PROBE_MAX_LINES, verb);
@@ -214,7 +201,7 @@ static bool imap_greeting(struct probe_ctx *pc, struct probe_text *caps_dst)
                                                  : "not an IMAP OK greeting");
         return fail(pc, PROBE_STAGE_GREETING, "unusable greeting");
     }
-    if ((list = caps_list(r.code, r.code_len, &list_len)) != NULL)
+    if ((list = imap_capability_list(r.code, r.code_len, &list_len)) != NULL)
         imap_take_caps(pc, caps_dst, list, list_len);
     return true;
 }
@@ -373,16 +360,6 @@ static bool pop3_probe(struct probe_ctx *pc)
 
 /* ---- one address ---- */
 
-static void address_text(const struct resolve_addr *ra, unsigned port, char *out, size_t cap)
-{
-    char host[NI_MAXHOST];
-
-    if (getnameinfo((const struct sockaddr *)&ra->sa, ra->len, host, sizeof(host), NULL, 0,
-                    NI_NUMERICHOST) != 0)
-        snprintf(host, sizeof(host), "?");
-    snprintf(out, cap, ra->sa.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
-}
-
 static bool connect_address(struct probe_ctx *pc, const struct resolve_addr *ra)
 {
     struct probe_address *pa = pc->pa;
@@ -456,7 +433,7 @@ static void probe_one(struct probe_ctx *pc, const struct resolve_addr *ra)
     struct probe_address *pa = pc->pa;
 
     pc->deadline_ms = clock_now_ms() + pa->target.timeout_ms;
-    address_text(ra, pa->target.port, pa->address, sizeof(pa->address));
+    net_format_addr((const struct sockaddr *)&ra->sa, pa->address, sizeof(pa->address));
     if (!connect_address(pc, ra) || stop_here(pc, PROBE_STAGE_CONNECT))
         goto out;
     if (pa->target.tls == TLS_MODE_IMPLICIT && (!start_tls(pc) || stop_here(pc, PROBE_STAGE_TLS)))
