@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 import certs  # noqa: E402
 import dovecot  # noqa: E402
+import hostview  # noqa: E402
 import pamrun  # noqa: E402
 
 USERS = {
@@ -57,11 +58,13 @@ def dv_noapop(workdir, pki):
 
 
 @pytest.fixture(scope="session")
-def module():
+def module(workdir):
+    """The module under test, copied where every uid can load it: the checkout's parents may be
+    mode 0700, and some cases drop to another uid (hostview.shared_copy)."""
     path = os.environ.get("MAILAUTH_MODULE")
     if not path or not os.path.exists(path):
         pytest.fail("MAILAUTH_MODULE must name the built pam_mailauth.so (got %r)" % path)
-    return path
+    return hostview.shared_copy(os.path.abspath(path), os.path.join(workdir, "module"))
 
 
 @pytest.fixture

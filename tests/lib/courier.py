@@ -21,6 +21,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import crypt
 
+import hostview
 import mailns
 from dovecot import free_port, wait_port
 
@@ -82,8 +83,10 @@ class Courier:
         for name, line in (("passwd", "courier:x:%d:%d:courier:/nonexistent:/usr/sbin/nologin\n"
                             % (nobody.pw_uid, nobody.pw_gid)),
                            ("group", "courier:x:%d:\n" % nobody.pw_gid)):
+            # The host may have a courier account of its own (a uid that cannot read tls.pem):
+            # in the namespace, ours replaces it.
             with open("/etc/" + name) as src, open(self.ns.upper("/etc/" + name), "w") as dst:
-                dst.write(src.read() + line)
+                dst.write(hostview.with_entry(src.read(), "courier", line))
             os.chmod(self.ns.upper("/etc/" + name), 0o644)
         lines = []
         for user, password in self.users.items():

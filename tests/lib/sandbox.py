@@ -12,6 +12,8 @@ import signal
 import subprocess
 import time
 
+import hostview
+
 # Bind each (source, target) pair, optionally put a private /run in place (sshd wants its
 # privilege separation directory /run/sshd, which exists only while the system sshd runs), then
 # become the command.
@@ -72,14 +74,19 @@ class Sandbox:
         return path
 
     def account(self, name, uid, home):
-        """A local account with a locked password ('!' in shadow): no local password works."""
+        """A local account with a locked password ('!' in shadow): no local password works. It
+        replaces a host account of the same name in the view (hostview.replace_entry)."""
         for path, line in ((self._bind_copy_of_file("/etc/passwd"),
                             "%s:x:%d:%d:pam_mailauth test:%s:/bin/sh\n" % (name, uid, uid, home)),
                            (self._bind_copy_of_file("/etc/shadow"),
                             "%s:!:19000:0:99999:7:::\n" % name),
                            (self._bind_copy_of_file("/etc/group"), "%s:x:%d:\n" % (name, uid))):
-            with open(path, "a") as f:
-                f.write(line)
+            hostview.replace_entry(path, name, line)
+
+    def no_account(self, name):
+        """No account or group `name` in the view, whatever the host has (a mail-only user)."""
+        for target in ("/etc/passwd", "/etc/shadow", "/etc/group"):
+            hostview.replace_entry(self._bind_copy_of_file(target), name)
 
     def with_private_run(self):
         self.private_run = True

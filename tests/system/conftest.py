@@ -18,6 +18,7 @@ from common import USERS, LOG_TEXTS, SYSTEM_PORTS, daemon_pids, listening_ports,
 
 import certs  # noqa: E402  (tests/lib, put on sys.path by common)
 import dovecot  # noqa: E402
+import hostview  # noqa: E402
 
 
 def host_state():
@@ -85,11 +86,13 @@ def dv(workdir, pki):
 
 
 @pytest.fixture(scope="session")
-def module():
+def module(workdir):
+    """The module under test, copied where every uid can load it: the checkout's parents may be
+    mode 0700, and some cases drop to another uid (hostview.shared_copy)."""
     path = os.environ.get("MAILAUTH_MODULE")
     if not path or not os.path.exists(path):
         pytest.fail("MAILAUTH_MODULE must name the built pam_mailauth.so (got %r)" % path)
-    return os.path.abspath(path)
+    return hostview.shared_copy(os.path.abspath(path), os.path.join(workdir, "module"))
 
 
 def pytest_sessionfinish(session, exitstatus):

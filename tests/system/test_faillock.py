@@ -35,6 +35,7 @@ class Stack:
             f.write("\n".join(lines) + "\n")
         self.sandbox = Sandbox(os.path.join(directory, "view"))
         self.sandbox.account(SSH_USER, free_uid(), "/nonexistent")
+        self.sandbox.no_account("alice")   # the mail-only user below, even where the host has one
 
     def login(self, user, password):
         """(result, output, module log lines) of pamtester authenticate + acct_mgmt."""

@@ -1,0 +1,41 @@
+"""What the suite needs from the host, made independent of the host.
+
+- A clone may live under a directory of mode 0700 (`mktemp -d`, `/root`): a process that drops
+  to another uid (nobody, www-data for Apache) then cannot open the build tree, so the module it
+  loads is a copy in a directory of the suite's own that every uid can reach.
+- The host may already have an account of a name the suite uses (a `courier` user where Courier
+  was once installed, a local `alice`): in a private view of /etc/passwd, /etc/shadow or
+  /etc/group the suite's line for a name replaces the host's, it is not appended after it
+  (getpwnam returns the first match, so an appended line would never be seen).
+"""
+import os
+import shutil
+
+
+def shared_copy(path, directory):
+    """A copy of the file `path` in `directory` (created 0755 if needed), mode 0644, which any
+    uid can open as long as `directory`'s parents are searchable (the suite's temp dirs are)."""
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o755)
+    copy = os.path.join(directory, os.path.basename(path))
+    shutil.copyfile(path, copy)
+    os.chmod(copy, 0o644)
+    return copy
+
+
+def with_entry(text, name, line=""):
+    """`text` (a passwd, shadow or group file) without any line for `name`, then `line` (none:
+    the name is simply not there)."""
+    kept = [l for l in text.splitlines(keepends=True) if l.split(":", 1)[0] != name]
+    if kept and not kept[-1].endswith("\n"):
+        kept[-1] += "\n"
+    return "".join(kept) + line
+
+
+def replace_entry(path, name, line=""):
+    """Rewrite the file `path` (a private copy) so that `line` is the only entry for `name` (with
+    no line: so that there is none)."""
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(with_entry(text, name, line))
