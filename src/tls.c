@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -20,6 +21,10 @@ struct tls_conn {
     SSL *ssl;
     int fd; /* not owned; our BIO is not a descriptor BIO, so SSL_get_fd() cannot find it */
     BIO_METHOD *bio_method; /* owned here: SSL_free frees the BIO that points to it */
+    /* Resumption (tls_cache.h): where the session is kept at close; NULL host: not kept. */
+    char *resume_host;
+    unsigned resume_port;
+    SSL_SESSION *offered; /* the stored session offered in the hello, our reference */
 };
 
 /* ---- a socket BIO that sends with MSG_NOSIGNAL ----
@@ -207,6 +212,54 @@ static bool set_peer_name(SSL *ssl, const char *host, bool verify)
     return !verify || SSL_set1_host(ssl, host) == 1;
 }
 
+/* The peer's port (0 for a socket without one, as in tests over a socketpair). */
+static unsigned peer_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+/* Offer a session kept from an earlier login to the same host and port under the same trust
+ * (only when verifying: an unverified session is never kept or offered). Without one, or out of
+ * memory, the handshake is simply a full one. */
+static void offer_kept_session(struct tls_conn *t, SSL_CTX *ctx, int fd, const char *host,
+                               const struct tls_options *opt)
+{
+    if (!opt->verify || (t->resume_host = strdup(host)) == NULL)
+        return;
+    t->resume_port = peer_port(fd);
+    t->offered = tls_cache_session_take(ctx, host, t->resume_port);
+    if (t->offered != NULL && SSL_set_session(t->ssl, t->offered) != 1) {
+        SSL_SESSION_free(t->offered);
+        t->offered = NULL;
+    }
+}
+
+/* At close: keep the session this connection ends with for the next login, unless it is the
+ * TLS 1.3 ticket it resumed with and the server sent no new one (single-use). */
+static void keep_session(struct tls_conn *t)
+{
+    SSL_SESSION *sess;
+
+    if (t->resume_host == NULL || !SSL_is_init_finished(t->ssl) ||
+        SSL_get_verify_result(t->ssl) != X509_V_OK)
+        return;
+    sess = SSL_get1_session(t->ssl);
+    if (sess != NULL && sess == t->offered && SSL_version(t->ssl) >= TLS1_3_VERSION) {
+        SSL_SESSION_free(sess);
+        return;
+    }
+    tls_cache_session_put(SSL_get_SSL_CTX(t->ssl), t->resume_host, t->resume_port, sess);
+}
+
 static enum tls_result new_session(int fd, const char *host, const struct tls_options *opt,
                                    struct tls_conn *t, struct errbuf *err)
 {
@@ -216,12 +269,14 @@ static enum tls_result new_session(int fd, const char *host, const struct tls_op
     if (ctx == NULL)
         return TLS_ESETUP;
     t->ssl = SSL_new(ctx);
-    SSL_CTX_free(ctx); /* the session keeps its own reference */
     t->bio_method = nosig_method_new();
     if (t->ssl == NULL || t->bio_method == NULL || !set_peer_name(t->ssl, host, opt->verify)) {
+        SSL_CTX_free(ctx);
         errbuf_set(err, "cannot set up a TLS session for %s", host);
         return TLS_ESETUP;
     }
+    offer_kept_session(t, ctx, fd, host, opt);
+    SSL_CTX_free(ctx); /* the session keeps its own reference */
     bio = BIO_new(t->bio_method);
     if (bio == NULL) {
         errbuf_set(err, "cannot create a TLS socket BIO");
@@ -340,11 +395,14 @@ void tls_close(struct tls_conn *t)
     if (t == NULL)
         return;
     if (t->ssl != NULL) {
+        keep_session(t);
         /* One non-blocking close_notify; waiting for the peer's would only add latency. */
         if (SSL_is_init_finished(t->ssl))
             SSL_shutdown(t->ssl);
         SSL_free(t->ssl);
     }
+    SSL_SESSION_free(t->offered);
+    free(t->resume_host);
     BIO_meth_free(t->bio_method);
     ERR_clear_error();
     free(t);
@@ -352,7 +410,8 @@ void tls_close(struct tls_conn *t)
 
 void tls_describe(const struct tls_conn *t, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s %s", SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl));
+    snprintf(out, cap, "%s %s%s", SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl),
+             SSL_session_reused(t->ssl) ? ", session resumed" : "");
 }
 
 static void name_text(const X509_NAME *name, char *out, size_t cap)

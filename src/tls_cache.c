@@ -33,6 +33,13 @@
  * - Global OpenSSL state is never touched: no init or cleanup calls, no global settings.
  * - dlclose: the module is linked -z nodelete, so the table lives as long as the process. The
  *   static library (tests, tools) keeps it until exit; it is never freed, and stays reachable.
+ * - Sessions (issue 21): each entry also keeps up to TLS_CACHE_SESSIONS resumable sessions,
+ *   keyed by host name and port, for contexts that verify. They live and die with the entry,
+ *   so everything above (trust settings, CA file identities, fork) holds for them too. A session
+ *   is taken out when offered (TLS 1.3 tickets are single-use; the connection stores the one it
+ *   ends with) and dropped when past its lifetime (the session's timeout, and the server's ticket
+ *   lifetime hint when it gave one). Resumption only skips the certificate exchange of a server
+ *   that already proved the same name under the same trust: the login is judged as ever.
  */
 #include "tls_cache.h"
 
@@ -41,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/x509.h>
@@ -64,11 +72,19 @@ struct cache_key {
     struct file_stamp stamps[STAMP_COUNT];
 };
 
+struct session_slot {
+    char *host; /* NULL: free */
+    unsigned port;
+    uint64_t stored;
+    SSL_SESSION *sess; /* the store's own reference */
+};
+
 struct cache_entry {
     bool used;
     uint64_t last_used;
     struct cache_key key;
     SSL_CTX *ctx; /* the cache's own reference */
+    struct session_slot sessions[TLS_CACHE_SESSIONS];
 };
 
 struct cache_state {
@@ -225,6 +241,14 @@ static bool key_copy(const struct cache_key *probe, struct cache_key *out)
     return true;
 }
 
+/* Free what a session slot holds (outside the lock: freeing a session cleanses its secrets). */
+static void slot_clear(struct session_slot *slot)
+{
+    free(slot->host);
+    SSL_SESSION_free(slot->sess);
+    *slot = (struct session_slot){0};
+}
+
 /* ---- lookup and store, under the lock ---- */
 
 static struct cache_entry *find_entry(struct cache_state *s, const struct cache_key *k,
@@ -293,6 +317,8 @@ static void store(struct cache_state *s, const struct cache_key *probe, SSL_CTX 
     if (old.used) {
         SSL_CTX_free(old.ctx); /* logins still using it hold their own references */
         key_free_paths(&old.key);
+        for (size_t i = 0; i < TLS_CACHE_SESSIONS; i++)
+            slot_clear(&old.sessions[i]);
     }
 }
 
@@ -315,4 +341,108 @@ SSL_CTX *tls_cache_get(const struct tls_options *opt, tls_ctx_build_fn build, st
     if (ctx != NULL)
         store(s, &probe, ctx);
     return ctx;
+}
+
+/* ---- sessions ---- */
+
+/* Still within its lifetime: the session's own timeout and, when the server gave one, the
+ * ticket lifetime hint, counted from when it was made. */
+static bool session_fresh(const SSL_SESSION *sess)
+{
+    time_t now = time(NULL);
+    long made = SSL_SESSION_get_time(sess);
+    long timeout = SSL_SESSION_get_timeout(sess);
+    unsigned long hint = SSL_SESSION_get_ticket_lifetime_hint(sess);
+
+    if (!SSL_SESSION_is_resumable(sess) || now < made || now - made >= timeout)
+        return false;
+    return hint == 0 || (unsigned long)(now - made) < hint;
+}
+
+/* The entry holding ctx. The caller holds a reference to ctx, so no other context can have its
+ * address. Called with the lock held. */
+static struct cache_entry *entry_of(struct cache_state *s, const SSL_CTX *ctx)
+{
+    for (size_t i = 0; i < TLS_CACHE_SLOTS; i++) {
+        if (s->slots[i].used && s->slots[i].ctx == ctx && s->slots[i].key.verify)
+            return &s->slots[i];
+    }
+    return NULL;
+}
+
+static struct session_slot *slot_of(struct cache_entry *e, const char *host, unsigned port)
+{
+    for (size_t i = 0; i < TLS_CACHE_SESSIONS; i++) {
+        struct session_slot *slot = &e->sessions[i];
+        if (slot->host != NULL && slot->port == port && strcmp(slot->host, host) == 0)
+            return slot;
+    }
+    return NULL;
+}
+
+/* The slot for host:port, else a free or the oldest one. */
+static struct session_slot *slot_to_fill(struct cache_entry *e, const char *host, unsigned port)
+{
+    struct session_slot *slot = slot_of(e, host, port);
+
+    if (slot != NULL)
+        return slot;
+    slot = &e->sessions[0];
+    for (size_t i = 0; i < TLS_CACHE_SESSIONS; i++) {
+        if (e->sessions[i].host == NULL)
+            return &e->sessions[i];
+        if (e->sessions[i].stored < slot->stored)
+            slot = &e->sessions[i];
+    }
+    return slot;
+}
+
+SSL_SESSION *tls_cache_session_take(SSL_CTX *ctx, const char *host, unsigned port)
+{
+    struct cache_state *s = state_get();
+    struct session_slot taken = {0};
+    struct cache_entry *e;
+    struct session_slot *slot;
+
+    if (s == NULL)
+        return NULL;
+    pthread_mutex_lock(&s->lock);
+    e = entry_of(s, ctx);
+    slot = e != NULL ? slot_of(e, host, port) : NULL;
+    if (slot != NULL) {
+        taken = *slot;
+        *slot = (struct session_slot){0};
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (taken.sess != NULL && session_fresh(taken.sess)) {
+        SSL_SESSION *sess = taken.sess;
+        taken.sess = NULL;
+        slot_clear(&taken);
+        return sess;
+    }
+    slot_clear(&taken);
+    return NULL;
+}
+
+void tls_cache_session_put(SSL_CTX *ctx, const char *host, unsigned port, SSL_SESSION *sess)
+{
+    struct cache_state *s = state_get();
+    struct session_slot fresh = {.port = port, .sess = sess};
+    struct cache_entry *e;
+
+    if (s == NULL || sess == NULL || !session_fresh(sess) || (fresh.host = strdup(host)) == NULL) {
+        slot_clear(&fresh);
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    e = entry_of(s, ctx);
+    if (e != NULL) {
+        struct session_slot *slot = slot_to_fill(e, host, port);
+        struct session_slot old = *slot;
+        fresh.stored = ++s->tick;
+        *slot = fresh;
+        fresh = old;
+    }
+    pthread_mutex_unlock(&s->lock);
+    slot_clear(&fresh); /* the replaced session, or ours when ctx is not cached */
 }
