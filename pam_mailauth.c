@@ -147,13 +147,18 @@ static void log_outcome(pam_handle_t *pamh, enum mailauth_result r,
                rep->reason, who);
 }
 
-/* Tell the user only what helps and reveals nothing about the account. */
+/* Tell the user only what helps and reveals nothing about the account: what a server asked to
+ * be shown (received over TLS, cleaned by the core: alert.h), and that no server could answer. */
 static void tell_user(pam_handle_t *pamh, int flags, const struct module_args *a,
-                      enum mailauth_result r)
+                      enum mailauth_result r, const struct mailauth_report *rep)
 {
-    if (a->quiet || (flags & PAM_SILENT) != 0 || r != MAILAUTH_UNAVAIL)
+    if (a->quiet || (flags & PAM_SILENT) != 0)
         return;
-    pam_error(pamh, "The mail server is unavailable; please try again later.");
+    if (rep->alert[0] != '\0')
+        pam_prompt(pamh, r == MAILAUTH_OK ? PAM_TEXT_INFO : PAM_ERROR_MSG, NULL, "Mail server: %s",
+                   rep->alert);
+    if (r == MAILAUTH_UNAVAIL)
+        pam_error(pamh, "The mail server is unavailable; please try again later.");
 }
 
 /* PAM_RHOST, or NULL (a local su has none). The core forwards it only when it is numeric. */
@@ -191,7 +196,7 @@ static int authenticate(pam_handle_t *pamh, int flags, const struct module_args 
     r = mailauth_check_client(cfg, user, strlen(user), password, strlen(password), &client, &log,
                               &rep);
     log_outcome(pamh, r, &rep);
-    tell_user(pamh, flags, a, r);
+    tell_user(pamh, flags, a, r, &rep);
     if (r != MAILAUTH_OK && cfg->fail_delay_ms > 0)
         pam_fail_delay(pamh, (unsigned)cfg->fail_delay_ms * 1000u);
     return to_pam_code(r);

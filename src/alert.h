@@ -12,7 +12,7 @@
 
 /* The longest alert shown, in bytes with the NUL; longer ones are cut at a character and end
  * with "...". */
-#define ALERT_MAX 256
+#define ALERT_MAX PROTO_ALERT_MAX
 /* Only the first this many bytes of the server's text are looked at. */
 #define ALERT_MAX_INPUT 1024
 
