@@ -41,6 +41,8 @@ SHIPPED = {
     "/usr/share/man/man8/pam_mailauth.8.gz",
     "/usr/sbin/mailauth-probe",
     "/usr/share/man/man8/mailauth-probe.8.gz",
+    "/usr/sbin/mailauth-cache",
+    "/usr/share/man/man8/mailauth-cache.8.gz",
     "/etc/fail2ban/filter.d/pam-mailauth.conf",
 }
 # Files under /etc that the administrator may edit: dpkg must keep their changes.
