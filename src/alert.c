@@ -208,6 +208,11 @@ enum alert_clean_result alert_clean(const struct redact_set *rs, char *dst, size
     } else {
         memcpy(dst, clean, keep);
         memcpy(dst + keep, keep < n ? "..." : "", keep < n ? 4 : 1);
+        if (holds_secret(rs, dst, strlen(dst))) { /* a password ending in dots, met by "..." */
+            secret_wipe(dst, cap);
+            dst[0] = '\0';
+            res = ALERT_SECRET;
+        }
     }
     secret_wipe(clean, sizeof(clean));
     return res;

@@ -197,6 +197,7 @@ static int parse_args(int argc, char **argv, struct options *o)
     return 0;
 }
 
+MA_PRINTF(3, 0)
 static void stderr_sink(void *ctx, int priority, const char *fmt, va_list ap)
 {
     char line[1024];

@@ -108,6 +108,17 @@ static void secrets(void)
     memcpy(text + ALERT_MAX - 4 - 4, "s3cr", 4);
     memcpy(text + ALERT_MAX - 4, "et!!", 4);
     expect(text, sizeof(text), ALERT_SECRET, "");
+    /* a password ending in dots would be completed by the "..." of the cut */
+    {
+        static const struct login_creds dots = {"alice", 5, "aaa...", 6, NULL};
+        struct redact_set rd;
+        char out[ALERT_MAX];
+        memset(text, 'a', sizeof(text));
+        redact_init(&rd, &dots);
+        CHECK(alert_clean(&rd, out, sizeof(out), text, sizeof(text)) == ALERT_SECRET);
+        CHECK_STR(out, "");
+        redact_wipe(&rd);
+    }
     /* without secrets the same text is only cut */
     {
         char out[ALERT_MAX];
