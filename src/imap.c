@@ -342,13 +342,23 @@ static enum proto_result skip_literals(struct imap_session *is, bool more, size_
 }
 
 /* An [ALERT] response code (RFC 9051 7.1) in any reply: its text, cleaned, for the user. The
- * first one of the dialogue is kept. */
+ * first one of the dialogue is kept, unless it came in clear (before STARTTLS) and this one
+ * over TLS. */
 static void note_alert(struct imap_session *is, const struct imap_reply *r)
 {
+    bool tls = is->s->tls != NULL;
+
     if (r->code == NULL || r->code_len != 5 || strncasecmp(r->code, "ALERT", 5) != 0 ||
-        is->out->alert[0] != '\0')
+        (is->out->alert[0] != '\0' && (is->out->alert_tls || !tls)))
         return;
-    is->out->alert_tls = is->s->tls != NULL;
+    if (is->out->alert[0] != '\0') {
+        char shown[PROTO_ALERT_MAX];
+        text_sanitize(shown, sizeof(shown), is->out->alert, strlen(is->out->alert));
+        log_msg(is->log, LOG_NOTICE,
+                "server \"%s\" %s: [ALERT] received in clear, not shown to the user: \"%s\"",
+                is->t->label, is->out->address, shown);
+    }
+    is->out->alert_tls = tls;
     if (alert_clean(&is->rs, is->out->alert, sizeof(is->out->alert), r->data, r->data_len) ==
         ALERT_SECRET)
         log_msg(is->log, LOG_NOTICE, "server \"%s\" %s: its [ALERT] held the password; not shown",

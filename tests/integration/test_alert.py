@@ -131,3 +131,44 @@ def test_100kib_alert_shows_nothing(pam, pki):
     r = run(pam, pki, "NO [ALERT] " + "A" * (100 * 1024))
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
     assert shown(r) == [] and "AAAAAAAA" not in visible(r), r.output
+
+
+def test_starttls_alert_before_tls_not_shown_after_tls_shown(pam, pki):
+    """An alert in the clear greeting (anyone on the path could have sent it) is logged only;
+    the one the server sent over TLS after STARTTLS is shown."""
+    ctx = tls_server_context(pki["server_cert"], pki["server_key"])
+
+    def script(conn):
+        conn.line("* OK [ALERT] Forged in clear")
+        while True:
+            line = conn.readline()
+            if line is None:
+                raise ScriptError("the client hung up before STARTTLS")
+            tag, cmd = line.decode().split(" ", 1)
+            if cmd.upper() == "CAPABILITY":
+                conn.line("* CAPABILITY IMAP4rev1 STARTTLS LITERAL+")
+                conn.line(tag + " OK done")
+            elif cmd.upper() == "STARTTLS":
+                conn.line(tag + " OK begin TLS")
+                break
+        conn.start_tls(ctx)
+        while True:
+            line = conn.readline()
+            if line is None:
+                raise ScriptError("the client hung up without sending LOGIN")
+            tag, cmd = line.decode().split(" ", 1)
+            if cmd.upper() == "CAPABILITY":
+                conn.line("* CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN")
+                conn.line(tag + " OK done")
+            elif cmd.upper().startswith("LOGIN "):
+                conn.send("%s NO [ALERT] Sent over TLS\r\n" % tag, peer_may_close=True)
+                break
+        conn.drain(0.5)
+    with FakeServer(script) as fake:
+        cfg = config(pki, server("fake", "imap", hosts("localhost"), fake.port, "starttls"))
+        r = pam.run(cfg, "alice", PW)
+    assert r.code == "PAM_AUTH_ERR", r
+    assert shown(r) == ["Mail server: Sent over TLS"], r.output
+    assert "Forged" not in visible(r), r.output
+    assert "[ALERT] received in clear, not shown to the user: \"Forged in clear\"" in \
+        r.log_text(), r
