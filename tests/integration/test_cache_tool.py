@@ -149,6 +149,7 @@ def test_never_follows_links_or_touches_foreign_files(logged_in, tmp_path):
 
 
 def test_other_uid_sees_only_its_own_store(logged_in):
+    assert os.geteuid() == 0, "runs the tool as uid 65534 with setpriv: needs root"
     path, old = logged_in
     top = tempfile.mkdtemp(prefix="mailauth-cache-tool-")   # a path uid 65534 can search
     os.chmod(top, 0o755)

@@ -173,3 +173,21 @@ def test_acceptances_and_outages_never_match(pam, pki, tmp_path):
     # and the same file with one refusal added matches that one only
     runs.append(refused(pam, pki, "alice", "198.51.100.21"))
     assert banned(tmp_path, runs) == ["198.51.100.21"]
+
+
+def test_man_page_jail_is_valid(tmp_path):
+    """The jail in pam_mailauth(8), with the filter, passes fail2ban-client's configuration test
+    (in a copy of /etc/fail2ban; Debian's own sshd jail switched off: it needs a log file)."""
+    from manpage import man_examples
+    conf = tmp_path / "fail2ban"
+    shutil.copytree("/etc/fail2ban", conf)
+    shutil.copy(FILTER, conf / "filter.d" / "pam-mailauth.conf")
+    jail = man_examples("fail2ban")[0]
+    assert "filter   = pam-mailauth" in jail, jail
+    (conf / "jail.d" / "pam-mailauth.local").write_text(jail)
+    (conf / "jail.d" / "zz-sshd-off.local").write_text("[sshd]\nenabled = false\n")
+    proc = subprocess.run(["fail2ban-client", "-c", str(conf), "-d"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=120)
+    out = proc.stdout.decode("utf-8", "replace")
+    assert proc.returncode == 0 and "'pam-mailauth'" in out, out
+    assert "result=refused" in out, out   # the filter's regex was loaded into the jail
