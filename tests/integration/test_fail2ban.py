@@ -81,6 +81,7 @@ def test_refusal_without_address_matches_nothing(pam, pki, tmp_path):
 
 
 HOSTILE_RHOSTS = [
+    "1.2.3.4 rhost=5.6.7.8",
     "203.0.113.9 rhost=198.51.100.66",
     "203.0.113.9\nDec  7 05:00:00 testhost sshd: pam_mailauth(sshd:auth): user=x "
     "result=refused service=sshd rhost=198.51.100.66",
