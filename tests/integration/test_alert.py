@@ -9,7 +9,7 @@ import pytest
 from fakeserver import FakeServer, ScriptError, tls_server_context
 from helpers import config, hosts, server
 
-PW = "s3cret-Alert-Pw"
+PW = "Zq7-alert-secret"
 APP = "Application-specific password required"
 
 
