@@ -4,6 +4,7 @@
 #define PAM_SM_ACCOUNT
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
@@ -13,6 +14,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "log_field.h"
 #include "mailauth.h"
 
 #define PAM_EXPORT __attribute__((visibility("default")))
@@ -92,42 +94,71 @@ static int log_priority(enum mailauth_result r)
     return LOG_NOTICE;
 }
 
+/* Who asked, as the last fields of the result line: " service=S rhost=R" (log_field.h), so that
+ * a log reader (the fail2ban filter, debian/fail2ban-filter.conf) anchored at the line's end finds
+ * the real client address whatever the user name, the server's text or PAM_RHOST hold. */
+static void client_fields(pam_handle_t *pamh, char *out, size_t cap)
+{
+    const void *service = NULL;
+    const void *rhost = NULL;
+    char svc[LOG_FIELD_MAX];
+    char host[LOG_FIELD_MAX];
+
+    if (pam_get_item(pamh, PAM_SERVICE, &service) != PAM_SUCCESS)
+        service = NULL;
+    if (pam_get_item(pamh, PAM_RHOST, &rhost) != PAM_SUCCESS)
+        rhost = NULL;
+    log_field(svc, sizeof(svc), service);
+    log_field(host, sizeof(host), rhost);
+    snprintf(out, cap, " service=%s rhost=%s", svc, host);
+}
+
 static void log_outcome(pam_handle_t *pamh, enum mailauth_result r,
                         const struct mailauth_report *rep)
 {
+    char user[LOG_FIELD_MAX];
+    char who[2 * LOG_FIELD_MAX + 32];
+
+    log_field(user, sizeof(user), rep->user);
+    client_fields(pamh, who, sizeof(who));
     if (r == MAILAUTH_OK && rep->source == MAILAUTH_SOURCE_CACHE) {
-        pam_syslog(pamh, LOG_INFO, "user=%s result=accepted source=%s age_s=%ld elapsed_ms=%ld",
-                   rep->user, mailauth_source_name(rep->source), rep->cache_age_s, rep->elapsed_ms);
+        pam_syslog(pamh, LOG_INFO, "user=%s result=accepted source=%s age_s=%ld elapsed_ms=%ld%s",
+                   user, mailauth_source_name(rep->source), rep->cache_age_s, rep->elapsed_ms, who);
         return;
     }
     if (r == MAILAUTH_OK && rep->source == MAILAUTH_SOURCE_OFFLINE) {
         /* notice: no server confirmed this password now; say why and how old the entry is */
         pam_syslog(pamh, LOG_NOTICE,
                    "user=%s result=accepted source=%s age_s=%ld elapsed_ms=%ld attempts=%u "
-                   "reason=\"%s\"",
-                   rep->user, mailauth_source_name(rep->source), rep->cache_age_s, rep->elapsed_ms,
-                   rep->attempts, rep->reason);
+                   "reason=\"%s\"%s",
+                   user, mailauth_source_name(rep->source), rep->cache_age_s, rep->elapsed_ms,
+                   rep->attempts, rep->reason, who);
         return;
     }
     if (r == MAILAUTH_OK) {
-        pam_syslog(pamh, LOG_INFO, "user=%s result=accepted server=%s address=%s elapsed_ms=%ld",
-                   rep->user, rep->label, rep->address, rep->elapsed_ms);
+        pam_syslog(pamh, LOG_INFO, "user=%s result=accepted server=%s address=%s elapsed_ms=%ld%s",
+                   user, rep->label, rep->address, rep->elapsed_ms, who);
         return;
     }
     pam_syslog(pamh, log_priority(r),
-               "user=%s result=%s server=%s address=%s elapsed_ms=%ld attempts=%u reason=\"%s\"",
-               rep->user, mailauth_result_name(r), rep->label[0] != '\0' ? rep->label : "-",
+               "user=%s result=%s server=%s address=%s elapsed_ms=%ld attempts=%u reason=\"%s\"%s",
+               user, mailauth_result_name(r), rep->label[0] != '\0' ? rep->label : "-",
                rep->address[0] != '\0' ? rep->address : "-", rep->elapsed_ms, rep->attempts,
-               rep->reason);
+               rep->reason, who);
 }
 
-/* Tell the user only what helps and reveals nothing about the account. */
+/* Tell the user only what helps and reveals nothing about the account: what a server asked to
+ * be shown (received over TLS, cleaned by the core: alert.h), and that no server could answer. */
 static void tell_user(pam_handle_t *pamh, int flags, const struct module_args *a,
-                      enum mailauth_result r)
+                      enum mailauth_result r, const struct mailauth_report *rep)
 {
-    if (a->quiet || (flags & PAM_SILENT) != 0 || r != MAILAUTH_UNAVAIL)
+    if (a->quiet || (flags & PAM_SILENT) != 0)
         return;
-    pam_error(pamh, "The mail server is unavailable; please try again later.");
+    if (rep->alert[0] != '\0')
+        pam_prompt(pamh, r == MAILAUTH_OK ? PAM_TEXT_INFO : PAM_ERROR_MSG, NULL, "Mail server: %s",
+                   rep->alert);
+    if (r == MAILAUTH_UNAVAIL)
+        pam_error(pamh, "The mail server is unavailable; please try again later.");
 }
 
 /* PAM_RHOST, or NULL (a local su has none). The core forwards it only when it is numeric. */
@@ -165,7 +196,7 @@ static int authenticate(pam_handle_t *pamh, int flags, const struct module_args 
     r = mailauth_check_client(cfg, user, strlen(user), password, strlen(password), &client, &log,
                               &rep);
     log_outcome(pamh, r, &rep);
-    tell_user(pamh, flags, a, r);
+    tell_user(pamh, flags, a, r, &rep);
     if (r != MAILAUTH_OK && cfg->fail_delay_ms > 0)
         pam_fail_delay(pamh, (unsigned)cfg->fail_delay_ms * 1000u);
     return to_pam_code(r);

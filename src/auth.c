@@ -163,6 +163,21 @@ static void record_attempt(struct walk_ctx *wc, const struct login_target *t,
     note_attempt(wc->rep, t, o, r != PROTO_OK && r != PROTO_EAUTHFAIL);
 }
 
+/* A server's alert: logged (as printable ASCII), and kept for the user when it came over TLS. */
+static void note_alert(struct walk_ctx *wc, const struct login_target *t,
+                       const struct login_outcome *o)
+{
+    char shown[PROTO_ALERT_MAX];
+
+    if (o->alert[0] == '\0')
+        return;
+    text_sanitize(shown, sizeof(shown), o->alert, strlen(o->alert));
+    log_msg(wc->log, LOG_NOTICE, "server \"%s\" %s: [ALERT] %s: \"%s\"", t->label, o->address,
+            o->alert_tls ? "for the user" : "received in clear, not shown to the user", shown);
+    if (o->alert_tls)
+        snprintf(wc->rep->alert, sizeof(wc->rep->alert), "%s", o->alert);
+}
+
 /* walk.c: a host that did not resolve or whose every address failed to connect. Nothing was
  * sent to it. */
 static void host_failed(void *arg, size_t server, size_t endpoint, const char *why)
@@ -195,6 +210,7 @@ static enum proto_result login_on(struct walk_ctx *wc, struct walk_conn *conn,
     conn->conn.fd = -1;
     o.result = r;
     record_attempt(wc, &t, &o);
+    note_alert(wc, &t, &o);
     if (r == PROTO_OK && o.apop_wasted_ms > 0)
         note_apop_waste(wc->rep, &t, &o, wc->log);
     return r;

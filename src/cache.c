@@ -752,3 +752,8 @@ out:
     secret_wipe(&rec, sizeof(rec));
     return v;
 }
+
+int cache_record_name(const char *config_id, const char *user, char out[CACHE_KEY_LEN + 1])
+{
+    return key_name(config_id, user, out);
+}

@@ -87,6 +87,10 @@ enum cache_verdict cache_forget_if_match(struct cache *c, const char *password, 
 
 const char *cache_verdict_name(enum cache_verdict v);
 
+/* The file name of the record of (config_id, user) in DIR/<euid>: 64 hex digits, NUL-terminated.
+ * 0, or -1. (mailauth-cache checks with it that a file is one the module wrote.) */
+int cache_record_name(const char *config_id, const char *user, char out[CACHE_KEY_LEN + 1]);
+
 /* The record file format, exposed for tests and the fuzzer. parse: 0, or -1 with err set.
  * format: the length written (without NUL), or -1 when cap is too small. */
 int cache_record_parse(const char *buf, size_t len, struct cache_record *out, struct errbuf *err);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "alert.h"
 #include "redact.h"
 #include "sasl.h"
 #include "stream.h"
@@ -340,6 +341,30 @@ static enum proto_result skip_literals(struct imap_session *is, bool more, size_
     return PROTO_OK;
 }
 
+/* An [ALERT] response code (RFC 9051 7.1) in any reply: its text, cleaned, for the user. The
+ * first one of the dialogue is kept, unless it came in clear (before STARTTLS) and this one
+ * over TLS. */
+static void note_alert(struct imap_session *is, const struct imap_reply *r)
+{
+    bool tls = is->s->tls != NULL;
+
+    if (r->code == NULL || r->code_len != 5 || strncasecmp(r->code, "ALERT", 5) != 0 ||
+        (is->out->alert[0] != '\0' && (is->out->alert_tls || !tls)))
+        return;
+    if (is->out->alert[0] != '\0') {
+        char shown[PROTO_ALERT_MAX];
+        text_sanitize(shown, sizeof(shown), is->out->alert, strlen(is->out->alert));
+        log_msg(is->log, LOG_NOTICE,
+                "server \"%s\" %s: [ALERT] received in clear, not shown to the user: \"%s\"",
+                is->t->label, is->out->address, shown);
+    }
+    is->out->alert_tls = tls;
+    if (alert_clean(&is->rs, is->out->alert, sizeof(is->out->alert), r->data, r->data_len) ==
+        ALERT_SECRET)
+        log_msg(is->log, LOG_NOTICE, "server \"%s\" %s: its [ALERT] held the password; not shown",
+                is->t->label, is->out->address);
+}
+
 /* Untagged data: note BYE, take CAPABILITY, skip literals that follow the line. */
 static enum proto_result absorb_untagged(struct imap_session *is, const struct imap_reply *r)
 {
@@ -359,6 +384,7 @@ static enum proto_result absorb_untagged(struct imap_session *is, const struct i
             is->bye_verdict = VERDICT_NOT_ANSWERED;
     }
     imap_caps_from_code(r, &is->caps);
+    note_alert(is, r);
     if (r->status == IMAP_ST_NONE &&
         (list = imap_capability_list(r->data, r->data_len, &list_len)) != NULL) {
         is->caps = (struct imap_caps){0};
@@ -561,6 +587,7 @@ static enum proto_result read_greeting(struct imap_session *is)
         return stream_result_to_proto(sr);
     }
     imap_parse_reply(line, len, "", &r);
+    note_alert(is, &r);
     stream_excerpt(is->s, q, sizeof(q), line, len);
     if (r.kind != IMAP_UNTAGGED || r.status == IMAP_ST_NONE || r.status == IMAP_ST_NO ||
         r.status == IMAP_ST_BAD) {
@@ -785,6 +812,7 @@ static enum proto_result judge(struct imap_session *is, const char *what,
 
     stream_excerpt(is->s, q, sizeof(q), r->code != NULL ? r->code - 1 : r->data,
                    r->code != NULL ? (size_t)(r->data + r->data_len - r->code + 1) : r->data_len);
+    note_alert(is, r);
     if (r->status == IMAP_ST_OK)
         return proto_accept(is->out, what);
     closed = stream_peer_closed(is->s);

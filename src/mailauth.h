@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "proto.h"
 
 enum mailauth_result {
     MAILAUTH_OK,       /* a server accepted the credentials */
@@ -38,6 +39,10 @@ struct mailauth_report {
      * the ms that APOP attempt cost (set apop = never for that server to save them). 0 otherwise.
      * Logged at LOG_NOTICE by the walk; a probe tool prints it from here. */
     long apop_wasted_ms;
+    /* What a server asked to be shown to the user (an IMAP [ALERT]), received over TLS and
+     * cleaned (alert.h: printable UTF-8, no secret, cut); "" when none. An alert received in
+     * clear is logged and never lands here. The last attempt that sent one wins. */
+    char alert[PROTO_ALERT_MAX];
 };
 
 /* What the caller knows of the end user besides the credentials. */

@@ -14,6 +14,9 @@ enum tls_mode { TLS_MODE_IMPLICIT, TLS_MODE_STARTTLS, TLS_MODE_NONE };
 enum apop_mode { APOP_AUTO, APOP_NEVER, APOP_ONLY };
 
 /* Outcome of one login dialogue with one server address. */
+/* Room for a server's alert to the user, cleaned (alert.h), NUL included. */
+#define PROTO_ALERT_MAX 256
+
 enum proto_result {
     PROTO_OK,        /* the server accepted the credentials */
     PROTO_EAUTHFAIL, /* the server answered and refused them */
@@ -81,6 +84,11 @@ struct login_outcome {
      * cannot check APOP (e.g. Cyrus with saslauthd): what the APOP attempt cost, in ms (its
      * failure delay and any reconnect). 0 otherwise. */
     long apop_wasted_ms;
+    /* The first IMAP [ALERT] of the dialogue, cleaned by alert_clean ("" when none came or it
+     * held a secret), and whether it came over TLS: only then may the user see it (RFC 9051
+     * 7.1: an alert received in clear SHOULD be ignored). */
+    char alert[PROTO_ALERT_MAX];
+    bool alert_tls;
 };
 
 const char *proto_result_name(enum proto_result r);

@@ -19,6 +19,12 @@ check "pam_mailauth.8 installed" "[ -n \"\$(find \"$dest\" -path '*man8/pam_mail
 check "pam_mailauth.conf.5 installed" "[ -n \"\$(find \"$dest\" -path '*man5/pam_mailauth.conf.5')\" ]"
 check "mailauth-probe.8 installed" "[ -n \"\$(find \"$dest\" -path '*man8/mailauth-probe.8')\" ]"
 check "mailauth-probe installed in sbin" "[ -x \"\$(find \"$dest\" -path '*/sbin/mailauth-probe' | head -n 1)\" ]"
+check "mailauth-cache.8 installed" "[ -n \"\$(find \"$dest\" -path '*man8/mailauth-cache.8')\" ]"
+cache_tool=$(find "$dest" -path '*/sbin/mailauth-cache' | head -n 1)
+check "mailauth-cache installed in sbin" "[ -x \"$cache_tool\" ]"
+# Tool-only code (tools/cache_store.c) is in the tool and not in the module.
+check "store walker in mailauth-cache" "nm \"$cache_tool\" | grep -qw store_walk"
+check "store walker not in the module" "! nm \"$module\" | grep -qw store_walk"
 check "example config installed" "[ -n \"\$(find \"$dest\" -name pam_mailauth.conf.example)\" ]"
 check "nothing installed under /etc" "[ ! -e \"$dest/etc\" ]"
 echo "install: $passed passed, $failed failed"

@@ -206,6 +206,46 @@ class PamRunner:
             raise AssertionError("sanitizer report from wipe_check:\n" + output[-6000:])
         return proc.returncode, output
 
+    def run_syslog(self, config, user, password, rhost=None, args=(), service="mailtest",
+                   stdin=None):
+        """One authentication through pamtester and the real libpam (no pam_wrapper), with a
+        private /etc/pam.d and /dev/log (devlog.py): what a log file or fail2ban reads. Returns
+        a Result whose logs are (priority, "Mon DD HH:MM:SS ident[pid]: message") as syslog()
+        sent them."""
+        import devlog
+        register_secret(password, user)
+        path = self.write_config(config)
+        pamd = tempfile.mkdtemp(prefix="pamd-", dir=self.workdir)
+        os.chmod(pamd, 0o755)
+        with open(os.path.join(pamd, service), "w") as f:
+            f.write("auth required %s config=%s %s\n" % (self.module, path, " ".join(args)))
+        preload = " ".join(p for p in self.preload.split() if "pam_wrapper" not in p)
+        env = dict(os.environ, LD_PRELOAD=preload)
+        items = ["-I", "rhost=" + rhost] if rhost is not None else []
+        cmd = ["sh", "-c", 'mount --bind "$0" /etc/pam.d && exec "$@"', pamd] + self.wrapper + \
+            ["pamtester"] + items + [service, user, "authenticate"]
+        if stdin is None:
+            stdin = password.encode("utf-8") + b"\n"
+        start = time.monotonic()
+        with devlog.DevLog() as log:
+            proc = subprocess.run(log.wrap(cmd), input=stdin, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, env=env, timeout=60 * SCALE)
+        elapsed = time.monotonic() - start
+        output = proc.stdout.decode("utf-8", "replace")
+        with log.lock:
+            logs = list(log.records)
+        ALL_LOG_LINES.extend(text for _, text in logs)
+        if "Sanitizer" in output or "runtime error:" in output or VALGRIND_RE.search(output):
+            raise AssertionError("memory checker report from pamtester:\n" + output[-6000:])
+        code = "UNKNOWN"
+        for needle, name in RESULTS.items():
+            if needle in output:
+                code = name
+                break
+        if (proc.returncode == 0) != (code == "PAM_SUCCESS"):
+            code = "UNKNOWN"
+        return Result(code, output, logs, elapsed)
+
     def run(self, config, user, password, args=("debug",), config_path=None, timeout=None,
             stdin=None, service_line=None, operation="authenticate", env=None, rhost=None):
         """rhost: PAM_RHOST, set with pamtester -I rhost=..."""

@@ -41,7 +41,12 @@ SHIPPED = {
     "/usr/share/man/man8/pam_mailauth.8.gz",
     "/usr/sbin/mailauth-probe",
     "/usr/share/man/man8/mailauth-probe.8.gz",
+    "/usr/sbin/mailauth-cache",
+    "/usr/share/man/man8/mailauth-cache.8.gz",
+    "/etc/fail2ban/filter.d/pam-mailauth.conf",
 }
+# Files under /etc that the administrator may edit: dpkg must keep their changes.
+CONFFILES = ["/etc/fail2ban/filter.d/pam-mailauth.conf"]
 NONINTERACTIVE = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
 
 
@@ -125,6 +130,8 @@ def test_package_contents(package):
     files = {line.split()[-1].lstrip(".") for line in listing.splitlines()
              if not line.startswith("d")}
     assert files == SHIPPED, listing
+    conffiles = run(["dpkg-deb", "-I", package["deb"], "conffiles"]).stdout.split()
+    assert conffiles == CONFFILES, conffiles
     fields = run(["dpkg-deb", "-f", package["deb"], "Version", "Architecture", "Depends"]).stdout
     with open(os.path.join(SOURCE_ROOT, "meson.build")) as f:
         version = re.search(r"version : '([^']+)'", f.read()).group(1)

@@ -152,3 +152,25 @@ def test_mail_server_down_says_so_and_refuses(sshd, pki, dv, method):
     else:
         # password authentication cannot show it before login; sshd logs the PAM error instead
         assert "Authentication service cannot retrieve authentication info" in new, new
+
+
+def test_server_alert_reaches_the_ssh_user(sshd, pki):
+    """Issue 20: an IMAP [ALERT] received over TLS is shown through keyboard-interactive, cleaned
+    of its escape sequences; the password is refused as the server said."""
+    from fakeserver import FakeServer, tls_server_context
+    from test_alert import alert_server
+
+    text = "\x1b[31mApplication-specific password required\x1b[0m: see \x1b]0;x\x07the web"
+    ctx = tls_server_context(pki["server_cert"], pki["server_key"])
+    up = open(sshd.mail_conf).read()
+    with FakeServer(alert_server("NO [ALERT] " + text), tls_context=ctx) as fake:
+        write_root_file(sshd.mail_conf, config(pki, server("fake", "imap", hosts("localhost"),
+                                                          fake.port, "implicit")))
+        try:
+            r = sshd.ssh("keyboard-interactive", USERS[SSH_USER], COMMAND)
+        finally:
+            write_root_file(sshd.mail_conf, up)
+    assert r.returncode != 0 and "ran as" not in r.stdout
+    assert "Mail server: Application-specific password required: see the web" in r.stderr, \
+        r.stderr
+    assert "\x1b" not in r.stderr, r.stderr
