@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "policy.h"
 
 enum proto_result stream_result_to_proto(enum stream_result r)
 {
@@ -586,14 +587,48 @@ void stream_excerpt(const struct stream *s, char *dst, size_t cap, const char *s
     redact_excerpt(s->redact, dst, cap, src, len);
 }
 
+bool stream_credentials_rule(const struct stream *s, struct errbuf *why)
+{
+    unsigned port, limit;
+
+    if (s->tls != NULL) {
+        errbuf_set(why, "over TLS");
+        return true;
+    }
+    if (s->target->allow_cleartext) {
+        errbuf_set(why, "in clear, allow_cleartext = true");
+        return true;
+    }
+    if (!net_peer_is_loopback(s->fd)) {
+        errbuf_set(why,
+                   "refusing to send credentials in clear to %s (tls = none; set "
+                   "allow_cleartext = true to permit it)",
+                   s->address);
+        return false;
+    }
+    port = net_peer_port(s->fd);
+    if (policy_loopback_port_privileged(port, &limit)) {
+        errbuf_set(why,
+                   "in clear, to a loopback address on privileged port %u (below "
+                   "ip_unprivileged_port_start %u: only root can listen there)",
+                   port, limit);
+        return true;
+    }
+    errbuf_set(why,
+               "refusing to send credentials in clear to %s: loopback port %u is not privileged "
+               "(ip_unprivileged_port_start is %u), any local user may listen there (tls = none; "
+               "set allow_cleartext = true to permit it)",
+               s->address, port, limit);
+    return false;
+}
+
 bool stream_may_send_credentials(const struct stream *s, struct errbuf *err)
 {
-    if (s->tls != NULL || s->target->allow_cleartext || net_peer_is_loopback(s->fd))
+    struct errbuf why = {{0}};
+
+    if (stream_credentials_rule(s, &why))
         return true;
-    errbuf_set(err,
-               "refusing to send credentials in clear to %s (tls = none; set "
-               "allow_cleartext = true to permit it)",
-               s->address);
+    errbuf_set(err, "%s", why.text);
     return false;
 }
 

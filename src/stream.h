@@ -161,8 +161,13 @@ void stream_excerpt(const struct stream *s, char *dst, size_t cap, const char *s
 void stream_explain_greeting_failure(const struct stream *s, enum stream_result r,
                                      struct errbuf *err);
 /* The cleartext rule, for every mechanism and everything credential-derived: it may be sent only
- * over TLS, to a loopback peer, or with allow_cleartext. False with err saying why. */
+ * over TLS, with allow_cleartext, or to a loopback peer on a privileged port (below the kernel's
+ * ip_unprivileged_port_start: policy_loopback_port_privileged). False with err saying why. */
 bool stream_may_send_credentials(const struct stream *s, struct errbuf *err);
+
+/* The same rule with its reason either way (mailauth-probe shows it): why says which part of the
+ * rule decided, whether it allows ("over TLS", ...) or refuses. */
+bool stream_credentials_rule(const struct stream *s, struct errbuf *why);
 
 void stream_close(struct stream *s);
 

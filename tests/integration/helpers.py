@@ -1,5 +1,6 @@
 """Config builders shared by the integration tests."""
 import os
+import re
 import socket
 
 # How much slower than a plain build this run is (valgrind, sanitizers): set by tests/meson.build.
@@ -24,7 +25,23 @@ def ports(*numbers):
     return "{" + ", ".join(str(n) for n in numbers) + "}"
 
 
-def server(label, protocol, host, port, tls="none", extra=""):
+LOOPBACK_NAMES = ("localhost", "::1")
+
+
+def on_loopback(host):
+    """Whether every name in a hosts() string is a loopback one."""
+    names = re.findall(r'"([^"]*)"', host)
+    return bool(names) and all(n in LOOPBACK_NAMES or n.startswith("127.") for n in names)
+
+
+def server(label, protocol, host, port, tls="none", extra="", cleartext=None):
+    """A server section. tls = none to loopback gets allow_cleartext = true unless cleartext is
+    False: the suite's servers listen on high ports, where the cleartext rule's loopback
+    exemption does not hold (issue 17: any local user may listen there)."""
+    if cleartext is None:
+        cleartext = tls == "none" and on_loopback(host)
+    if cleartext and "allow_cleartext" not in extra:
+        extra += "  allow_cleartext = true\n"
     return ('server "%s" {\n  protocol = %s\n  host = %s\n  port = %s\n  tls = %s\n%s}\n'
             % (label, protocol, host, port, tls, extra))
 

@@ -39,9 +39,10 @@ TIMEOUT = 2.0
 
 # ---- helpers ----
 
-def cfg(pki, fake, protocol, tls="none", extra="", host=None, timeout=TIMEOUT, head=""):
+def cfg(pki, fake, protocol, tls="none", extra="", host=None, timeout=TIMEOUT, head="",
+        cleartext=None):
     return config(pki, server("fake", protocol, hosts(host or fake.host), fake.port, tls,
-                              extra=extra),
+                              extra=extra, cleartext=cleartext),
                   timeout=scaled(timeout), connect_timeout=scaled(1), head=head)
 
 
@@ -487,6 +488,57 @@ def test_cleartext_allowed_to_a_remote_peer(pam, pki, remote, mechanism):
     finished(fake)
     assert r.code == "PAM_SUCCESS", r
     assert "(credentials sent)" in r.log_text(), r
+    for form in on_wire():
+        assert form in fake.received, (form, fake.received)
+
+
+def unprivileged_port_start():
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        return int(f.read())
+
+
+@pytest.mark.parametrize("mechanism", sorted(MECHANISMS))
+def test_cleartext_refused_to_a_high_loopback_port(pam, pki, mechanism):
+    """Issue 17, section 5: tls = none to a loopback address on an unprivileged port, where any
+    local user may listen while the real service is down, collect passwords and answer "+OK".
+    Without allow_cleartext nothing is sent (not even the user name) and the reason names the
+    rule. Before the fix any loopback peer got the password in clear."""
+    protocol, password, script, _, extra = MECHANISMS[mechanism]
+    with FakeServer(script) as fake:
+        r = pam.run(cfg(pki, fake, protocol, extra=extra, cleartext=False), "alice", password)
+    finished(fake)
+    limit = unprivileged_port_start()
+    assert fake.host.startswith("127.") and fake.port >= limit, (fake.host, fake.port, limit)
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert ("loopback port %d is not privileged (ip_unprivileged_port_start is %d)"
+            % (fake.port, limit)) in r.log_text(), r
+    assert "(credentials not sent)" in r.log_text(), r
+    assert fake.received == b"", fake.received
+
+
+def test_cleartext_allowed_to_a_privileged_loopback_port(pam, pki):
+    """The exemption itself: a loopback port below ip_unprivileged_port_start, which only root
+    can listen on, gets the password in clear without allow_cleartext."""
+    limit = unprivileged_port_start()
+    if os.geteuid() != 0 or limit < 2:
+        pytest.fail("needs root and a privileged port range (limit %d)" % limit)
+    sock = None
+    for port in range(min(limit, 1024) - 1, 0, -1):
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            sock.close()
+            sock = None
+    assert sock is not None, "no free privileged port"
+    sock.listen(8)
+    protocol, password, script, on_wire, extra = MECHANISMS["pop3-user-pass"]
+    with FakeServer(script, sock=sock) as fake:
+        r = pam.run(cfg(pki, fake, protocol, extra=extra, cleartext=False), "alice", password)
+    finished(fake)
+    assert fake.port < limit, (fake.port, limit)
+    assert r.code == "PAM_SUCCESS", r
     for form in on_wire():
         assert form in fake.received, (form, fake.received)
 

@@ -171,7 +171,8 @@ def test_every_mode_ready(probe, dv, pki, protocol, tls, mech):
         assert o["greeting"].startswith("* OK" if protocol == "imap" else "+OK"), o
         assert o["connect_ms"] >= 0 and o["resolve_ms"] >= 0, o
         if tls == "none":
-            assert o["tls"] is None and "loopback" in o["credentials_reason"], o
+            # a high loopback port: allowed only by allow_cleartext (issue 17)
+            assert o["tls"] is None and "allow_cleartext" in o["credentials_reason"], o
             assert o["capabilities_before_tls"], o
         else:
             assert o["tls"]["version"].startswith("TLSv1."), o
@@ -347,6 +348,19 @@ def test_cleartext_to_non_loopback(probe, pki, remote, allow):
         assert o["credentials_allowed"] is False, o
         assert "refusing to send credentials in clear" in o["credentials_reason"], o
         assert "would not send the password" in o["verdict"], o
+
+
+def test_cleartext_to_a_high_loopback_port(probe, pki):
+    """The probe shows the loopback rule's reason: a port any local user may listen on needs
+    allow_cleartext (issue 17, section 5)."""
+    with FakeServer(imap_greeter("* OK [CAPABILITY IMAP4rev1] x")) as f:
+        r, objs = probe.json(config(pki, server("f", "imap", hosts(f.host), f.port,
+                                                cleartext=False)))
+    o = objs[0]
+    assert r.returncode == CREDS and o["credentials_allowed"] is False, (r, o)
+    assert ("loopback port %d is not privileged (ip_unprivileged_port_start is" % f.port) \
+        in o["credentials_reason"], o
+    assert "would not send the password" in o["verdict"], o
 
 
 def test_cleartext_rule_judged_before_the_mechanism(probe, pki, remote):
