@@ -26,9 +26,9 @@ ATTACKER = "198.51.100.66"
 CAPS = "IMAP4rev1 LITERAL+ ID AUTH=PLAIN"
 
 
-def fake_cfg(pki, fake, protocol, tls="none", extra="", head="", host=None):
+def fake_cfg(pki, fake, protocol, tls="none", extra="", head="", host=None, cleartext=None):
     return config(pki, server("fake", protocol, hosts(host or fake.host), fake.port, tls,
-                              extra=extra), head=head)
+                              extra=extra, cleartext=cleartext), head=head)
 
 
 def tag_of(line):
@@ -158,7 +158,8 @@ def test_nothing_forwarded_where_cleartext_is_forbidden(root_net, pam, pki):
     with netns.NetNs() as ns:
         with FakeServer(lambda conn: (conn.line("* OK [CAPABILITY %s] fake" % CAPS),
                                       conn.drain(scaled(2))), sock=ns.listen()) as fake:
-            r = pam.run(fake_cfg(pki, fake, "imap"), "alice", PW, rhost=CLIENT)
+            r = pam.run(fake_cfg(pki, fake, "imap", cleartext=False), "alice", PW,
+                        rhost=CLIENT)
             received = fake.received
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
     assert b" ID " not in received and b"LOGIN" not in received, received

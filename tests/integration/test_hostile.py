@@ -26,7 +26,8 @@ import pytest
 import netns
 import pamrun
 from fakeserver import FakeServer, tls_server_context
-from helpers import config, hosts, scaled, server
+from helpers import (config, hosts, privileged_listener, scaled, server,
+                     unprivileged_port_start)
 
 PW = "s3cret"
 UTF8_PW = "gr\u00fc\u00df-\u20ac"
@@ -465,7 +466,7 @@ def test_cleartext_refused_to_a_remote_peer(pam, pki, remote, mechanism):
     the reason, and the walk records that no credentials were sent."""
     protocol, password, script, _, extra = MECHANISMS[mechanism]
     with FakeServer(script, sock=remote.listen()) as fake:
-        r = pam.run(cfg(pki, fake, protocol, extra=extra), "alice", password)
+        r = pam.run(cfg(pki, fake, protocol, extra=extra, cleartext=False), "alice", password)
     finished(fake)
     assert fake.host == remote.inner and not fake.host.startswith("127.")
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
@@ -492,11 +493,6 @@ def test_cleartext_allowed_to_a_remote_peer(pam, pki, remote, mechanism):
         assert form in fake.received, (form, fake.received)
 
 
-def unprivileged_port_start():
-    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
-        return int(f.read())
-
-
 @pytest.mark.parametrize("mechanism", sorted(MECHANISMS))
 def test_cleartext_refused_to_a_high_loopback_port(pam, pki, mechanism):
     """Issue 17, section 5: tls = none to a loopback address on an unprivileged port, where any
@@ -520,19 +516,7 @@ def test_cleartext_allowed_to_a_privileged_loopback_port(pam, pki):
     """The exemption itself: a loopback port below ip_unprivileged_port_start, which only root
     can listen on, gets the password in clear without allow_cleartext."""
     limit = unprivileged_port_start()
-    if os.geteuid() != 0 or limit < 2:
-        pytest.fail("needs root and a privileged port range (limit %d)" % limit)
-    sock = None
-    for port in range(min(limit, 1024) - 1, 0, -1):
-        sock = socket.socket()
-        try:
-            sock.bind(("127.0.0.1", port))
-            break
-        except OSError:
-            sock.close()
-            sock = None
-    assert sock is not None, "no free privileged port"
-    sock.listen(8)
+    sock = privileged_listener()
     protocol, password, script, on_wire, extra = MECHANISMS["pop3-user-pass"]
     with FakeServer(script, sock=sock) as fake:
         r = pam.run(cfg(pki, fake, protocol, extra=extra, cleartext=False), "alice", password)
@@ -551,8 +535,8 @@ def test_cleartext_rule_holds_for_a_second_remote_server(pam, pki, remote):
         conn.drain(scaled(1))
     with FakeServer(refuse, sock=remote.listen()) as a, \
             FakeServer(refuse, sock=remote.listen()) as b:
-        text = config(pki, server("a", "pop3", hosts(a.host), a.port, "none"),
-                      server("b", "pop3", hosts(b.host), b.port, "none"),
+        text = config(pki, server("a", "pop3", hosts(a.host), a.port, "none", cleartext=False),
+                      server("b", "pop3", hosts(b.host), b.port, "none", cleartext=False),
                       timeout=scaled(TIMEOUT), connect_timeout=scaled(1))
         r = pam.run(text, "alice", PW)
     finished(a)

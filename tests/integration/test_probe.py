@@ -338,7 +338,7 @@ def test_cleartext_to_non_loopback(probe, pki, remote, allow):
     with FakeServer(imap_greeter("* OK [CAPABILITY IMAP4rev1 ID] x"), sock=sock) as f:
         extra = "  allow_cleartext = true\n" if allow else ""
         r, objs = probe.json(config(pki, server("f", "imap", hosts(f.host), f.port,
-                                                extra=extra)))
+                                                extra=extra, cleartext=allow)))
     o = objs[0]
     if allow:
         assert r.returncode == READY and o["credentials_allowed"] is True, (r, o)
@@ -367,7 +367,8 @@ def test_cleartext_rule_judged_before_the_mechanism(probe, pki, remote):
     # both would stop a login; the login path asks the cleartext rule first, so does the probe
     sock = remote.listen(port=0)
     with FakeServer(imap_greeter("* OK [CAPABILITY IMAP4rev1 LOGINDISABLED] x"), sock=sock) as f:
-        r, objs = probe.json(config(pki, server("f", "imap", hosts(f.host), f.port)))
+        r, objs = probe.json(config(pki, server("f", "imap", hosts(f.host), f.port,
+                                                cleartext=False)))
     assert r.returncode == CREDS, r
     assert "would not send the password" in objs[0]["verdict"], objs
     assert objs[0]["mechanism"] == "none", objs
