@@ -13,7 +13,9 @@
  *              bits 4-5 TLS: 1 implicit, 2 STARTTLS/STLS, else none
  *   header[1]: bit 0 TLS storm (KeyUpdates before every chunk; renegotiation requests with
  *              bit 1); bit 1 TLS 1.2 only; bit 2 a password longer than an excerpt;
- *              bit 3 a non-ASCII user name (an IMAP literal); bit 4 a client address to
+ *              bit 3 a non-ASCII user name (an IMAP literal); bit 6 a password holding '"',
+ *              '\\', '{', '}' and a trailing space (escaped in an IMAP quoted string);
+ *              bit 4 a client address to
  *              forward (IMAP ID; POP3 never sends XCLIENT); bit 5 no allow_cleartext (the
  *              fuzzer listens on a high loopback port: the cleartext rule then refuses)
  *
@@ -36,7 +38,8 @@
  * - an ID line goes only when a client address is to be forwarded, in the same write (turn) as
  *   the login command; a POP3 XCLIENT line never goes (see the late lines above);
  * - no log line (the debug logger is on) holds the password, its base64 forms, the base64 of
- *   the SASL PLAIN blob or the APOP digest the client sent. */
+ *   the SASL PLAIN blob, its IMAP-escaped form (a quoted string's inside) or the APOP digest
+ *   the client sent. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -492,6 +495,7 @@ struct secret_forms {
     char password[2048];
     char b64_password[2048];
     char b64_plain[2048];
+    char escaped[4096]; /* the IMAP quoted string's inside: '"' and '\\' escaped */
 };
 static struct secret_forms forms;
 
@@ -510,7 +514,7 @@ static void sink(void *ctx, int priority, const char *fmt, va_list ap)
     (void)ctx;
     (void)priority;
     if (holds_form(line, len, forms.password) || holds_form(line, len, forms.b64_password) ||
-        holds_form(line, len, forms.b64_plain)) {
+        holds_form(line, len, forms.b64_plain) || holds_form(line, len, forms.escaped)) {
         fprintf(stderr, "logged: %s\n", line);
         fail("a secret in a log line");
     }
@@ -536,6 +540,11 @@ static void make_forms(const struct login_creds *c)
 
     memset(&forms, 0, sizeof(forms));
     memcpy(forms.password, c->password, c->password_len);
+    for (size_t i = 0, o = 0; i < c->password_len; i++) {
+        if (c->password[i] == '"' || c->password[i] == '\\')
+            forms.escaped[o++] = '\\';
+        forms.escaped[o++] = c->password[i];
+    }
     b64_unpadded((const unsigned char *)c->password, c->password_len, forms.b64_password);
     blob[n++] = '\0';
     memcpy(blob + n, c->user, c->user_len);
@@ -952,6 +961,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char ascii_user[] = "alice";
     static const char utf8_user[] = "j\xc3\xbcrgen";
+    static const char special_password[] = "Tr0ub4dor\"&3\\{horse} ";
     static const char utf8_password[] = "gr\xc3\xbc\xc3\x9f-\xe2\x82\xac";
     static const char long_password[] =
         "Lpw-7f3e9a2c-a-password-longer-than-the-excerpt-limit-of-one-hundred-and-twenty-bytes-"
@@ -996,6 +1006,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         creds.password = long_password;
         creds.password_len = sizeof(long_password) - 1;
     }
+    if (data[1] & 64) {
+        creds.password = special_password;
+        creds.password_len = sizeof(special_password) - 1;
+    }
     if (data[1] & 8) {
         creds.user = utf8_user;
         creds.user_len = sizeof(utf8_user) - 1;
@@ -1035,7 +1049,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_forwarding();
     if (holds_form(out.reason.text, strlen(out.reason.text), forms.password) ||
         holds_form(out.reason.text, strlen(out.reason.text), forms.b64_plain) ||
-        holds_form(out.reason.text, strlen(out.reason.text), forms.b64_password))
+        holds_form(out.reason.text, strlen(out.reason.text), forms.b64_password) ||
+        holds_form(out.reason.text, strlen(out.reason.text), forms.escaped))
         fail("a secret in the reason");
     return 0;
 }

@@ -348,9 +348,9 @@ static enum proto_result try_apop(struct pop3_session *ps)
         errbuf_set(&ps->out->reason, "cannot compute the APOP digest (MD5 unavailable)");
         return PROTO_EIO;
     }
+    /* The sender registers the digest as sent; a server may echo it in capitals too. */
     redact_add_apop_digest(&ps->rs, digest);
-    snprintf(trace, sizeof(trace), "APOP %.*s <digest redacted>", (int)ps->c->user_len,
-             ps->c->user);
+    snprintf(trace, sizeof(trace), "APOP %.*s " REDACT_MARK, (int)ps->c->user_len, ps->c->user);
     /* The digest can be cracked offline and answered by anyone on the path: a credential. */
     r = stream_result_to_proto(stream_send_credential(ps->s, &ps->out->reason, CRED_WHOLE, trace,
                                                       "APOP %.*s %s", (int)ps->c->user_len,

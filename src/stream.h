@@ -48,8 +48,9 @@ struct stream {
     struct login_outcome *outcome; /* credential progress is recorded here (stream_open_login) */
     int64_t deadline_ms;
     char address[80];
-    /* The secrets to keep out of traces and excerpts of server text; NULL: none. */
-    const struct redact_set *redact;
+    /* The secrets to keep out of traces and excerpts of server text; NULL: none. Every
+     * credential line sent adds its wire form (stream_send_credential). */
+    struct redact_set *redact;
     /* Stale input: in_total counts every byte the server sent (read into buf); fence is its
      * value when the last command went out, after everything already readable was read. A
      * line that starts below the fence was sent before the server could have seen that
@@ -134,7 +135,13 @@ enum stream_result stream_queue_line(struct stream *s, struct errbuf *err, const
  * (stream_may_send_credentials): when that forbids it, nothing is sent and STREAM_EINSECURE is
  * returned with err saying why. Progress is recorded in the login outcome: CREDS_PARTIAL as soon
  * as a byte may have left, CREDS_ALL after a CRED_LAST piece was sent whole. The trace shows
- * trace_text. Otherwise as stream_sendf. */
+ * trace_text: the line as sent with each credential-bearing piece replaced by REDACT_MARK.
+ * Before a byte leaves, the credential-bearing bytes are added to the stream's redaction set in
+ * exactly the form they take on the wire (escaped, quoted, encoded: whatever the mechanism
+ * made of them), so no mechanism registers anything itself: the bytes of the line from the
+ * first REDACT_MARK of trace_text to the end of its last, found by matching the text before and
+ * after them, or the whole line where trace_text does not match it (redact_add_wire).
+ * Otherwise as stream_sendf. */
 enum stream_result stream_send_credential(struct stream *s, struct errbuf *err, enum cred_part part,
                                           const char *trace_text, const char *fmt, ...)
     MA_PRINTF(5, 6);
@@ -150,7 +157,7 @@ enum stream_result stream_send_credential_lines(struct stream *s, struct errbuf 
 
 /* stream_open for a login: the result as a proto_result, the peer's address copied into o, o
  * armed to record credential progress, and rs (kept, not copied) armed for redaction. */
-enum proto_result stream_open_login(const struct login_target *t, const struct redact_set *rs,
+enum proto_result stream_open_login(const struct login_target *t, struct redact_set *rs,
                                     int64_t deadline_ms, const struct logger *log,
                                     struct stream **out, struct login_outcome *o);
 

@@ -653,6 +653,95 @@ def test_echo_of_the_apop_digest_is_redacted(pam, pki, upper):
     assert_nothing_logged(r, ECHO_PW)
 
 
+# Issue 17, section 3: passwords with the bytes every wire form transforms (IMAP quoting escapes
+# '"' and '\\'; '{' and '}' frame a literal's length; a trailing space), ASCII (an IMAP quoted
+# string) and UTF-8 (a literal).
+SPECIAL_PASSWORDS = ['Tr0ub4dor"&3\\horse{x} ', 'gr\u00fc"\\{\u00df}-\u20ac ']
+
+
+def imap_escaped(password):
+    return password.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _echo_everything_imap(caps):
+    """Refuse the login command, quoting back every line it took (continuations included)."""
+    def script(conn):
+        imap_greet(conn, caps)
+        line = conn.readline(scaled(5))
+        if line is None:
+            return
+        got = [line]
+        while line.endswith(b"}") or line.endswith(b" PLAIN"):
+            if line.endswith(b" PLAIN"):
+                conn.line("+ ")
+            elif not line.endswith(b"+}"):
+                conn.line("+ go ahead")
+            line = conn.readline(scaled(5))
+            if line is None:
+                return
+            got.append(line)
+        conn.line(tag_of(got[0]) + " NO [AUTHENTICATIONFAILED] you sent: " +
+                  " ".join(x.decode("utf-8", "replace") for x in got))
+        conn.drain(scaled(0.5))
+    return script
+
+
+def _echo_everything_pop3(greeting, refuse_user=False):
+    """Refuse the credentials, quoting back the command that carried them."""
+    def script(conn):
+        conn.line(greeting)
+        while True:
+            line = conn.readline(scaled(5))
+            if line is None:
+                return
+            text = line.decode("utf-8", "replace")
+            if line.startswith(b"USER "):
+                conn.line("-ERR [AUTH] no USER here" if refuse_user else "+OK")
+            elif line.startswith(b"CAPA"):
+                conn.send("+OK\r\nSASL PLAIN\r\n.\r\n")
+            elif line.startswith(b"QUIT"):
+                conn.line("+OK bye")
+                return
+            else:
+                conn.line("-ERR [AUTH] you sent: " + text)
+    return script
+
+
+ECHO_MECHANISMS = {
+    # ASCII: a quoted string with escapes; UTF-8: a synchronizing literal
+    "imap-login": ("imap", _echo_everything_imap("IMAP4rev1"), ""),
+    "imap-login-literal-plus": ("imap", _echo_everything_imap("IMAP4rev1 LITERAL+"), ""),
+    "imap-authenticate": ("imap", _echo_everything_imap("IMAP4rev1 LOGINDISABLED AUTH=PLAIN"), ""),
+    "imap-authenticate-sasl-ir": ("imap", _echo_everything_imap(
+        "IMAP4rev1 LOGINDISABLED AUTH=PLAIN SASL-IR"), ""),
+    "pop3-user-pass": ("pop3", _echo_everything_pop3("+OK ready"), ""),
+    "pop3-apop": ("pop3", _echo_everything_pop3("+OK ready " + TS), "  apop = only\n"),
+    "pop3-apop-then-user-pass": ("pop3", _echo_everything_pop3("+OK ready " + TS), ""),
+    "pop3-auth-plain": ("pop3", _echo_everything_pop3("+OK ready", refuse_user=True), ""),
+}
+
+
+@pytest.mark.parametrize("password", SPECIAL_PASSWORDS, ids=["ascii", "utf8"])
+@pytest.mark.parametrize("mechanism", sorted(ECHO_MECHANISMS))
+def test_echo_of_every_wire_form_is_redacted(pam, pki, mechanism, password):
+    """A server that quotes back the command carrying the credentials: no form the password took
+    on the wire reaches a log line (the LOG_NOTICE result line included), whatever the mechanism
+    made of it. Before the fix the IMAP quoted string's escaped form (Tr0ub4dor\\"&3\\\\horse)
+    was logged: only the raw password and fixed encodings were redacted."""
+    protocol, script, extra = ECHO_MECHANISMS[mechanism]
+    with FakeServer(script) as fake:
+        r = pam.run(cfg(pki, fake, protocol, extra=extra), "alice", password)
+    finished(fake)
+    assert r.code == "PAM_AUTH_ERR", r
+    assert "you sent" in r.log_text(), r          # the echo was logged, redacted
+    forms = [password, imap_escaped(password), b64_plain("alice", password).decode().rstrip("="),
+             b64_password(password).decode().rstrip("="), apop_digest(TS, password)]
+    assert_nothing_logged(r, *forms)
+    text = r.log_text()
+    for form in forms:          # nor the form without its trailing space (a trimmed echo)
+        assert form.rstrip(" ") not in text, (form, r)
+
+
 @pytest.mark.parametrize("caps", ["IMAP4rev1", "IMAP4rev1 LITERAL+"])
 def test_password_literal_length_is_not_in_the_debug_trace(pam, pki, caps):
     """The length a literal announces for the password is credential-derived (the cleartext rule
