@@ -52,6 +52,28 @@ static size_t unpadded(const char *b64, size_t n)
     return n;
 }
 
+/* The password with '"' and '\\' escaped, as inside an IMAP quoted string: known before anything
+ * is sent, so a server that echoes it early is covered too. */
+static void add_escaped(struct redact_set *rs, const char *pw, size_t n)
+{
+    char esc[2 * 1024];
+    size_t o = 0;
+
+    if (memchr(pw, '"', n) == NULL && memchr(pw, '\\', n) == NULL)
+        return;
+    if (n > sizeof(esc) / 2) {
+        rs->broken = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (pw[i] == '"' || pw[i] == '\\')
+            esc[o++] = '\\';
+        esc[o++] = pw[i];
+    }
+    redact_add(rs, esc, o, false);
+    secret_wipe(esc, sizeof(esc));
+}
+
 void redact_init(struct redact_set *rs, const struct login_creds *c)
 {
     char b64[4 * ((1024 + 2) / 3) + 1];
@@ -61,6 +83,7 @@ void redact_init(struct redact_set *rs, const struct login_creds *c)
     if (c == NULL || c->password == NULL || c->password_len == 0)
         return;
     redact_add(rs, c->password, c->password_len, false);
+    add_escaped(rs, c->password, c->password_len);
     if (c->password_len <= (sizeof(b64) - 1) / 4 * 3) {
         int n = EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)c->password,
                                 (int)c->password_len);

@@ -25,11 +25,11 @@ struct redact_secret {
     bool nocase; /* a hex digest may come back in capitals */
 };
 
-/* The secrets of one login. redact_init arms the known transforms of the password (raw, base64
- * of it, base64 of the SASL PLAIN blob); everything a credential line carries is added in the
- * form it takes on the wire when it is sent (stream_send_credential), so a mechanism needs no
- * slot of its own. No capacity limit but memory: a secret that cannot be held marks the set
- * broken, and a broken set lets no server text through at all. */
+/* The secrets of one login. redact_init arms the known transforms of the password (raw, escaped as
+ * in an IMAP quoted string, base64 of it, base64 of the SASL PLAIN blob); everything a credential
+ * line carries is added in the form it takes on the wire when it is sent (stream_send_credential),
+ * so a mechanism needs no slot of its own. No capacity limit but memory: a secret that cannot be
+ * held marks the set broken, and a broken set lets no server text through at all. */
 struct redact_set {
     struct redact_secret *secrets;
     size_t count, cap;

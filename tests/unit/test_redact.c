@@ -229,8 +229,23 @@ static void test_wire_forms(void)
     redact_wipe(&rs);
 }
 
+/* The escaped form is known before anything is sent: a server echoing it early is covered. */
+static void test_escaped_known_ahead(void)
+{
+    static const char special[] = "Tr0ub\"&3\\{h} ";
+    const struct login_creds c = {"alice", 5, special, sizeof(special) - 1, NULL};
+    struct redact_set rs;
+    char out[200];
+
+    redact_init(&rs, &c);
+    redact_excerpt(&rs, out, sizeof(out), S("+OK hello Tr0ub\\\"&3\\\\{h}  there"));
+    CHECK_STR(out, "+OK hello <redacted> there");
+    redact_wipe(&rs);
+}
+
 int main(void)
 {
+    test_escaped_known_ahead();
     test_no_capacity_limit();
     test_broken_set_logs_nothing();
     test_wire_forms();
