@@ -120,10 +120,12 @@ enum stream_result stream_skip(struct stream *s, size_t n, struct errbuf *err);
 enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char *trace_text,
                                 const char *fmt, ...) MA_PRINTF(4, 5);
 
-/* Queue one command line that carries no credentials (IMAP ID, CAPABILITY, POP3 XCLIENT) to go
- * out in front of the next command sent, in the same write: pipelined, it costs no round trip.
- * The caller must then read its reply before the next command's (the fence covers both: neither
- * reply can be taken from bytes the server sent before they went out). It is queued only when
+/* Queue one command line that carries no credentials (IMAP ID, CAPABILITY) to go out in front of
+ * the next command sent, in the same write: pipelined, it costs no round trip. The caller must
+ * then read its reply before the next command's (the fence covers both: neither reply can be
+ * taken from bytes the server sent before they went out). Only for a protocol whose replies
+ * carry tags: untagged (POP3), an extra or late line of its reply would be taken for the next
+ * command's. It is queued only when
  * the cleartext rule allows credentials on this connection, as it goes out with the login.
  * Returns STREAM_OK, STREAM_EINVAL (CR/LF/NUL, or the queue is full: nothing queued) or
  * STREAM_EINSECURE. */
