@@ -147,6 +147,8 @@ class Run:
 
     def config(self, proto, port, tls, extra="", head="", timeout=10):
         host = "127.0.0.1" if tls == "none" else "localhost"
+        if tls == "none":   # a high loopback port: the cleartext rule wants it said
+            extra += "  allow_cleartext = true\n"
         return ('timeout = %s\nfail_delay = 0\nca_file = "%s"\n%s\nserver "s" {\n  protocol = '
                 '%s\n  host = "%s"\n  port = %d\n  tls = %s\n%s}\n'
                 % (timeout, self.pki["ca"], head, proto, host, port, tls, extra))

@@ -132,6 +132,8 @@ class Bench:
 
     def server_block(self, row, port=None):
         name, proto, host, portname, tls, extra = row[:6]
+        if tls == "none":   # a high loopback port: the cleartext rule wants it said
+            extra += "  allow_cleartext = true\n"
         return ('server "%s" {\n  protocol = %s\n  host = "%s"\n  port = %d\n  tls = %s\n%s}\n'
                 % (proto, proto, host, port or self.dv.ports[portname], tls, extra))
 
@@ -250,7 +252,8 @@ def measure(b, say, title):
 
     imap = ROWS[0]
     svc = b.service("refused-first", 'server "down" {\n  protocol = imap\n  host = '
-                    '"127.0.0.1"\n  port = %d\n  tls = none\n}\n' % closed_port()
+                    '"127.0.0.1"\n  port = %d\n  tls = none\n  allow_cleartext = true\n}\n'
+                    % closed_port()
                     + b.server_block(imap).replace('"imap"', '"dv"'))
     base_svc = b.service("refused-base", b.server_block(imap))
     refused, base = b.interleaved(b.pam_cmd(svc), b.pam_cmd(base_svc))
@@ -348,7 +351,8 @@ def failover_only(build, quick, before, say):
 def client_cost(b, say):
     port = free_port()
     inst_svc = b.service("instant", 'server "instant" {\n  protocol = imap\n  host = '
-                         '"127.0.0.1"\n  port = %d\n  tls = none\n}\n' % port)
+                         '"127.0.0.1"\n  port = %d\n  tls = none\n  allow_cleartext = true\n}\n'
+                         % port)
     inst_mod, inst_floor = b.interleaved(
         [b.driver, "instant", str(port)] + b.pam_cmd(inst_svc, n=b.n * 5)[1:],
         [b.driver, "instant", str(port)] + b.floor_cmd("imap", "127.0.0.1", port,

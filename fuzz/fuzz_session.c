@@ -13,8 +13,11 @@
  *              bits 4-5 TLS: 1 implicit, 2 STARTTLS/STLS, else none
  *   header[1]: bit 0 TLS storm (KeyUpdates before every chunk; renegotiation requests with
  *              bit 1); bit 1 TLS 1.2 only; bit 2 a password longer than an excerpt;
- *              bit 3 a non-ASCII user name (an IMAP literal); bit 4 a client address to
- *              forward (IMAP ID, POP3 XCLIENT)
+ *              bit 3 a non-ASCII user name (an IMAP literal); bit 6 a password holding '"',
+ *              '\\', '{', '}' and a trailing space (escaped in an IMAP quoted string);
+ *              bit 4 a client address to
+ *              forward (IMAP ID; POP3 never sends XCLIENT); bit 5 no allow_cleartext (the
+ *              fuzzer listens on a high loopback port: the cleartext rule then refuses)
  *
  * Both sides are recorded and the oracles check the rules from the transcript, independently of
  * the client's own bookkeeping:
@@ -22,17 +25,21 @@
  *   IMAP a login command's own tag with OK (then space or end of line) at the start of a
  *   response line outside any literal, in a chunk sent after the credentials arrived; POP3
  *   "+OK" (then space or end of line) as the first line sent after PASS/APOP/AUTH;
+ * - POP3 late lines: answers carry no tag, so a line pairs with a command only by counting, and
+ *   a server may send a line late (the turn-based server here cannot say which command a line
+ *   in a chunk answers: a line in the credentials' turn may be a late one of an earlier
+ *   command's). Counting holds only for commands whose answer has a fixed shape (USER, APOP,
+ *   PASS, AUTH: one line; CAPA: one, or a list to "."; STLS: one, then TLS): a success after any
+ *   other command on the connection (XCLIENT, any extension) is a broken invariant;
  * - after a synchronizing literal announcement ({n}, no LITERAL+) no byte follows before the
  *   server answered, and the password follows only if that answer held a "+";
  * - apop = only: nothing of the password (raw or base64) on the wire;
  * - the outcome's creds_sent is honest: false means nothing credential-derived was sent;
- * - an ID or XCLIENT line goes only when a client address is to be forwarded; ID and a POP3
- *   XCLIENT in front of USER go in the same write (turn) as the login command, and the answer is
- *   one more line in front of the login command's, never the answer that decides; XCLIENT in
- *   front of APOP goes alone, in the turn before APOP (POP3 answers carry no tag: an extra line in
- *   XCLIENT's answer must not be taken as APOP's verdict), and never in APOP's own write;
+ * - an ID line goes only when a client address is to be forwarded, in the same write (turn) as
+ *   the login command; a POP3 XCLIENT line never goes (see the late lines above);
  * - no log line (the debug logger is on) holds the password, its base64 forms, the base64 of
- *   the SASL PLAIN blob or the APOP digest the client sent. */
+ *   the SASL PLAIN blob, its IMAP-escaped form (a quoted string's inside) or the APOP digest
+ *   the client sent. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -148,7 +155,8 @@ struct iteration {
     int tls; /* TLS_MODE_* */
     bool storm;
     bool tls12;
-    bool forward; /* a client address is to be forwarded */
+    bool forward;   /* a client address is to be forwarded */
+    bool cleartext; /* allow_cleartext */
     const uint8_t *chunk[MAX_CHUNKS + 1];
     size_t chunk_len[MAX_CHUNKS + 1];
     size_t n_chunks;
@@ -487,6 +495,7 @@ struct secret_forms {
     char password[2048];
     char b64_password[2048];
     char b64_plain[2048];
+    char escaped[4096]; /* the IMAP quoted string's inside: '"' and '\\' escaped */
 };
 static struct secret_forms forms;
 
@@ -505,7 +514,7 @@ static void sink(void *ctx, int priority, const char *fmt, va_list ap)
     (void)ctx;
     (void)priority;
     if (holds_form(line, len, forms.password) || holds_form(line, len, forms.b64_password) ||
-        holds_form(line, len, forms.b64_plain)) {
+        holds_form(line, len, forms.b64_plain) || holds_form(line, len, forms.escaped)) {
         fprintf(stderr, "logged: %s\n", line);
         fail("a secret in a log line");
     }
@@ -531,6 +540,11 @@ static void make_forms(const struct login_creds *c)
 
     memset(&forms, 0, sizeof(forms));
     memcpy(forms.password, c->password, c->password_len);
+    for (size_t i = 0, o = 0; i < c->password_len; i++) {
+        if (c->password[i] == '"' || c->password[i] == '\\')
+            forms.escaped[o++] = '\\';
+        forms.escaped[o++] = c->password[i];
+    }
     b64_unpadded((const unsigned char *)c->password, c->password_len, forms.b64_password);
     blob[n++] = '\0';
     memcpy(blob + n, c->user, c->user_len);
@@ -706,24 +720,27 @@ static size_t pop3_lines(const struct conn_log *l, size_t from, size_t to, bool 
     return n;
 }
 
-/* The client's turn t in POP3: where its command starts, past an XCLIENT line pipelined in front
- * of it (whose answer is then one more line in front of the command's), and its length. */
+/* The client's turn t in POP3: where its command starts and its length (t = -1: none). */
 static const char *pop3_turn(const struct conn_log *l, long t, size_t *len, size_t *answers)
 {
     size_t s = t > 0 ? l->turn_end[t - 1] : 0;
-    const char *c = (const char *)l->cli + s;
-    size_t n = t >= 0 ? l->turn_end[t] - s : 0;
-    const char *nl;
 
     *answers = 1;
-    if (n > 8 && strncmp(c, "XCLIENT ", 8) == 0 && (nl = memchr(c, '\n', n)) != NULL &&
-        (size_t)(nl - c) + 1 < n) {
-        *answers = 2;
-        n -= (size_t)(nl - c) + 1;
-        c = nl + 1;
+    *len = t >= 0 ? l->turn_end[t] - s : 0;
+    return (const char *)l->cli + s;
+}
+
+/* Whether the command c[0, n) has an answer of a fixed shape (see the late lines above). */
+static bool pop3_fixed_answer(const char *c, size_t n)
+{
+    static const char *const fixed[] = {"USER ", "PASS ", "APOP ", "AUTH ", "CAPA\r", "STLS\r"};
+
+    for (size_t i = 0; i < MA_ARRAY_LEN(fixed); i++) {
+        size_t w = strlen(fixed[i]);
+        if (n >= w && memcmp(c, fixed[i], w) == 0 && memchr(c, '\n', n) == c + n - 1)
+            return true;
     }
-    *len = n;
-    return c;
+    return false;
 }
 
 /* POP3 answers every command with one line (CAPA: lines up to "."), and has no unsolicited
@@ -772,6 +789,13 @@ static void check_pop3_success(void)
         fail("POP3 success without PASS, APOP or AUTH PLAIN on the wire");
     if ((size_t)k + 1 >= l->n_chunks)
         fail("POP3 success although the server said nothing after the credentials");
+    for (long t = 0; t < k; t++) {
+        size_t n, answers;
+        const char *c = pop3_turn(l, t, &n, &answers);
+        if (!pop3_fixed_answer(c, n))
+            fail("POP3 success after a command whose answer length is unknown (a late line of "
+                 "its answer could be the verdict)");
+    }
     check_pop3_one_answer_each(l, k);
     /* The first line that starts in the chunk sent after the credentials. */
     for (size_t pos = 0; pos < l->srv_len;) {
@@ -859,6 +883,9 @@ static void check_wire(const struct login_outcome *o, enum apop_mode apop)
         const uint8_t *a = memmem(l->cli, l->cli_len, "APOP ", 5);
         if (apop == APOP_ONLY && secret)
             fail("apop = only, but the password went on the wire");
+        if (it.tls == TLS_MODE_NONE && !it.cleartext &&
+            (secret || a != NULL || memmem(l->cli, l->cli_len, "USER ", 5) != NULL))
+            fail("credentials in clear to an unprivileged loopback port without allow_cleartext");
         if (!o->creds_sent && (secret || a != NULL))
             fail("creds_sent is false, but credentials went on the wire");
         if (a != NULL) {
@@ -888,42 +915,26 @@ static bool turn_has_line(const struct conn_log *l, size_t from, size_t to, cons
     return false;
 }
 
-/* Whether the client's turn after t starts with APOP (or the client sent nothing more). */
-static bool next_turn_is_apop(const struct conn_log *l, size_t t)
-{
-    size_t from = l->turn_end[t];
-
-    if (t + 1 >= l->n_turns)
-        return true;
-    return l->turn_end[t + 1] - from >= 5 && memcmp(l->cli + from, "APOP ", 5) == 0;
-}
-
-/* ID / XCLIENT only with an address to forward, and only where the rules above put them. */
+/* ID only with an address to forward, in the login command's write; POP3 XCLIENT never. */
 static void check_forwarding(void)
 {
-    static const char *const pop3_logins[] = {"APOP ", "USER ", "AUTH PLAIN"};
     static const char *const imap_logins[] = {" LOGIN ", " AUTHENTICATE "};
 
     for (size_t c = 0; c < it.n_conns; c++) {
         const struct conn_log *l = &it.conns[c];
         for (size_t t = 0; t < l->n_turns; t++) {
             size_t from = t > 0 ? l->turn_end[t - 1] : 0, to = l->turn_end[t];
-            bool fwd = it.pop3 ? turn_has_line(l, from, to, "XCLIENT ", true)
-                               : turn_has_line(l, from, to, " ID (", false);
             bool login = false;
-            if (!fwd)
+            if (it.pop3 && turn_has_line(l, from, to, "XCLIENT", true))
+                fail("POP3 XCLIENT sent: its answer's length is unknown, and POP3 answers carry "
+                     "no tag");
+            if (it.pop3 || !turn_has_line(l, from, to, " ID (", false))
                 continue;
             if (!it.forward)
-                fail("ID or XCLIENT sent without a client address to forward");
-            for (size_t i = 0; i < MA_ARRAY_LEN(pop3_logins) && it.pop3 && !login; i++)
-                login = turn_has_line(l, from, to, pop3_logins[i], true);
-            for (size_t i = 0; i < MA_ARRAY_LEN(imap_logins) && !it.pop3 && !login; i++)
+                fail("ID sent without a client address to forward");
+            for (size_t i = 0; i < MA_ARRAY_LEN(imap_logins) && !login; i++)
                 login = turn_has_line(l, from, to, imap_logins[i], false);
-            if (it.pop3 && turn_has_line(l, from, to, "APOP ", true))
-                fail("XCLIENT sent in the same write as APOP");
-            if (it.pop3 && !login && !next_turn_is_apop(l, t))
-                fail("XCLIENT sent alone, not in front of APOP");
-            if (!it.pop3 && !login)
+            if (!login)
                 fail("ID sent without a login command in the same write");
         }
     }
@@ -950,6 +961,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char ascii_user[] = "alice";
     static const char utf8_user[] = "j\xc3\xbcrgen";
+    static const char special_password[] = "Tr0ub4dor\"&3\\{horse} ";
     static const char utf8_password[] = "gr\xc3\xbc\xc3\x9f-\xe2\x82\xac";
     static const char long_password[] =
         "Lpw-7f3e9a2c-a-password-longer-than-the-excerpt-limit-of-one-hundred-and-twenty-bytes-"
@@ -994,6 +1006,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         creds.password = long_password;
         creds.password_len = sizeof(long_password) - 1;
     }
+    if (data[1] & 64) {
+        creds.password = special_password;
+        creds.password_len = sizeof(special_password) - 1;
+    }
     if (data[1] & 8) {
         creds.user = utf8_user;
         creds.user_len = sizeof(utf8_user) - 1;
@@ -1001,6 +1017,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     it.forward = (data[1] & 16) != 0;
     creds.client_ip = it.forward ? "192.0.2.1" : NULL;
     t.forward_client_ip = true;
+    it.cleartext = (data[1] & 32) == 0;
+    t.allow_cleartext = it.cleartext;
     memcpy(input_copy, data + 2, size - 2);
     split_chunks(input_copy, size - 2);
     make_forms(&creds);
@@ -1031,7 +1049,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_forwarding();
     if (holds_form(out.reason.text, strlen(out.reason.text), forms.password) ||
         holds_form(out.reason.text, strlen(out.reason.text), forms.b64_plain) ||
-        holds_form(out.reason.text, strlen(out.reason.text), forms.b64_password))
+        holds_form(out.reason.text, strlen(out.reason.text), forms.b64_password) ||
+        holds_form(out.reason.text, strlen(out.reason.text), forms.escaped))
         fail("a secret in the reason");
     return 0;
 }

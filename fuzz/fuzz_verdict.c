@@ -3,7 +3,10 @@
  * that must hold whatever the rule's details:
  * - no class is a success (verdict_to_proto never gives PROTO_OK);
  * - an IMAP NO or BYE carrying [AUTHENTICATIONFAILED] is always a refusal;
- * - a reply with a "try later" marker (code or text) and no refusal code is never a refusal;
+ * - a reply with a "try later" code or fixed text and no refusal code is never a refusal;
+ * - words in free text ("temporarily", "try later", "TLS required": an echoed user name, an
+ *   administrator's refusal reason) never change a verdict: only codes and a server's fixed
+ *   texts matched whole do (issue 17);
  * - the connection closing never turns a non-refusal into a refusal, and sending the password
  *   never turns a refusal into "no verdict" (a man in the middle must not gain from either).
  * Input: one header byte (bit 0 POP3, bit 1 closed_after, bit 2 creds_sent), then the reply. */
@@ -112,25 +115,62 @@ static bool ref_temporary_code(bool pop3, const struct ref_reply *r)
                    sizeof(pop) / sizeof(pop[0]));
 }
 
+/* The text after the code (and the spaces after it), trailing spaces dropped, lower-cased. */
+static void ref_free_text(const struct ref_reply *r, const char **t, size_t *n)
+{
+    const char *p = r->rest;
+    size_t len = r->rest_len;
+
+    if (r->code != NULL) {
+        const char *close = memchr(p, ']', len);
+        len -= (size_t)(close - p) + 1;
+        p = close + 1;
+    }
+    for (; len > 0 && *p == ' '; p++, len--)
+        ;
+    for (; len > 0 && p[len - 1] == ' '; len--)
+        ;
+    *t = p;
+    *n = len;
+}
+
+/* The free text is exactly one of the fixed texts (lower case): never a search inside it. */
+static bool ref_text_is(const struct ref_reply *r, const char *const *texts, size_t count)
+{
+    const char *t;
+    size_t n;
+
+    ref_free_text(r, &t, &n);
+    for (size_t i = 0; i < count; i++) {
+        if (n == strlen(texts[i]) && memcmp(t, texts[i], n) == 0)
+            return true;
+    }
+    return false;
+}
+
 static bool ref_says_temporary(const struct ref_reply *r)
 {
-    return has(r->rest, r->rest_len, "temporar") || has(r->rest, r->rest_len, "try again later") ||
-           has(r->rest, r->rest_len, "try later");
+    static const char *const texts[] = {"temporary problem, please try again later"};
+
+    return ref_text_is(r, texts, sizeof(texts) / sizeof(texts[0]));
 }
 
 static bool ref_says_not_checked(const struct ref_reply *r)
 {
-    static const char *const markers[] = {"tls required",
-                                          "ssl required",
-                                          "starttls required",
-                                          "requires tls",
-                                          "requires ssl",
-                                          "encryption required",
-                                          "under a layer",
-                                          "privacy required",
-                                          "plaintext authentication disallowed",
-                                          "plaintext authentication not allowed",
-                                          "not allowed without ssl"};
+    static const char *const texts[] = {
+        "tls required to log in.", "user command only available under a layer",
+        "login only available under a layer",
+        "plaintext authentication disallowed on non-secure (ssl/tls) connections."};
+
+    return ref_text_is(r, texts, sizeof(texts) / sizeof(texts[0]));
+}
+
+/* Free text that merely holds a "try later" or "not checked" word: what a user name or an
+ * administrator's reason can put into a reply (issue 17). */
+static bool ref_free_text_has_marker(const struct ref_reply *r)
+{
+    static const char *const markers[] = {"temporar",     "try again later", "try later",
+                                          "tls required", "under a layer",   "unavailable"};
 
     for (size_t i = 0; i < sizeof(markers) / sizeof(markers[0]); i++) {
         if (has(r->rest, r->rest_len, markers[i]))
@@ -174,6 +214,13 @@ static void check_properties(bool pop3, const char *orig, const char *low, size_
             abort();
         if (!ref_refusal_code(pop3, &r) &&
             (ref_temporary_code(pop3, &r) || ref_says_temporary(&r)) && v == VERDICT_REFUSED)
+            abort();
+        /* Words in free text never change a verdict: with no code and no whole fixed text, a
+         * reply (not a BYE, not a close before the password) is a refusal whatever it says. */
+        if (ref_free_text_has_marker(&r) && !ref_temporary_code(pop3, &r) &&
+            !(!pop3 && same(r.code, r.code_len, "privacyrequired")) && !r.bye &&
+            (creds || !closed) && !ref_says_temporary(&r) && !ref_says_not_checked(&r) &&
+            v != VERDICT_REFUSED)
             abort();
     }
     /* closing never makes a refusal; sending the password never unmakes one */

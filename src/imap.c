@@ -781,9 +781,10 @@ static enum proto_result send_authenticate_plain(struct imap_session *is, struct
     }
     new_tag(is);
     if (is->caps.sasl_ir) {
+        char trace[64];
+        snprintf(trace, sizeof(trace), "%s AUTHENTICATE PLAIN " REDACT_MARK, is->tag);
         pr = stream_result_to_proto(stream_send_credential(
-            is->s, &is->out->reason, CRED_WHOLE, "AUTHENTICATE PLAIN <redacted>",
-            "%s AUTHENTICATE PLAIN %s", is->tag, b64));
+            is->s, &is->out->reason, CRED_WHOLE, trace, "%s AUTHENTICATE PLAIN %s", is->tag, b64));
     } else {
         pr = stream_result_to_proto(
             stream_sendf(is->s, &is->out->reason, NULL, "%s AUTHENTICATE PLAIN", is->tag));

@@ -448,6 +448,20 @@ bool net_peer_is_loopback(int fd)
     return false;
 }
 
+unsigned net_peer_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
 bool net_host_is_ip_literal(const char *host)
 {
     unsigned char buf[sizeof(struct in6_addr)];

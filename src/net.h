@@ -114,6 +114,9 @@ enum net_result net_recv_some(int fd, void *buf, size_t cap, size_t *got, int64_
 /* True when the socket's peer is a loopback address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104). */
 bool net_peer_is_loopback(int fd);
 
+/* The socket's peer port, or 0 when it has none (not connected, not IP). */
+unsigned net_peer_port(int fd);
+
 /* An address as the logs show it: "192.0.2.1:993", "[2001:db8::1]:993". */
 void net_format_addr(const struct sockaddr *sa, char *out, size_t cap);
 

@@ -1,8 +1,14 @@
 #include "policy.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+
+#define PORT_START_FILE "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+#define PORT_START_DEFAULT 1024u
 
 enum policy_result policy_check_password(const char *password, size_t len, struct errbuf *err)
 {
@@ -123,4 +129,36 @@ int policy_server_serves(const struct config_server *srv, const char *mapped)
     if (srv->n_domains == 0)
         return 1;
     return domain != NULL && in_list(srv->domains, srv->n_domains, domain, strlen(domain));
+}
+
+unsigned policy_parse_port_start(const char *text, size_t len)
+{
+    unsigned v = 0;
+    size_t i = 0;
+
+    while (i < len && text[i] >= '0' && text[i] <= '9' && i < 6)
+        v = v * 10 + (unsigned)(text[i++] - '0');
+    if (i == 0 || v > 65536 || (i < len && !(text[i] == '\n' && i + 1 == len)))
+        return 0;
+    return v;
+}
+
+bool policy_loopback_port_privileged(unsigned port, unsigned *first_unprivileged)
+{
+    char buf[16];
+    unsigned limit = PORT_START_DEFAULT;
+    int fd = open(PORT_START_FILE, O_RDONLY | O_CLOEXEC);
+
+    if (fd >= 0) {
+        ssize_t n;
+        do
+            n = read(fd, buf, sizeof(buf));
+        while (n < 0 && errno == EINTR);
+        limit = n > 0 ? policy_parse_port_start(buf, (size_t)n) : 0;
+        close(fd);
+    } else if (errno != ENOENT) {
+        limit = 0; /* there, but unreadable: nothing is known to be privileged */
+    }
+    *first_unprivileged = limit;
+    return port > 0 && port < limit;
 }

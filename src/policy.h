@@ -2,6 +2,7 @@
 #ifndef MAILAUTH_POLICY_H
 #define MAILAUTH_POLICY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -28,6 +29,19 @@ enum policy_result policy_check_password(const char *password, size_t len, struc
  * out gets the mapped name (cap >= POLICY_MAX_USER + 1). */
 enum policy_result policy_map_user(const struct config_user_policy *p, const char *user, size_t len,
                                    char *out, size_t cap, struct errbuf *err);
+
+/* The loopback exemption of the cleartext rule: a loopback peer gets credentials in clear (tls =
+ * none without allow_cleartext) only on a port no ordinary local user can listen on, one below
+ * the kernel's net.ipv4.ip_unprivileged_port_start (read from procfs at every check: it may
+ * change; 1024, the kernel's default and the rule before the sysctl existed, when the file is
+ * absent). On any other port, any local user could listen while the real service is down or
+ * before it starts, collect passwords and answer "+OK". *first_unprivileged gets the limit
+ * used. */
+bool policy_loopback_port_privileged(unsigned port, unsigned *first_unprivileged);
+
+/* The limit from the text of ip_unprivileged_port_start: a decimal 0..65536 and a newline; on
+ * anything else 0 (no port is privileged: the exemption never holds). Pure, for tests. */
+unsigned policy_parse_port_start(const char *text, size_t len);
 
 /* The domain part of a mapped name (after the last '@'), or NULL. */
 const char *policy_user_domain(const char *mapped);

@@ -169,8 +169,7 @@ struct pop3_session {
     struct stream *s;
     struct redact_set rs; /* what server text is cleaned of before it is logged */
     bool have_timestamp;
-    bool offers_xclient;  /* the greeting carried [XCLIENT] */
-    bool xclient_pending; /* XCLIENT went out in front of the last command: its reply comes first */
+    bool offers_xclient; /* the greeting carried [XCLIENT] (never used: see note_no_xclient) */
     char timestamp[POP3_APOP_TIMESTAMP_MAX + 1];
     long apop_cost_ms; /* APOP refused: its round trip and any reconnect it caused */
 };
@@ -196,43 +195,14 @@ static enum proto_result read_answer_line(struct pop3_session *ps, const char *w
     return PROTO_EPROTO;
 }
 
-/* The reply to an XCLIENT pipelined in front of the command now answered: it comes first and
- * never decides anything. -ERR only means the server did not take the forwarded address (said
- * once, at debug level); anything but +OK or -ERR is a protocol error, so the login's own reply
- * can neither be mistaken for it nor be hidden behind it. */
-static enum proto_result read_xclient_reply(struct pop3_session *ps)
-{
-    const char *line;
-    size_t len;
-    char q[160];
-    enum proto_result r = read_answer_line(ps, "XCLIENT", &line, &len);
-    enum pop3_reply kind = r == PROTO_OK ? pop3_reply_classify(line, len) : POP3_REPLY_INVALID;
-
-    ps->xclient_pending = false;
-    if (r != PROTO_OK)
-        return r;
-    stream_excerpt(ps->s, q, sizeof(q), line, len);
-    if (kind == POP3_REPLY_ERR) {
-        log_debug(ps->log, "%s %s: the server did not take the forwarded client address: \"%s\"",
-                  ps->out->address, ps->t->label, q);
-        return PROTO_OK;
-    }
-    if (kind == POP3_REPLY_OK)
-        return PROTO_OK;
-    errbuf_set(&ps->out->reason, "unexpected reply to XCLIENT: \"%s\"", q);
-    return PROTO_EPROTO;
-}
-
 /* Read one status reply. PROTO_OK with *kind set, or the stream failure. An unrecognised reply
  * is PROTO_EPROTO: only a well-formed +OK may ever count as success. */
 static enum proto_result read_reply(struct pop3_session *ps, const char *what,
                                     enum pop3_reply *kind, const char **line, size_t *len)
 {
-    enum proto_result r = ps->xclient_pending ? read_xclient_reply(ps) : PROTO_OK;
+    enum proto_result r = read_answer_line(ps, what, line, len);
     char q[160];
 
-    if (r == PROTO_OK)
-        r = read_answer_line(ps, what, line, len);
     if (r != PROTO_OK)
         return r;
     *kind = pop3_reply_classify(*line, *len);
@@ -348,33 +318,24 @@ static enum proto_result open_for_credentials(struct pop3_session *ps)
     return r;
 }
 
-/* Forward the end user's address (XCLIENT ADDR=, Dovecot's pop3-login) when there is one to
- * forward, the server's configuration allows it and the greeting offered [XCLIENT]. Dovecot offers
- * it only in its greeting, which with STLS comes before TLS: that unverified hint only decides
- * whether this line, which carries nothing secret and whose reply decides nothing, is sent over the
- * verified channel.
- * In front of USER it goes in the same write (no round trip): its reply and USER's are read in
- * order, and the stale-reply fence before PASS catches any extra line. In front of APOP it goes
- * alone and its reply is read first: POP3 replies carry no tag, so a server answering XCLIENT with
- * two lines would otherwise have the second read as the verdict on APOP, the credential itself. */
-static enum proto_result forward_client_ip(struct pop3_session *ps, bool next_is_credential)
+/* The end user's address is never forwarded over POP3, although Dovecot offers XCLIENT: POP3
+ * replies carry no tag, so the client pairs them with its commands by counting lines, and the
+ * number of lines a server answers an extension with is not fixed (a proxy may greet again after
+ * XCLIENT; the line may come late). Any line past the count would be read as the answer to the
+ * next command, and in front of credentials that is a verdict: "+OK" to the password. Nothing
+ * read afterwards can prove the stream back in step (a late line looks like any answer), so
+ * only commands whose answer has a fixed shape (RFC 1939, 2449, 2595, 5034: one status line;
+ * CAPA's list ends with ".") go out in front of credentials. Said at debug level when
+ * forwarding was asked for and offered. */
+static void note_no_xclient(const struct pop3_session *ps)
 {
-    enum proto_result r;
-
     if (ps->c->client_ip == NULL || !ps->t->forward_client_ip || !ps->offers_xclient)
-        return PROTO_OK;
-    if (!next_is_credential) {
-        r = stream_result_to_proto(
-            stream_queue_line(ps->s, &ps->out->reason, "XCLIENT ADDR=%s", ps->c->client_ip));
-        ps->xclient_pending = r == PROTO_OK;
-        return r;
-    }
-    r = stream_result_to_proto(
-        stream_sendf(ps->s, &ps->out->reason, NULL, "XCLIENT ADDR=%s", ps->c->client_ip));
-    if (r != PROTO_OK)
-        return r;
-    ps->xclient_pending = true;
-    return read_xclient_reply(ps);
+        return;
+    log_debug(ps->log,
+              "%s %s: the client address is not forwarded: POP3 answers carry no tag, and an "
+              "XCLIENT answer of unknown length in front of the credentials could be read as "
+              "their verdict",
+              ps->out->address, ps->t->label);
 }
 
 static enum proto_result try_apop(struct pop3_session *ps)
@@ -387,9 +348,9 @@ static enum proto_result try_apop(struct pop3_session *ps)
         errbuf_set(&ps->out->reason, "cannot compute the APOP digest (MD5 unavailable)");
         return PROTO_EIO;
     }
+    /* The sender registers the digest as sent; a server may echo it in capitals too. */
     redact_add_apop_digest(&ps->rs, digest);
-    snprintf(trace, sizeof(trace), "APOP %.*s <digest redacted>", (int)ps->c->user_len,
-             ps->c->user);
+    snprintf(trace, sizeof(trace), "APOP %.*s " REDACT_MARK, (int)ps->c->user_len, ps->c->user);
     /* The digest can be cracked offline and answered by anyone on the path: a credential. */
     r = stream_result_to_proto(stream_send_credential(ps->s, &ps->out->reason, CRED_WHOLE, trace,
                                                       "APOP %.*s %s", (int)ps->c->user_len,
@@ -503,8 +464,6 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
         r = open_for_credentials(ps);
         ps->apop_cost_ms += (long)(clock_now_ms() - began);
         if (r == PROTO_OK)
-            r = forward_client_ip(ps, false);
-        if (r == PROTO_OK)
             r = send_user(ps, &kind, &line, &len);
     }
     if (r != PROTO_OK)
@@ -532,11 +491,7 @@ static enum proto_result login(struct pop3_session *ps)
         return r;
     mech = pop3_first_mechanism(ps->t->apop, ps->have_timestamp,
                                 memchr(ps->c->user, ' ', ps->c->user_len) != NULL);
-    if (mech != POP3_MECH_NONE) {
-        r = forward_client_ip(ps, mech == POP3_MECH_APOP);
-        if (r != PROTO_OK)
-            return r;
-    }
+    note_no_xclient(ps);
     if (mech == POP3_MECH_APOP) {
         apop_began = clock_now_ms();
         r = try_apop(ps);

@@ -390,13 +390,10 @@ static bool judge_credentials(struct probe_ctx *pc)
     struct probe_address *pa = pc->pa;
 
     pa->credentials_checked = true;
-    pa->credentials_allowed = stream_may_send_credentials(pc->s, &pc->err);
-    snprintf(pa->credentials_reason, sizeof(pa->credentials_reason), "%s",
-             pa->credentials_allowed
-                 ? (pc->s->tls != NULL                ? "over TLS"
-                    : net_peer_is_loopback(pc->s->fd) ? "in clear, to a loopback address"
-                                                      : "in clear, allow_cleartext = true")
-                 : pc->err.text);
+    pa->credentials_allowed = stream_credentials_rule(pc->s, &pc->err);
+    snprintf(pa->credentials_reason, sizeof(pa->credentials_reason), "%s", pc->err.text);
+    if (pa->credentials_allowed)
+        errbuf_clear(&pc->err);
     if (!pa->credentials_allowed)
         return fail(pc, PROBE_STAGE_CREDENTIALS, "a login would not send the password");
     return true;

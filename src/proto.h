@@ -60,7 +60,8 @@ struct login_creds {
     const char *password;
     size_t password_len;
     /* Not a credential: the end user's numeric address (client_addr.h), forwarded to servers that
-     * take it (IMAP ID, POP3 XCLIENT) when the target's forward_client_ip allows; NULL: none. */
+     * take it (IMAP ID; never POP3, see pop3.c) when the target's forward_client_ip allows;
+     * NULL: none. */
     const char *client_ip;
 };
 

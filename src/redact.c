@@ -1,16 +1,46 @@
 /* Redaction of server text: secrets out of the raw bytes first, then cut, then escape. */
 #include "redact.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <openssl/evp.h>
 
-static void add_secret(struct redact_set *rs, const char *text, size_t len, bool nocase)
+bool redact_add(struct redact_set *rs, const char *text, size_t len, bool nocase)
 {
-    if (len == 0 || rs->count >= REDACT_MAX_SECRETS)
-        return;
-    rs->secrets[rs->count++] = (struct redact_secret){text, len, nocase};
+    char *copy;
+
+    if (len == 0)
+        return true;
+    for (size_t k = 0; k < rs->count; k++) {
+        if (rs->secrets[k].len == len && rs->secrets[k].nocase == nocase &&
+            memcmp(rs->secrets[k].text, text, len) == 0)
+            return true;
+    }
+    if (rs->count == rs->cap) {
+        size_t cap = rs->cap == 0 ? 8 : 2 * rs->cap;
+        struct redact_secret *grown = calloc(cap, sizeof(*grown));
+        if (grown == NULL) {
+            rs->broken = true;
+            return false;
+        }
+        if (rs->count > 0)
+            memcpy(grown, rs->secrets, rs->count * sizeof(*grown));
+        secret_wipe(rs->secrets, rs->cap * sizeof(*rs->secrets));
+        free(rs->secrets);
+        rs->secrets = grown;
+        rs->cap = cap;
+    }
+    copy = malloc(len);
+    if (copy == NULL) {
+        rs->broken = true;
+        return false;
+    }
+    memcpy(copy, text, len);
+    rs->secrets[rs->count++] = (struct redact_secret){copy, len, nocase};
+    return true;
 }
 
 /* Base64 without its '=' padding: a server may echo it either way, and the unpadded form is a
@@ -22,37 +52,94 @@ static size_t unpadded(const char *b64, size_t n)
     return n;
 }
 
+/* The password with '"' and '\\' escaped, as inside an IMAP quoted string: known before anything
+ * is sent, so a server that echoes it early is covered too. */
+static void add_escaped(struct redact_set *rs, const char *pw, size_t n)
+{
+    char esc[2 * 1024];
+    size_t o = 0;
+
+    if (memchr(pw, '"', n) == NULL && memchr(pw, '\\', n) == NULL)
+        return;
+    if (n > sizeof(esc) / 2) {
+        rs->broken = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (pw[i] == '"' || pw[i] == '\\')
+            esc[o++] = '\\';
+        esc[o++] = pw[i];
+    }
+    redact_add(rs, esc, o, false);
+    secret_wipe(esc, sizeof(esc));
+}
+
 void redact_init(struct redact_set *rs, const struct login_creds *c)
 {
+    char b64[4 * ((1024 + 2) / 3) + 1];
+    char plain[SASL_PLAIN_B64_MAX];
+
     memset(rs, 0, sizeof(*rs));
     if (c == NULL || c->password == NULL || c->password_len == 0)
         return;
-    add_secret(rs, c->password, c->password_len, false);
-    if (c->password_len <= (sizeof(rs->b64_password) - 1) / 4 * 3) {
-        int n = EVP_EncodeBlock((unsigned char *)rs->b64_password,
-                                (const unsigned char *)c->password, (int)c->password_len);
+    redact_add(rs, c->password, c->password_len, false);
+    add_escaped(rs, c->password, c->password_len);
+    if (c->password_len <= (sizeof(b64) - 1) / 4 * 3) {
+        int n = EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)c->password,
+                                (int)c->password_len);
         if (n > 0)
-            add_secret(rs, rs->b64_password, unpadded(rs->b64_password, (size_t)n), false);
+            redact_add(rs, b64, unpadded(b64, (size_t)n), false);
+    } else {
+        rs->broken = true; /* longer than the policy allows: not expected, not risked */
     }
     if (c->user != NULL) {
-        size_t n = sasl_plain_encode(c, rs->b64_plain, sizeof(rs->b64_plain));
-        add_secret(rs, rs->b64_plain, unpadded(rs->b64_plain, n), false);
+        size_t n = sasl_plain_encode(c, plain, sizeof(plain));
+        redact_add(rs, plain, unpadded(plain, n), false);
     }
+    secret_wipe(b64, sizeof(b64));
+    secret_wipe(plain, sizeof(plain));
+}
+
+/* One piece of a credential line, with the inside of a quoted string. */
+static bool add_piece(struct redact_set *rs, const char *p, size_t n)
+{
+    bool ok = redact_add(rs, p, n, false);
+
+    if (n > 2 && p[0] == '"' && p[n - 1] == '"')
+        ok = redact_add(rs, p + 1, n - 2, false) && ok;
+    return ok;
+}
+
+bool redact_add_wire(struct redact_set *rs, const char *wire, size_t len)
+{
+    bool ok = true;
+    size_t start = 0;
+
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (wire[i] == '\r' && wire[i + 1] == '\n') {
+            ok = add_piece(rs, wire + start, i - start) && ok;
+            start = i + 2;
+            i++;
+        }
+    }
+    return add_piece(rs, wire + start, len - start) && ok;
 }
 
 void redact_add_apop_digest(struct redact_set *rs, const char *hex)
 {
-    size_t n = strlen(hex);
-
-    if (n >= sizeof(rs->apop_hex))
-        return;
-    memcpy(rs->apop_hex, hex, n + 1);
-    add_secret(rs, rs->apop_hex, n, true);
+    redact_add(rs, hex, strlen(hex), true);
 }
 
 void redact_wipe(struct redact_set *rs)
 {
-    secret_wipe(rs, sizeof(*rs));
+    for (size_t k = 0; k < rs->count; k++) {
+        secret_wipe(rs->secrets[k].text, rs->secrets[k].len);
+        free(rs->secrets[k].text);
+    }
+    if (rs->secrets != NULL)
+        secret_wipe(rs->secrets, rs->cap * sizeof(*rs->secrets));
+    free(rs->secrets);
+    memset(rs, 0, sizeof(*rs));
 }
 
 static bool same(const char *a, const char *b, size_t n, bool nocase)
@@ -157,6 +244,10 @@ bool redact_text(const struct redact_set *rs, char *dst, size_t cap, const char 
 
     if (cap == 0)
         return len > limit;
+    if (rs != NULL && rs->broken) {
+        snprintf(dst, cap, "%s", REDACT_MARK);
+        return len > limit;
+    }
     if (tail < stop)
         stop = tail;
     while (i < stop && !o.full) {

@@ -18,30 +18,37 @@
 /* A secret's prefix at the very end of a text (a server that cut its own echo) is removed when
  * it is at least this long; shorter ones are too common by chance to tell apart. */
 #define REDACT_MIN_TAIL 3
-#define REDACT_MAX_SECRETS 4
-#define REDACT_B64_PASSWORD_MAX (4 * ((1024 + 2) / 3) + 1)
 
 struct redact_secret {
-    const char *text;
+    char *text; /* an owned copy, wiped and freed by redact_wipe */
     size_t len;
     bool nocase; /* a hex digest may come back in capitals */
 };
 
-/* The secrets of one login: the password, base64 of the password alone, base64 of the SASL
- * PLAIN blob, and the APOP digest once one was computed. Owns copies of the derived forms;
- * redact_wipe() erases them. */
+/* The secrets of one login. redact_init arms the known transforms of the password (raw, escaped as
+ * in an IMAP quoted string, base64 of it, base64 of the SASL PLAIN blob); everything a credential
+ * line carries is added in the form it takes on the wire when it is sent (stream_send_credential),
+ * so a mechanism needs no slot of its own. No capacity limit but memory: a secret that cannot be
+ * held marks the set broken, and a broken set lets no server text through at all. */
 struct redact_set {
-    struct redact_secret secrets[REDACT_MAX_SECRETS];
-    size_t count;
-    char b64_password[REDACT_B64_PASSWORD_MAX];
-    char b64_plain[SASL_PLAIN_B64_MAX];
-    char apop_hex[33];
+    struct redact_secret *secrets;
+    size_t count, cap;
+    bool broken;
 };
 
 /* Arm rs with c's password and its base64 forms. c may have no password (nothing is armed). */
 void redact_init(struct redact_set *rs, const struct login_creds *c);
-/* Add an APOP digest (32 hex digits) to the secrets. */
+/* Add text[0, len) (copied; empty: nothing). False when it could not be held: rs is then
+ * broken. */
+bool redact_add(struct redact_set *rs, const char *text, size_t len, bool nocase);
+/* Add the credential-bearing bytes of one line as they went on the wire (see
+ * stream_send_credential): every piece between the CRLFs of a line that spans lines and, for a
+ * piece that is a quoted string ("..."), also its inside, which an echo holds whether the server
+ * kept the quotes or not. False when something could not be held (rs is then broken). */
+bool redact_add_wire(struct redact_set *rs, const char *wire, size_t len);
+/* Add an APOP digest (32 hex digits), matched in either case. */
 void redact_add_apop_digest(struct redact_set *rs, const char *hex);
+/* Wipe and free every secret; rs is empty (and may be armed again) afterwards. */
 void redact_wipe(struct redact_set *rs);
 
 /* Copy server text src[0, len) into dst (cap bytes, always NUL-terminated) for a log line:
@@ -51,9 +58,9 @@ void redact_wipe(struct redact_set *rs);
  *    its echo) or that would end what is kept (a cut at limit) becomes REDACT_MARK;
  * 3. only the first limit bytes of src are kept, then every byte that is not printable ASCII
  *    becomes '?'.
- * Should the escaped result still hold a secret (bytes that became '?' next to others), the
- * whole excerpt is replaced by REDACT_MARK. Returns true when src was longer than what was
- * kept (the caller may add "..."). */
+ * Should the escaped result still hold a secret (bytes that became '?' next to others), or rs
+ * be broken (a secret it could not hold), the whole excerpt is REDACT_MARK. Returns true when src
+ * was longer than what was kept (the caller may add "..."). */
 bool redact_text(const struct redact_set *rs, char *dst, size_t cap, const char *src, size_t len,
                  size_t limit);
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "policy.h"
 
 enum proto_result stream_result_to_proto(enum stream_result r)
 {
@@ -412,13 +413,58 @@ static bool lines_are_clean(const char *cmd, size_t n, unsigned breaks)
 static enum stream_result send_with_queued(struct stream *s, const char *cmd, size_t len,
                                            struct errbuf *err);
 
+/* Length of the common prefix of a[0, an) and b[0, bn). */
+static size_t common_prefix(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t i = 0;
+
+    while (i < an && i < bn && a[i] == b[i])
+        i++;
+    return i;
+}
+
+static size_t common_suffix(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t i = 0;
+
+    while (i < an && i < bn && a[an - 1 - i] == b[bn - 1 - i])
+        i++;
+    return i;
+}
+
+/* Register the credential-bearing bytes of cmd[0, n), a credential line about to go out, with
+ * the stream's redaction set: from where trace (the line with REDACT_MARK in place of each
+ * credential piece) puts its first mark to where its last ends, as far as the text around them
+ * matches the line; where it does not, more of the line (at worst all of it) is registered,
+ * never less. */
+static void register_credential(struct stream *s, const char *cmd, size_t n, const char *trace)
+{
+    size_t tn = strlen(trace), mark = sizeof(REDACT_MARK) - 1;
+    const char *first = strstr(trace, REDACT_MARK);
+    const char *last = first;
+    size_t head, tail;
+
+    if (s->redact == NULL)
+        return;
+    for (const char *m = first; m != NULL; m = strstr(m + mark, REDACT_MARK))
+        last = m;
+    head = first != NULL ? (size_t)(first - trace) : 0;
+    tail = first != NULL ? tn - (size_t)(last + mark - trace) : 0;
+    head = common_prefix(cmd, n, trace, head);
+    tail = common_suffix(cmd, n, trace + tn - tail, tail);
+    if (head + tail > n)
+        tail = n - head;
+    redact_add_wire(s->redact, cmd + head, n - head - tail);
+}
+
 /* Format a command, refuse it when it holds CR, LF or NUL (but for the breaks CRLF pairs the
  * caller asked for) or is too long, take what the server already sent (take_pending), trace it,
  * send it with CRLF in one write. *partial is set once bytes may have left (a failed send may
  * have sent some). */
-MA_PRINTF(6, 0)
+MA_PRINTF(7, 0)
 static enum stream_result send_command(struct stream *s, struct errbuf *err, const char *trace_text,
-                                       unsigned breaks, bool *partial, const char *fmt, va_list ap)
+                                       unsigned breaks, bool credential, bool *partial,
+                                       const char *fmt, va_list ap)
 {
     char cmd[STREAM_MAX_COMMAND + 3];
     enum stream_result r = STREAM_EINVAL;
@@ -436,6 +482,8 @@ static enum stream_result send_command(struct stream *s, struct errbuf *err, con
     r = take_pending(s, err);
     if (r != STREAM_OK)
         goto out;
+    if (credential)
+        register_credential(s, cmd, (size_t)n, trace_text != NULL ? trace_text : "");
     trace(s, "C:", trace_text != NULL ? trace_text : cmd,
           trace_text != NULL ? strlen(trace_text) : (size_t)n);
     cmd[n] = '\r';
@@ -496,7 +544,7 @@ enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char
     va_list ap;
 
     va_start(ap, fmt);
-    r = send_command(s, err, trace_text, 0, &partial, fmt, ap);
+    r = send_command(s, err, trace_text, 0, false, &partial, fmt, ap);
     va_end(ap);
     return r;
 }
@@ -518,7 +566,7 @@ static enum stream_result send_credential(struct stream *s, struct errbuf *err, 
         o->creds = CREDS_NONE;
     if (!stream_may_send_credentials(s, err))
         return STREAM_EINSECURE;
-    r = send_command(s, err, trace_text, breaks, &partial, fmt, ap);
+    r = send_command(s, err, trace_text, breaks, true, &partial, fmt, ap);
     if (partial) {
         o->creds_sent = true;
         if (o->creds == CREDS_NONE)
@@ -567,7 +615,7 @@ void stream_explain_greeting_failure(const struct stream *s, enum stream_result 
                s->target->timeout_ms, s->target->port);
 }
 
-enum proto_result stream_open_login(const struct login_target *t, const struct redact_set *rs,
+enum proto_result stream_open_login(const struct login_target *t, struct redact_set *rs,
                                     int64_t deadline_ms, const struct logger *log,
                                     struct stream **out, struct login_outcome *o)
 {
@@ -586,14 +634,48 @@ void stream_excerpt(const struct stream *s, char *dst, size_t cap, const char *s
     redact_excerpt(s->redact, dst, cap, src, len);
 }
 
+bool stream_credentials_rule(const struct stream *s, struct errbuf *why)
+{
+    unsigned port, limit;
+
+    if (s->tls != NULL) {
+        errbuf_set(why, "over TLS");
+        return true;
+    }
+    if (s->target->allow_cleartext) {
+        errbuf_set(why, "in clear, allow_cleartext = true");
+        return true;
+    }
+    if (!net_peer_is_loopback(s->fd)) {
+        errbuf_set(why,
+                   "refusing to send credentials in clear to %s (tls = none; set "
+                   "allow_cleartext = true to permit it)",
+                   s->address);
+        return false;
+    }
+    port = net_peer_port(s->fd);
+    if (policy_loopback_port_privileged(port, &limit)) {
+        errbuf_set(why,
+                   "in clear, to a loopback address on privileged port %u (below "
+                   "ip_unprivileged_port_start %u: only root can listen there)",
+                   port, limit);
+        return true;
+    }
+    errbuf_set(why,
+               "refusing to send credentials in clear to %s: loopback port %u is not privileged "
+               "(ip_unprivileged_port_start is %u), any local user may listen there (tls = none; "
+               "set allow_cleartext = true to permit it)",
+               s->address, port, limit);
+    return false;
+}
+
 bool stream_may_send_credentials(const struct stream *s, struct errbuf *err)
 {
-    if (s->tls != NULL || s->target->allow_cleartext || net_peer_is_loopback(s->fd))
+    struct errbuf why = {{0}};
+
+    if (stream_credentials_rule(s, &why))
         return true;
-    errbuf_set(err,
-               "refusing to send credentials in clear to %s (tls = none; set "
-               "allow_cleartext = true to permit it)",
-               s->address);
+    errbuf_set(err, "%s", why.text);
     return false;
 }
 

@@ -48,8 +48,9 @@ struct stream {
     struct login_outcome *outcome; /* credential progress is recorded here (stream_open_login) */
     int64_t deadline_ms;
     char address[80];
-    /* The secrets to keep out of traces and excerpts of server text; NULL: none. */
-    const struct redact_set *redact;
+    /* The secrets to keep out of traces and excerpts of server text; NULL: none. Every
+     * credential line sent adds its wire form (stream_send_credential). */
+    struct redact_set *redact;
     /* Stale input: in_total counts every byte the server sent (read into buf); fence is its
      * value when the last command went out, after everything already readable was read. A
      * line that starts below the fence was sent before the server could have seen that
@@ -119,10 +120,12 @@ enum stream_result stream_skip(struct stream *s, size_t n, struct errbuf *err);
 enum stream_result stream_sendf(struct stream *s, struct errbuf *err, const char *trace_text,
                                 const char *fmt, ...) MA_PRINTF(4, 5);
 
-/* Queue one command line that carries no credentials (IMAP ID, CAPABILITY, POP3 XCLIENT) to go
- * out in front of the next command sent, in the same write: pipelined, it costs no round trip.
- * The caller must then read its reply before the next command's (the fence covers both: neither
- * reply can be taken from bytes the server sent before they went out). It is queued only when
+/* Queue one command line that carries no credentials (IMAP ID, CAPABILITY) to go out in front of
+ * the next command sent, in the same write: pipelined, it costs no round trip. The caller must
+ * then read its reply before the next command's (the fence covers both: neither reply can be
+ * taken from bytes the server sent before they went out). Only for a protocol whose replies
+ * carry tags: untagged (POP3), an extra or late line of its reply would be taken for the next
+ * command's. It is queued only when
  * the cleartext rule allows credentials on this connection, as it goes out with the login.
  * Returns STREAM_OK, STREAM_EINVAL (CR/LF/NUL, or the queue is full: nothing queued) or
  * STREAM_EINSECURE. */
@@ -134,7 +137,13 @@ enum stream_result stream_queue_line(struct stream *s, struct errbuf *err, const
  * (stream_may_send_credentials): when that forbids it, nothing is sent and STREAM_EINSECURE is
  * returned with err saying why. Progress is recorded in the login outcome: CREDS_PARTIAL as soon
  * as a byte may have left, CREDS_ALL after a CRED_LAST piece was sent whole. The trace shows
- * trace_text. Otherwise as stream_sendf. */
+ * trace_text: the line as sent with each credential-bearing piece replaced by REDACT_MARK.
+ * Before a byte leaves, the credential-bearing bytes are added to the stream's redaction set in
+ * exactly the form they take on the wire (escaped, quoted, encoded: whatever the mechanism
+ * made of them), so no mechanism registers anything itself: the bytes of the line from the
+ * first REDACT_MARK of trace_text to the end of its last, found by matching the text before and
+ * after them, or the whole line where trace_text does not match it (redact_add_wire).
+ * Otherwise as stream_sendf. */
 enum stream_result stream_send_credential(struct stream *s, struct errbuf *err, enum cred_part part,
                                           const char *trace_text, const char *fmt, ...)
     MA_PRINTF(5, 6);
@@ -150,7 +159,7 @@ enum stream_result stream_send_credential_lines(struct stream *s, struct errbuf 
 
 /* stream_open for a login: the result as a proto_result, the peer's address copied into o, o
  * armed to record credential progress, and rs (kept, not copied) armed for redaction. */
-enum proto_result stream_open_login(const struct login_target *t, const struct redact_set *rs,
+enum proto_result stream_open_login(const struct login_target *t, struct redact_set *rs,
                                     int64_t deadline_ms, const struct logger *log,
                                     struct stream **out, struct login_outcome *o);
 
@@ -161,8 +170,13 @@ void stream_excerpt(const struct stream *s, char *dst, size_t cap, const char *s
 void stream_explain_greeting_failure(const struct stream *s, enum stream_result r,
                                      struct errbuf *err);
 /* The cleartext rule, for every mechanism and everything credential-derived: it may be sent only
- * over TLS, to a loopback peer, or with allow_cleartext. False with err saying why. */
+ * over TLS, with allow_cleartext, or to a loopback peer on a privileged port (below the kernel's
+ * ip_unprivileged_port_start: policy_loopback_port_privileged). False with err saying why. */
 bool stream_may_send_credentials(const struct stream *s, struct errbuf *err);
+
+/* The same rule with its reason either way (mailauth-probe shows it): why says which part of the
+ * rule decided, whether it allows ("over TLS", ...) or refuses. */
+bool stream_credentials_rule(const struct stream *s, struct errbuf *why);
 
 void stream_close(struct stream *s);
 

@@ -20,18 +20,6 @@ static bool word_equals(const char *p, size_t n, const char *w)
     return strlen(w) == n && strncasecmp(p, w, n) == 0;
 }
 
-/* Case-insensitive search for an ASCII needle in bytes that may hold anything. */
-static bool contains_nocase(const char *hay, size_t n, const char *needle)
-{
-    size_t m = strlen(needle);
-
-    for (size_t i = 0; m <= n && i <= n - m; i++) {
-        if (strncasecmp(hay + i, needle, m) == 0 && memchr(hay + i, '\0', m) == NULL)
-            return true;
-    }
-    return false;
-}
-
 /* Bytes before the first of stops (a NUL byte is never one: replies are length-bounded). */
 static size_t span_until(const char *p, size_t n, const char *stops)
 {
@@ -122,42 +110,65 @@ static bool temporary_code(enum mail_protocol protocol, const struct negative_re
     return code_in(nr, imap, MA_ARRAY_LEN(imap));
 }
 
-static bool text_has_any(const struct negative_reply *nr, const char *const *markers, size_t count)
+/* The free text: what follows the response code (and the spaces after it), or the whole text
+ * when there is none, without trailing spaces. */
+static void free_text(const struct negative_reply *nr, const char **p, size_t *n)
 {
+    const char *t = nr->text;
+    size_t len = nr->text_len;
+
+    if (nr->code != NULL) {
+        const char *close = memchr(t, ']', len);
+        len -= (size_t)(close + 1 - t);
+        t = close + 1;
+    }
+    while (len > 0 && t[0] == ' ') {
+        t++;
+        len--;
+    }
+    while (len > 0 && t[len - 1] == ' ')
+        len--;
+    *p = t;
+    *n = len;
+}
+
+/* The free text is, whole (ignoring case), one of texts. Never a search inside it: the free text
+ * may hold what the user typed (a name echoed back) or an administrator's own refusal reason
+ * ("Account temporarily suspended"), and neither may turn a refusal into something else. */
+static bool text_is_one_of(const struct negative_reply *nr, const char *const *texts, size_t count)
+{
+    const char *t;
+    size_t n;
+
+    free_text(nr, &t, &n);
     for (size_t i = 0; i < count; i++) {
-        if (contains_nocase(nr->text, nr->text_len, markers[i]))
+        if (memchr(t, '\0', n) == NULL && word_equals(t, n, texts[i]))
             return true;
     }
     return false;
 }
 
-/* "The server says it is temporary." Not "unavailable" alone: "account unavailable" is a
- * verdict on the account. */
+/* "The server says it is temporary", in the fixed words of a server that has no code for it:
+ * Courier (POP3 -ERR and IMAP BYE with its authentication daemon down). */
 static bool says_temporary(const struct negative_reply *nr)
 {
-    static const char *const markers[] = {"temporar", "try again later", "try later"};
+    static const char *const texts[] = {"Temporary problem, please try again later"};
 
-    return text_has_any(nr, markers, MA_ARRAY_LEN(markers));
+    return text_is_one_of(nr, texts, MA_ARRAY_LEN(texts));
 }
 
-/* "The password was not looked at, for how the client came": Courier, Cyrus, Dovecot texts. */
+/* "The password was not looked at, for how the client came", in the fixed words of Courier
+ * POP3, Cyrus (POP3 after [AUTH], IMAP) and Dovecot POP3 (after [AUTH]). */
 static bool says_not_checked(const struct negative_reply *nr)
 {
-    static const char *const markers[] = {
-        "tls required",
-        "ssl required",
-        "starttls required",
-        "requires tls",
-        "requires ssl",
-        "encryption required",
-        "under a layer",
-        "privacy required",
-        "plaintext authentication disallowed",
-        "plaintext authentication not allowed",
-        "not allowed without ssl",
+    static const char *const texts[] = {
+        "TLS required to log in.",
+        "USER command only available under a layer",
+        "Login only available under a layer",
+        "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
     };
 
-    return text_has_any(nr, markers, MA_ARRAY_LEN(markers));
+    return text_is_one_of(nr, texts, MA_ARRAY_LEN(texts));
 }
 
 enum verdict verdict_classify(enum mail_protocol protocol, const char *reply, size_t len,

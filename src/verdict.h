@@ -10,13 +10,18 @@
  *  3. A "try later" code, POP3 [SYS/...], [IN-USE], [LOGIN-DELAY]; IMAP [UNAVAILABLE],
  *     [SERVERBUG], [INUSE], [LIMIT]: temporary.
  *  4. IMAP [PRIVACYREQUIRED]: not checked (the server wants TLS first).
- *  5. Text that says it is temporary ("temporar", "try again later", "try later"; "retry later"
- *     contains the last): temporary. Courier POP3: "-ERR Temporary problem, please try again
- * later".
- *  6. Text that says the password was not looked at for how we came ("TLS required", "under a
- *     layer", "plaintext authentication disallowed", ...): not checked. Courier POP3:
- *     "-ERR TLS required to log in.", Cyrus: "-ERR [AUTH] USER command only available under a
- *     layer" (Cyrus tags policy with [AUTH] too, so POP3 [AUTH] alone decides nothing).
+ *  5. The text after the code is, whole (ignoring case and surrounding spaces), a server's fixed
+ *     words for a temporary failure: temporary. Courier POP3 and IMAP BYE: "Temporary problem,
+ *     please try again later".
+ *  6. The text after the code is, whole, a server's fixed words for "the password was not looked
+ *     at for how we came": not checked. Courier POP3: "-ERR TLS required to log in.", Cyrus:
+ *     "-ERR [AUTH] USER command only available under a layer" (Cyrus tags policy with [AUTH]
+ *     too, so POP3 [AUTH] alone decides nothing), "NO Login only available under a layer",
+ *     Dovecot POP3: "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS)
+ *     connections.".
+ *     Never a search inside the text (issue 17): it may echo the user name or carry an
+ *     administrator's refusal reason ("Account temporarily suspended"), which must not turn a
+ *     refusal into "unavailable" and pass on_reject = stop.
  *  7. IMAP BYE instead of the tagged reply: not answered (the server hung up). imap.c never
  *     lets a BYE that came before the whole credentials went out refuse them.
  *  8. The server closed the connection right after the reply, before the credentials were sent:

@@ -144,11 +144,14 @@ static void human_report(void *ctx, const struct probe_address *pa)
         put_str("  because", pa->credentials_reason);
     if (pa->mechanism != NULL)
         put_str("mechanism", pa->mechanism);
-    if (pa->forwarding_known) {
-        snprintf(line, sizeof(line), "%s %s; forward_client_ip = %s",
-                 pa->target.protocol == PROTOCOL_IMAP ? "ID" : "XCLIENT",
+    if (pa->forwarding_known && pa->target.protocol == PROTOCOL_IMAP) {
+        snprintf(line, sizeof(line), "ID %s; forward_client_ip = %s",
                  pa->forwarding ? "offered" : "not offered",
                  pa->target.forward_client_ip ? "auto" : "no");
+        put_str("forwarding", line);
+    } else if (pa->forwarding_known) {
+        snprintf(line, sizeof(line), "XCLIENT %s; never sent (POP3 answers carry no tag)",
+                 pa->forwarding ? "offered" : "not offered");
         put_str("forwarding", line);
     }
     put_str("verdict", pa->verdict);

@@ -19,6 +19,8 @@ USERS = {
     "bob": 'p"a\\s{s}%*( ) gr\u00fc\u00df \u20ac',
     # ASCII only: travels as an IMAP quoted string with escapes
     "erin": 'q"u\\o{t}e%*( )d',
+    # issue 17: '"', '\\', '{', '}' and a trailing space (a quoted string, escaped)
+    "tess": 'Tr0ub4dor"&3\\{horse} ',
     "carol@example.org": "carol-pw",
     "dave@other.example": "dave-pw",
     # longer than any register: a search of memory for it cannot match a spilled register

@@ -24,7 +24,15 @@ def ports(*numbers):
     return "{" + ", ".join(str(n) for n in numbers) + "}"
 
 
-def server(label, protocol, host, port, tls="none", extra=""):
+def server(label, protocol, host, port, tls="none", extra="", cleartext=None):
+    """A server section. tls = none gets allow_cleartext = true unless cleartext is False (the
+    cases that test the cleartext rule itself): the suite's servers listen on loopback high
+    ports, where the rule's loopback exemption does not hold (issue 17: any local user may
+    listen there), or on test addresses off loopback."""
+    if cleartext is None:
+        cleartext = tls == "none"
+    if cleartext and "allow_cleartext" not in extra:
+        extra += "  allow_cleartext = true\n"
     return ('server "%s" {\n  protocol = %s\n  host = %s\n  port = %s\n  tls = %s\n%s}\n'
             % (label, protocol, host, port, tls, extra))
 
@@ -36,6 +44,30 @@ def config(pki, *servers, head="", timeout=None, connect_timeout=None, ca=True):
     trust = 'ca_file = "%s"\n' % pki["ca"] if ca else ""
     return ('timeout = %s\nconnect_timeout = %s\nfail_delay = 0\n%s%s\n'
             % (timeout, connect_timeout, trust, head)) + "".join(servers)
+
+
+def unprivileged_port_start():
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        return int(f.read())
+
+
+def privileged_listener(host="127.0.0.1"):
+    """A listening socket on a free port below ip_unprivileged_port_start (needs root): where
+    the cleartext rule's loopback exemption holds."""
+    limit = unprivileged_port_start()
+    if os.geteuid() != 0 or limit < 2:
+        raise AssertionError("needs root and a privileged port range (limit %d)" % limit)
+    for port in range(min(limit, 1024) - 1, 0, -1):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            continue
+        sock.listen(16)
+        return sock
+    raise AssertionError("no free privileged port")
 
 
 def closed_port():

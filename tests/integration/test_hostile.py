@@ -26,7 +26,8 @@ import pytest
 import netns
 import pamrun
 from fakeserver import FakeServer, tls_server_context
-from helpers import config, hosts, scaled, server
+from helpers import (config, hosts, privileged_listener, scaled, server,
+                     unprivileged_port_start)
 
 PW = "s3cret"
 UTF8_PW = "gr\u00fc\u00df-\u20ac"
@@ -39,9 +40,10 @@ TIMEOUT = 2.0
 
 # ---- helpers ----
 
-def cfg(pki, fake, protocol, tls="none", extra="", host=None, timeout=TIMEOUT, head=""):
+def cfg(pki, fake, protocol, tls="none", extra="", host=None, timeout=TIMEOUT, head="",
+        cleartext=None):
     return config(pki, server("fake", protocol, hosts(host or fake.host), fake.port, tls,
-                              extra=extra),
+                              extra=extra, cleartext=cleartext),
                   timeout=scaled(timeout), connect_timeout=scaled(1), head=head)
 
 
@@ -464,7 +466,7 @@ def test_cleartext_refused_to_a_remote_peer(pam, pki, remote, mechanism):
     the reason, and the walk records that no credentials were sent."""
     protocol, password, script, _, extra = MECHANISMS[mechanism]
     with FakeServer(script, sock=remote.listen()) as fake:
-        r = pam.run(cfg(pki, fake, protocol, extra=extra), "alice", password)
+        r = pam.run(cfg(pki, fake, protocol, extra=extra, cleartext=False), "alice", password)
     finished(fake)
     assert fake.host == remote.inner and not fake.host.startswith("127.")
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
@@ -491,6 +493,40 @@ def test_cleartext_allowed_to_a_remote_peer(pam, pki, remote, mechanism):
         assert form in fake.received, (form, fake.received)
 
 
+@pytest.mark.parametrize("mechanism", sorted(MECHANISMS))
+def test_cleartext_refused_to_a_high_loopback_port(pam, pki, mechanism):
+    """Issue 17, section 5: tls = none to a loopback address on an unprivileged port, where any
+    local user may listen while the real service is down, collect passwords and answer "+OK".
+    Without allow_cleartext nothing is sent (not even the user name) and the reason names the
+    rule. Before the fix any loopback peer got the password in clear."""
+    protocol, password, script, _, extra = MECHANISMS[mechanism]
+    with FakeServer(script) as fake:
+        r = pam.run(cfg(pki, fake, protocol, extra=extra, cleartext=False), "alice", password)
+    finished(fake)
+    limit = unprivileged_port_start()
+    assert fake.host.startswith("127.") and fake.port >= limit, (fake.host, fake.port, limit)
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert ("loopback port %d is not privileged (ip_unprivileged_port_start is %d)"
+            % (fake.port, limit)) in r.log_text(), r
+    assert "(credentials not sent)" in r.log_text(), r
+    assert fake.received == b"", fake.received
+
+
+def test_cleartext_allowed_to_a_privileged_loopback_port(pam, pki):
+    """The exemption itself: a loopback port below ip_unprivileged_port_start, which only root
+    can listen on, gets the password in clear without allow_cleartext."""
+    limit = unprivileged_port_start()
+    sock = privileged_listener()
+    protocol, password, script, on_wire, extra = MECHANISMS["pop3-user-pass"]
+    with FakeServer(script, sock=sock) as fake:
+        r = pam.run(cfg(pki, fake, protocol, extra=extra, cleartext=False), "alice", password)
+    finished(fake)
+    assert fake.port < limit, (fake.port, limit)
+    assert r.code == "PAM_SUCCESS", r
+    for form in on_wire():
+        assert form in fake.received, (form, fake.received)
+
+
 def test_cleartext_rule_holds_for_a_second_remote_server(pam, pki, remote):
     """A first server that refuses, a second on the same remote peer: the rule is checked on
     every connection, not once per login."""
@@ -499,8 +535,8 @@ def test_cleartext_rule_holds_for_a_second_remote_server(pam, pki, remote):
         conn.drain(scaled(1))
     with FakeServer(refuse, sock=remote.listen()) as a, \
             FakeServer(refuse, sock=remote.listen()) as b:
-        text = config(pki, server("a", "pop3", hosts(a.host), a.port, "none"),
-                      server("b", "pop3", hosts(b.host), b.port, "none"),
+        text = config(pki, server("a", "pop3", hosts(a.host), a.port, "none", cleartext=False),
+                      server("b", "pop3", hosts(b.host), b.port, "none", cleartext=False),
                       timeout=scaled(TIMEOUT), connect_timeout=scaled(1))
         r = pam.run(text, "alice", PW)
     finished(a)
@@ -615,6 +651,95 @@ def test_echo_of_the_apop_digest_is_redacted(pam, pki, upper):
     assert r.code == "PAM_AUTH_ERR", r
     assert digest not in r.log_text().lower(), r
     assert_nothing_logged(r, ECHO_PW)
+
+
+# Issue 17, section 3: passwords with the bytes every wire form transforms (IMAP quoting escapes
+# '"' and '\\'; '{' and '}' frame a literal's length; a trailing space), ASCII (an IMAP quoted
+# string) and UTF-8 (a literal).
+SPECIAL_PASSWORDS = ['Tr0ub4dor"&3\\horse{x} ', 'gr\u00fc"\\{\u00df}-\u20ac ']
+
+
+def imap_escaped(password):
+    return password.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _echo_everything_imap(caps):
+    """Refuse the login command, quoting back every line it took (continuations included)."""
+    def script(conn):
+        imap_greet(conn, caps)
+        line = conn.readline(scaled(5))
+        if line is None:
+            return
+        got = [line]
+        while line.endswith(b"}") or line.endswith(b" PLAIN"):
+            if line.endswith(b" PLAIN"):
+                conn.line("+ ")
+            elif not line.endswith(b"+}"):
+                conn.line("+ go ahead")
+            line = conn.readline(scaled(5))
+            if line is None:
+                return
+            got.append(line)
+        conn.line(tag_of(got[0]) + " NO [AUTHENTICATIONFAILED] you sent: " +
+                  " ".join(x.decode("utf-8", "replace") for x in got))
+        conn.drain(scaled(0.5))
+    return script
+
+
+def _echo_everything_pop3(greeting, refuse_user=False):
+    """Refuse the credentials, quoting back the command that carried them."""
+    def script(conn):
+        conn.line(greeting)
+        while True:
+            line = conn.readline(scaled(5))
+            if line is None:
+                return
+            text = line.decode("utf-8", "replace")
+            if line.startswith(b"USER "):
+                conn.line("-ERR [AUTH] no USER here" if refuse_user else "+OK")
+            elif line.startswith(b"CAPA"):
+                conn.send("+OK\r\nSASL PLAIN\r\n.\r\n")
+            elif line.startswith(b"QUIT"):
+                conn.line("+OK bye")
+                return
+            else:
+                conn.line("-ERR [AUTH] you sent: " + text)
+    return script
+
+
+ECHO_MECHANISMS = {
+    # ASCII: a quoted string with escapes; UTF-8: a synchronizing literal
+    "imap-login": ("imap", _echo_everything_imap("IMAP4rev1"), ""),
+    "imap-login-literal-plus": ("imap", _echo_everything_imap("IMAP4rev1 LITERAL+"), ""),
+    "imap-authenticate": ("imap", _echo_everything_imap("IMAP4rev1 LOGINDISABLED AUTH=PLAIN"), ""),
+    "imap-authenticate-sasl-ir": ("imap", _echo_everything_imap(
+        "IMAP4rev1 LOGINDISABLED AUTH=PLAIN SASL-IR"), ""),
+    "pop3-user-pass": ("pop3", _echo_everything_pop3("+OK ready"), ""),
+    "pop3-apop": ("pop3", _echo_everything_pop3("+OK ready " + TS), "  apop = only\n"),
+    "pop3-apop-then-user-pass": ("pop3", _echo_everything_pop3("+OK ready " + TS), ""),
+    "pop3-auth-plain": ("pop3", _echo_everything_pop3("+OK ready", refuse_user=True), ""),
+}
+
+
+@pytest.mark.parametrize("password", SPECIAL_PASSWORDS, ids=["ascii", "utf8"])
+@pytest.mark.parametrize("mechanism", sorted(ECHO_MECHANISMS))
+def test_echo_of_every_wire_form_is_redacted(pam, pki, mechanism, password):
+    """A server that quotes back the command carrying the credentials: no form the password took
+    on the wire reaches a log line (the LOG_NOTICE result line included), whatever the mechanism
+    made of it. Before the fix the IMAP quoted string's escaped form (Tr0ub4dor\\"&3\\\\horse)
+    was logged: only the raw password and fixed encodings were redacted."""
+    protocol, script, extra = ECHO_MECHANISMS[mechanism]
+    with FakeServer(script) as fake:
+        r = pam.run(cfg(pki, fake, protocol, extra=extra), "alice", password)
+    finished(fake)
+    assert r.code == "PAM_AUTH_ERR", r
+    assert "you sent" in r.log_text(), r          # the echo was logged, redacted
+    forms = [password, imap_escaped(password), b64_plain("alice", password).decode().rstrip("="),
+             b64_password(password).decode().rstrip("="), apop_digest(TS, password)]
+    assert_nothing_logged(r, *forms)
+    text = r.log_text()
+    for form in forms:          # nor the form without its trailing space (a trimmed echo)
+        assert form.rstrip(" ") not in text, (form, r)
 
 
 @pytest.mark.parametrize("caps", ["IMAP4rev1", "IMAP4rev1 LITERAL+"])

@@ -21,7 +21,7 @@ import pytest
 
 import netns
 from fakeserver import FakeServer
-from helpers import SCALE, config, hosts, scaled, server
+from helpers import SCALE, config, hosts, privileged_listener, scaled, server
 
 PW = "s3cret"
 CAPS = "IMAP4rev1 LITERAL+ AUTH=PLAIN"
@@ -241,12 +241,14 @@ def test_reconnect_after_apop_does_not_start_a_login_in_clear(root_net, pam, pki
         conn.line("+OK POP3 ready")
         conn.readline(timeout=scaled(2))
 
-    with netns.NetNs() as ns, FakeServer(loopback_refuses_apop) as local:
+    # A privileged port: the loopback exemption of the cleartext rule holds there (issue 17).
+    with netns.NetNs() as ns, FakeServer(loopback_refuses_apop,
+                                         sock=privileged_listener()) as local:
         with FakeServer(remote_records, sock=ns.listen(port=local.port)) as remote:
             use_private_files(pam, private_files(
                 tmp_path, "127.0.0.1 %s\n%s %s\n" % (name, remote.host, name)))
-            r = pam.run(config(pki, server("mixed", "pop3", hosts(name), local.port)),
-                        "alice", PW)
+            r = pam.run(config(pki, server("mixed", "pop3", hosts(name), local.port,
+                                           cleartext=False)), "alice", PW)
             assert stopped, r
             assert r.code == "PAM_AUTHINFO_UNAVAIL", r
             assert "cleartext" in r.log_text(), r

@@ -5,10 +5,12 @@ reported as trouble. Scripted fake servers send the exact texts Cyrus IMAP 3.6 a
 Every script raises when the client does not do what it expects, so a case cannot pass because
 the script gave up before sending the reply under test."""
 import re
+import tempfile
 import time
 
 import pytest
 
+import dovecot
 import netns
 from fakeserver import FakeServer, ScriptError
 from helpers import config, hosts, scaled, server
@@ -187,6 +189,44 @@ def test_real_refusal_texts_are_refusals(pam, pki, who, protocol, text, close):
         r = pam.run(cfg_for(pki, fake, protocol), "alice", "wrong-Pa55")
     assert r.code == "PAM_AUTH_ERR", r
     assert "server refused credentials" in r.log_text(), r
+    assert "result=refused" in r.log_text(), r
+
+
+# ---- an administrator's refusal reason is no "try later" (issue 17, section 5) ----
+
+NOLOGIN_REASON = "Account_temporarily_suspended,_try_again_later"
+
+
+@pytest.mark.parametrize("protocol,extra", [("imap", ""), ("pop3", ""),
+                                            ("pop3", "  apop = never\n")],
+                         ids=["imap", "pop3-apop", "pop3-user-pass"])
+def test_dovecot_nologin_reason_is_a_refusal(pam, pki, workdir, protocol, extra):
+    """Dovecot refuses an account marked nologin with the administrator's reason as the text
+    (passdb extra fields "nologin reason=..."). The reason says "temporarily" and "try again
+    later"; before the fix those words anywhere in a reply made the refusal "unavailable", so
+    the walk went on past on_reject = stop and a second server that accepts the password gave
+    PAM_SUCCESS. Only codes and whole fixed texts count now: refused, and the walk stops."""
+    dv = dovecot.Dovecot(tempfile.mkdtemp(prefix="dovecot-nologin-", dir=workdir),
+                         {"alice": (PW, "nologin reason=" + NOLOGIN_REASON)},
+                         pki["server_cert"], pki["server_key"]).start()
+
+    def accepts(conn):
+        raise ScriptError("on_reject = stop: the second server must not be asked")
+
+    try:
+        with FakeServer(accepts) as second:
+            cfg = config(pki, server("dv", protocol, hosts("127.0.0.1"), dv.ports[protocol],
+                                     extra=extra),
+                         server("second", protocol, hosts(second.host), second.port),
+                         head="on_reject = stop\n")
+            r = pam.run(cfg, "alice", PW)
+            connections = second.connections
+    finally:
+        dv.stop()
+    assert r.code == "PAM_AUTH_ERR", r
+    assert connections == 0, r
+    assert "server refused credentials" in r.log_text(), r
+    assert NOLOGIN_REASON in r.log_text(), r        # Dovecot did send the reason
     assert "result=refused" in r.log_text(), r
 
 

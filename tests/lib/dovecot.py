@@ -124,7 +124,10 @@ class Dovecot:
         os.chmod(os.path.join(self.d, "mail"), 0o1777)
         with open(os.path.join(self.d, "passwd"), "wb") as f:
             for user, password in self.users.items():
-                f.write(user.encode() + b":{PLAIN}" + password.encode("utf-8") + b"::::::\n")
+                # a (password, extra fields) pair adds passdb extra fields ("nologin reason=x")
+                password, fields = password if isinstance(password, tuple) else (password, "")
+                f.write(user.encode() + b":{PLAIN}" + password.encode("utf-8") + b"::::::" +
+                        fields.encode() + b"\n")
         os.chmod(os.path.join(self.d, "passwd"), 0o644)
         if os.geteuid() == 0:
             user_settings, userdb_args = "", "uid=65534 gid=65534"

@@ -83,8 +83,31 @@ static void test_routing(void)
     CHECK(!policy_server_serves(&routed, "alice@sub.example.org"));
 }
 
+/* The loopback exemption's limit (issue 17): the sysctl's text, strictly; anything odd is 0, so
+ * no port counts as privileged. */
+static void test_port_start(void)
+{
+    unsigned limit = 7;
+
+    CHECK(policy_parse_port_start("1024\n", 5) == 1024);
+    CHECK(policy_parse_port_start("0\n", 2) == 0);
+    CHECK(policy_parse_port_start("80", 2) == 80);
+    CHECK(policy_parse_port_start("65536\n", 6) == 65536);
+    CHECK(policy_parse_port_start("65537\n", 6) == 0);
+    CHECK(policy_parse_port_start("", 0) == 0);
+    CHECK(policy_parse_port_start("1024 \n", 6) == 0);
+    CHECK(policy_parse_port_start("-1\n", 3) == 0);
+    CHECK(policy_parse_port_start("1024\n\n", 6) == 0);
+    CHECK(policy_parse_port_start("9999999\n", 8) == 0);
+    /* The live value: port 0 (no peer) is never privileged; the limit itself is not. */
+    CHECK(!policy_loopback_port_privileged(0, &limit));
+    CHECK(!policy_loopback_port_privileged(limit, &limit));
+    CHECK(limit > 0 ? policy_loopback_port_privileged(limit - 1, &limit) : true);
+}
+
 int main(void)
 {
+    test_port_start();
     test_password();
     test_map();
     test_routing();

@@ -38,7 +38,7 @@ static void test_plain_echo(void)
     redact_excerpt(NULL, out, sizeof(out), S("no secrets\x01\xff"));
     CHECK_STR(out, "no secrets??");
     redact_wipe(&rs);
-    CHECK(rs.count == 0 && rs.b64_plain[0] == '\0');
+    CHECK(rs.count == 0 && rs.secrets == NULL && !rs.broken);
 }
 
 /* The old order (escape, then look for the password) found nothing in a UTF-8 echo and logged
@@ -175,8 +175,80 @@ static void test_small_buffer(void)
     redact_wipe(&rs);
 }
 
+/* Issue 17: no fixed number of slots. Forty secrets are all held and all redacted (four slots
+ * dropped every one past the fourth silently). */
+static void test_no_capacity_limit(void)
+{
+    struct redact_set rs;
+    char secret[32], text[64], out[200];
+
+    redact_init(&rs, &ascii);
+    for (int i = 0; i < 40; i++) {
+        snprintf(secret, sizeof(secret), "wire-form-%02d-xyz", i);
+        CHECK(redact_add(&rs, secret, strlen(secret), false));
+    }
+    CHECK(!rs.broken && rs.count >= 43);
+    for (int i = 0; i < 40; i++) {
+        snprintf(text, sizeof(text), "-ERR got wire-form-%02d-xyz", i);
+        redact_excerpt(&rs, out, sizeof(out), text, strlen(text));
+        CHECK_STR(out, "-ERR got <redacted>");
+    }
+    redact_wipe(&rs);
+}
+
+/* A set that could not hold a secret lets no server text through at all. */
+static void test_broken_set_logs_nothing(void)
+{
+    struct redact_set rs;
+    char out[200];
+
+    redact_init(&rs, &ascii);
+    rs.broken = true;
+    redact_excerpt(&rs, out, sizeof(out), S("-ERR nothing secret here"));
+    CHECK_STR(out, REDACT_MARK);
+    redact_wipe(&rs);
+}
+
+/* The wire form of an IMAP quoted string: the escaped password is redacted with or without the
+ * quotes the server may have kept; each piece of a line that spans lines is registered. */
+static void test_wire_forms(void)
+{
+    static const char escaped[] = "\"Tr0ub4dor\\\"&3\\\\horse \"";
+    struct redact_set rs;
+    char out[200];
+
+    redact_init(&rs, NULL);
+    CHECK(redact_add_wire(&rs, escaped, strlen(escaped)));
+    redact_excerpt(&rs, out, sizeof(out), S("NO you sent Tr0ub4dor\\\"&3\\\\horse  here"));
+    CHECK_STR(out, "NO you sent <redacted> here");
+    redact_excerpt(&rs, out, sizeof(out), S("NO [x] a1 LOGIN alice \"Tr0ub4dor\\\"&3\\\\horse \""));
+    CHECK_STR(out, "NO [x] a1 LOGIN alice <redacted>");
+    CHECK(redact_add_wire(&rs, S("{9+}\r\np\"a{s}\\ ")));
+    redact_excerpt(&rs, out, sizeof(out), S("BAD p\"a{s}\\  wrong"));
+    CHECK_STR(out, "BAD <redacted> wrong");
+    redact_wipe(&rs);
+}
+
+/* The escaped form is known before anything is sent: a server echoing it early is covered. */
+static void test_escaped_known_ahead(void)
+{
+    static const char special[] = "Tr0ub\"&3\\{h} ";
+    const struct login_creds c = {"alice", 5, special, sizeof(special) - 1, NULL};
+    struct redact_set rs;
+    char out[200];
+
+    redact_init(&rs, &c);
+    redact_excerpt(&rs, out, sizeof(out), S("+OK hello Tr0ub\\\"&3\\\\{h}  there"));
+    CHECK_STR(out, "+OK hello <redacted> there");
+    redact_wipe(&rs);
+}
+
 int main(void)
 {
+    test_escaped_known_ahead();
+    test_no_capacity_limit();
+    test_broken_set_logs_nothing();
+    test_wire_forms();
     test_plain_echo();
     test_utf8_echo();
     test_cut_at_the_limit();

@@ -19,6 +19,8 @@
 #include "check.h"
 #include "stream.h"
 
+#define S(x) x, strlen(x)
+
 struct pair {
     struct stream *s;
     int peer;
@@ -371,6 +373,40 @@ static void test_trace_is_redacted(void)
     redact_wipe(&rs);
 }
 
+/* Issue 17: the credential sender registers what it sends, in its wire form, before it goes:
+ * an IMAP quoted string with escapes, a SASL continuation line, and (where the trace does not
+ * match the line) the whole line. No mechanism registers anything itself. */
+static void test_credential_wire_form_is_redacted(void)
+{
+    struct redact_set rs;
+    struct pair p;
+    struct errbuf err = {{0}};
+    char out[200];
+
+    if (open_pair(&p, true, later()) != 0) {
+        CHECK(!"socketpair");
+        return;
+    }
+    redact_init(&rs, NULL); /* nothing known ahead: only what the sender registers */
+    p.s->redact = &rs;
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "a1 LOGIN alice <redacted>",
+                                 "a1 LOGIN alice %s", "\"Tr0ub\\\"&3\\\\ \"") == STREAM_OK);
+    stream_excerpt(p.s, out, sizeof(out), S("a1 NO you sent Tr0ub\\\"&3\\\\ !"));
+    CHECK_STR(out, "a1 NO you sent <redacted>!");
+    stream_excerpt(p.s, out, sizeof(out), S("a1 NO alice"));
+    CHECK_STR(out, "a1 NO alice"); /* the name around it is not secret */
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "<redacted>", "%s",
+                                 "c=biws,r=nonce,p=cHJvb2Y=") == STREAM_OK);
+    stream_excerpt(p.s, out, sizeof(out), S("NO bad c=biws,r=nonce,p=cHJvb2Y="));
+    CHECK_STR(out, "NO bad <redacted>");
+    CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "no mark here", "XAUTH %s", "k3y-blob") ==
+          STREAM_OK);
+    stream_excerpt(p.s, out, sizeof(out), S("NO XAUTH k3y-blob"));
+    CHECK_STR(out, "NO <redacted>");
+    close_pair(&p);
+    redact_wipe(&rs);
+}
+
 /* A queued line goes out in front of the next command, in the same write (one recv takes
  * both); the fence covers both replies; the queue obeys the cleartext rule and refuses CR/LF. */
 static void test_queued_line(void)
@@ -422,6 +458,7 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     alarm(60); /* a broken deadline must fail the test, not hang it */
+    test_credential_wire_form_is_redacted();
     test_stale_lines();
     test_cleartext_rule();
     test_progress();

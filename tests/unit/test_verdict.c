@@ -77,8 +77,25 @@ static const struct case_row table[] = {
     {"SYS hierarchy", P, "-ERR [SYS/TEMP/DB] down", false, true, VERDICT_TEMPORARY},
     {"not SYS", P, "-ERR [SYSTEM] no", false, true, VERDICT_REFUSED},
     {"POP3 knows no IMAP codes", P, "-ERR [UNAVAILABLE] x", false, true, VERDICT_REFUSED},
-    {"try later", P, "-ERR please try later", false, true, VERDICT_TEMPORARY},
-    {"upper case text", P, "-ERR TEMPORARILY LOCKED", false, true, VERDICT_TEMPORARY},
+    /* Issue 17: free text never changes a verdict unless it is, whole, a known fixed text. */
+    {"try later is free text", P, "-ERR please try later", false, true, VERDICT_REFUSED},
+    {"temporar is free text", P, "-ERR TEMPORARILY LOCKED", false, true, VERDICT_REFUSED},
+    {"an admin's reason", P, "-ERR [AUTH] Account temporarily suspended", false, true,
+     VERDICT_REFUSED},
+    {"an admin's reason", I, "A2 NO [ALERT] Account temporarily suspended", false, true,
+     VERDICT_REFUSED},
+    {"an echoed user name", I, "A2 NO user temporary-try-again-later unknown", false, true,
+     VERDICT_REFUSED},
+    {"a fixed text inside more text", P, "-ERR alice: Temporary problem, please try again later",
+     true, true, VERDICT_REFUSED},
+    {"a fixed text with more after it", P, "-ERR Temporary problem, please try again later (alice)",
+     true, true, VERDICT_REFUSED},
+    {"not checked is whole too", P, "-ERR user tls required to log in. now", false, false,
+     VERDICT_REFUSED},
+    {"a fixed text, any case, spaces around", P, "-ERR  temporary PROBLEM, please try again later ",
+     true, true, VERDICT_TEMPORARY},
+    {"a fixed text after a code", P, "-ERR [AUTH] TLS required to log in.", false, false,
+     VERDICT_NOT_CHECKED},
     {"try again, not later", P, "-ERR Wrong password, please try again", false, true,
      VERDICT_REFUSED},
     {"tagged BAD", I, "A2 BAD Error in IMAP command LOGIN", false, true, VERDICT_NOT_UNDERSTOOD},
@@ -119,10 +136,11 @@ static void test_never_success(void)
 /* Length-bounded: bytes past len (a marker, a code) never count. */
 static void test_explicit_length(void)
 {
-    static const char line[] = "-ERR Login failed. Temporary problem";
+    static const char line[] = "-ERR Temporary problem, please try again later. Or not";
 
-    CHECK(verdict_classify(P, line, strlen("-ERR Login failed."), false, true) == VERDICT_REFUSED);
-    CHECK(verdict_classify(P, line, strlen(line), false, true) == VERDICT_TEMPORARY);
+    CHECK(verdict_classify(P, line, strlen("-ERR Temporary problem, please try again later"), false,
+                           true) == VERDICT_TEMPORARY);
+    CHECK(verdict_classify(P, line, strlen(line), false, true) == VERDICT_REFUSED);
     CHECK(verdict_classify(I, "A2 NO [AUTHENTICATIONFAILED]", 10, false, true) ==
           VERDICT_REFUSED); /* "A2 NO [AUT": no code, no marker */
 }
