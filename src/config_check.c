@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sasl/mech.h"
+
 #define MAX_TIMEOUT_S 600.0
 #define MAX_FAIL_DELAY_MS 60000
 #define MAX_LABEL_LEN 63
@@ -299,6 +301,67 @@ static int validate_server_modes(cfg_t *root, cfg_t *sec, const char *label)
     if (p != PROTOCOL_POP3 && a != APOP_AUTO) {
         config_report(root, sec, "server \"%s\": apop applies to pop3 servers only", label);
         return -1;
+    }
+    if (p == PROTOCOL_POP3 && cfg_size(sec, "mechanisms") > 0) {
+        config_report(root, sec,
+                      "server \"%s\": mechanisms applies to imap servers only (POP3 AUTH "
+                      "mechanisms are not supported yet)",
+                      label);
+        return -1;
+    }
+    return config_mechanisms(root, sec, NULL, NULL);
+}
+
+int config_mechanisms(cfg_t *root, cfg_t *sec, unsigned char *ids, unsigned *n)
+{
+    cfg_t *where = sec != NULL ? sec : root;
+    unsigned size = cfg_size(where, "mechanisms");
+    unsigned char seen[8];
+
+    if (size > sizeof(seen)) {
+        config_report(root, sec, "mechanisms: more than %zu names", sizeof(seen));
+        return -1;
+    }
+    for (unsigned i = 0; i < size; i++) {
+        const char *name = cfg_getnstr(where, "mechanisms", i);
+        const struct sasl_mech *m = name != NULL ? sasl_mech_by_name(name, strlen(name)) : NULL;
+        if (m == NULL) {
+            config_report(root, sec,
+                          "mechanisms: \"%s\" is not one of scram-sha-256-plus, scram-sha-256, "
+                          "scram-sha-1, cram-md5, plain, login",
+                          name != NULL ? name : "");
+            return -1;
+        }
+        seen[i] = (unsigned char)m->id;
+        for (unsigned k = 0; k < i; k++) {
+            if (seen[k] == seen[i]) {
+                config_report(root, sec, "mechanisms: \"%s\" is listed twice", name);
+                return -1;
+            }
+        }
+    }
+    if (ids != NULL) {
+        memcpy(ids, seen, size);
+        *n = size;
+    }
+    return 0;
+}
+
+int config_check_global_mechanisms(cfg_t *root)
+{
+    if (config_mechanisms(root, NULL, NULL, NULL) != 0)
+        return -1;
+    for (unsigned i = 0; cfg_size(root, "mechanisms") > 0 && i < cfg_size(root, "server"); i++) {
+        cfg_t *sec = cfg_getnsec(root, "server", i);
+        enum mail_protocol p = PROTOCOL_IMAP;
+        config_parse_protocol(cfg_getstr(sec, "protocol"), &p);
+        if (p == PROTOCOL_POP3 && cfg_size(sec, "mechanisms") == 0) {
+            config_report(root, sec,
+                          "server \"%s\": the global mechanisms list applies to imap servers "
+                          "only (POP3 AUTH mechanisms are not supported yet)",
+                          cfg_title(sec));
+            return -1;
+        }
     }
     return 0;
 }
