@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "proto.h"
 #include "sasl/mech.h"
 
 #define S(x) (const unsigned char *)(x), strlen(x)
@@ -267,8 +268,25 @@ static void test_scram_nonce(void)
     CHECK(a.nonce[0] == '\0' && a.mech == NULL);
 }
 
+/* The one success gate: a proof-checking mechanism succeeds only with the proof verified. */
+static void test_gate(void)
+{
+    struct login_outcome o = {.creds = CREDS_ALL, .proof = PROOF_PENDING};
+
+    CHECK(proto_accept(&o, "AUTHENTICATE SCRAM-SHA-256") == PROTO_EPROTO);
+    CHECK(strstr(o.reason.text, "without proving it knows the password") != NULL);
+    CHECK(proto_success_refused(&o) != NULL);
+    o.proof = PROOF_VERIFIED;
+    CHECK(proto_accept(&o, "AUTHENTICATE SCRAM-SHA-256") == PROTO_OK && o.reason.text[0] == '\0');
+    o.creds = CREDS_PARTIAL; /* a proof the server gave before it had ours counts for nothing */
+    CHECK(proto_accept(&o, "AUTHENTICATE SCRAM-SHA-256") == PROTO_EPROTO);
+    o = (struct login_outcome){.creds = CREDS_ALL, .proof = PROOF_NOT_REQUIRED};
+    CHECK(proto_success_refused(&o) == NULL);
+}
+
 int main(void)
 {
+    test_gate();
     test_table();
     test_b64();
     test_saslprep();

@@ -1,0 +1,223 @@
+"""Issue 18: SASL mechanisms (src/sasl/, src/sasl_exchange.c) through real libpam.
+
+- Dovecot 2.3 offering CRAM-MD5, SCRAM-SHA-1 and SCRAM-SHA-256 (tests/lib/dovecot.py sasl=True):
+  every mechanism over IMAP in every TLS mode, right and wrong password; a user whose password
+  Dovecot stores hashed (it advertises SCRAM and then fails it): the fallback and its cost in the
+  log, and a SCRAM-only list, which leaves that server unavailable.
+- An independent SCRAM peer written here from RFC 5802/5929 (hashlib, hmac; nothing shared with
+  the C code), behind Python's ssl limited to TLS 1.2, so SCRAM-SHA-256-PLUS binds with
+  tls-server-end-point, which this peer computes from its own certificate: success proves the
+  binding data and the proofs are right.
+- The same peer turned hostile: OK without v=, a forged v=, a v= computed for another TLS channel
+  (what the real server signs when a relay sits between two TLS sessions), an OK before the proof:
+  never PAM_SUCCESS.
+"""
+import base64
+import hashlib
+import hmac
+import os
+import ssl
+import time
+
+import pytest
+
+import dovecot as dovecot_lib
+from conftest import USERS
+from fakeserver import FakeServer, tls_server_context
+from helpers import config, hosts, scaled, server
+
+SASL_USERS = {"alice": USERS["alice"], "henry": "henry-Hashed-9"}
+MECHS = ["scram-sha-256", "scram-sha-1", "cram-md5", "plain", "login"]
+MODES = [("implicit", "imaps"), ("starttls", "imap"), ("none", "imap")]
+
+
+@pytest.fixture(scope="module")
+def dvs(workdir, pki):
+    d = dovecot_lib.Dovecot(os.path.join(workdir, "dovecot-sasl"), SASL_USERS,
+                            pki["server_cert"], pki["server_key"], sasl=True,
+                            hashed=("henry",)).start()
+    yield d
+    d.stop()
+
+
+def dv_cfg(pki, dvs, mechanisms, tls="implicit", port="imaps"):
+    extra = "  mechanisms = {%s}\n" % ", ".join(mechanisms)
+    if tls == "none":
+        extra += "  allow_cleartext = true\n"
+    return config(pki, server("dv", "imap", hosts("localhost"), dvs.ports[port], tls,
+                              extra=extra))
+
+
+def logged(d, offset, text):
+    """Dovecot writes its log line after the answer: wait for it, within a scaled bound."""
+    deadline = time.monotonic() + scaled(3)
+    while text not in d.log_since(offset):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize("mech", MECHS)
+@pytest.mark.parametrize("tls,port", MODES)
+def test_dovecot_mechanism(pam, pki, dvs, mech, tls, port):
+    offset = dvs.log_size()
+    r = pam.run(dv_cfg(pki, dvs, [mech], tls, port), "alice", SASL_USERS["alice"])
+    assert r.code == "PAM_SUCCESS", r
+    assert logged(dvs, offset, "method=%s," % mech.upper()), dvs.log_since(offset)
+    r = pam.run(dv_cfg(pki, dvs, [mech], tls, port), "alice", "wrong-pw")
+    assert r.code == "PAM_AUTH_ERR", r
+
+
+def test_dovecot_hashed_password_falls_back(pam, pki, dvs):
+    """Dovecot advertises SCRAM for a user whose stored hash cannot run it, and fails it after the
+    first message: the next listed mechanism is tried, and the cost is logged."""
+    r = pam.run(dv_cfg(pki, dvs, ["scram-sha-256", "plain"]), "henry", SASL_USERS["henry"])
+    assert r.code == "PAM_SUCCESS", r
+    assert "SCRAM-SHA-256 failed before the password was checked" in r.log_text(), r
+    assert "trying PLAIN: this cost" in r.log_text(), r
+    r = pam.run(dv_cfg(pki, dvs, ["scram-sha-256", "plain"]), "henry", "wrong-pw")
+    assert r.code == "PAM_AUTH_ERR", r
+
+
+def test_dovecot_scram_only_list_never_sends_password(pam, pki, dvs):
+    """A SCRAM-only list: that user cannot be checked by SCRAM, so the server is unavailable,
+    not a refusal, and nothing else is tried."""
+    r = pam.run(dv_cfg(pki, dvs, ["scram-sha-256", "scram-sha-1"]), "henry", SASL_USERS["henry"])
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "AUTHENTICATE PLAIN" not in r.log_text()
+
+
+def test_dovecot_not_offering_listed_mechanism_is_unavailable(pam, pki, dvs):
+    r = pam.run(dv_cfg(pki, dvs, ["scram-sha-256-plus"]), "alice", SASL_USERS["alice"])
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "offers none of the configured mechanisms" in r.log_text(), r
+
+
+# ---- an independent SCRAM peer (RFC 5802, RFC 5929) ----
+
+SALT = b"independent-salt"
+ITER = 4096
+PW = "s3cret-Scram"
+
+
+def keys(name, password):
+    h = {"SCRAM-SHA-1": "sha1"}.get(name.replace("-PLUS", ""), "sha256")
+    salted = hashlib.pbkdf2_hmac(h, password.encode(), SALT, ITER)
+    client_key = hmac.new(salted, b"Client Key", h).digest()
+    return h, hashlib.new(h, client_key).digest(), hmac.new(salted, b"Server Key", h).digest()
+
+
+def end_point_hash(cert_path):
+    """tls-server-end-point: SHA-256 of the DER certificate (the suite's certs are RSA-SHA256)."""
+    with open(cert_path) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    return hashlib.sha256(der).digest()
+
+
+def scram_script(pki, behaviour, caps="AUTH=SCRAM-SHA-256 AUTH=SCRAM-SHA-256-PLUS",
+                 seen=None):
+    """An IMAPS server speaking SCRAM itself. behaviour: honest, ok_without_v, forged_v,
+    other_channel (v= over another channel's c=), ok_before_proof."""
+    seen = {} if seen is None else seen
+
+    def script(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 SASL-IR LOGINDISABLED %s] scram peer" % caps)
+        line = conn.readline(scaled(5)).decode()
+        tag, _, mech, first = line.split(" ", 3)
+        first = base64.b64decode(first).decode()
+        seen["mech"], seen["first"] = mech, first
+        gs2, _, bare = first.partition(",,")
+        gs2 += ",,"
+        nonce = dict(a.split("=", 1) for a in bare.split(","))["r"] + "srvNonce42"
+        if behaviour == "ok_before_proof":
+            conn.line(tag + " OK welcome")
+            conn.drain(scaled(0.5))
+            return
+        server_first = "r=%s,s=%s,i=%d" % (nonce, base64.b64encode(SALT).decode(), ITER)
+        conn.line("+ " + base64.b64encode(server_first.encode()).decode())
+        final = base64.b64decode(conn.readline(scaled(5))).decode()
+        seen["final"] = final
+        without_proof, _, proof = final.rpartition(",p=")
+        cb = gs2.encode()
+        if gs2.startswith("p=tls-server-end-point"):
+            cb += end_point_hash(pki["server_cert"])
+        expected_c = "c=" + base64.b64encode(cb).decode()
+        h, stored, server_key = keys(mech, PW)
+        am = ",".join([bare, server_first, without_proof])
+        sig = hmac.new(stored, am.encode(), h).digest()
+        client_key = bytes(a ^ b for a, b in zip(base64.b64decode(proof), sig))
+        seen["proof_ok"] = hashlib.new(h, client_key).digest() == stored
+        seen["channel_ok"] = without_proof.startswith(expected_c + ",")
+        if not seen["proof_ok"] or not seen["channel_ok"]:
+            conn.line(tag + " NO [AUTHENTICATIONFAILED] Authentication failed.")
+            conn.drain(scaled(0.5))
+            return
+        if behaviour == "other_channel":
+            other = base64.b64encode(gs2.encode() + b"\x00" * 32).decode()
+            am = am.replace(expected_c, "c=" + other, 1)
+        v = base64.b64encode(hmac.new(server_key, am.encode(), h).digest()).decode()
+        if behaviour == "forged_v":
+            v = base64.b64encode(os.urandom(len(base64.b64decode(v)))).decode()
+        if behaviour != "ok_without_v":
+            conn.line("+ " + base64.b64encode(("v=" + v).encode()).decode())
+            if conn.readline(scaled(5)) != b"":
+                conn.line(tag + " BAD expected an empty response")
+                return
+        conn.line(tag + " OK Logged in")
+        conn.drain(scaled(0.5))
+    return script
+
+
+def peer_cfg(pki, fake, mechanisms):
+    return config(pki, server("peer", "imap", hosts("localhost"), fake.port, "implicit",
+                              extra="  mechanisms = {%s}\n" % ", ".join(mechanisms)),
+                  timeout=scaled(3), connect_timeout=scaled(1))
+
+
+def tls12(pki):
+    return tls_server_context(pki["server_cert"], pki["server_key"],
+                              max_version=ssl.TLSVersion.TLSv1_2)
+
+
+@pytest.mark.parametrize("mech", ["scram-sha-256-plus", "scram-sha-256"])
+def test_independent_peer_accepts_and_proves(pam, pki, mech):
+    seen = {}
+    with FakeServer(scram_script(pki, "honest", seen=seen), tls_context=tls12(pki)) as fake:
+        r = pam.run(peer_cfg(pki, fake, [mech]), "alice", PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_SUCCESS", r
+    assert seen["mech"] == mech.upper() and seen["proof_ok"] and seen["channel_ok"], seen
+    # -PLUS binds the channel; plain SCRAM over TLS tells the server it could have ("y").
+    assert seen["first"].startswith("p=tls-server-end-point,," if mech.endswith("plus")
+                                    else "n,,"), seen
+    assert PW.encode() not in fake.received
+
+
+def test_independent_peer_without_plus_gets_y(pam, pki):
+    """A server that offers no -PLUS: "y" says this client could bind (downgrade detection)."""
+    seen = {}
+    with FakeServer(scram_script(pki, "honest", caps="AUTH=SCRAM-SHA-256", seen=seen),
+                    tls_context=tls12(pki)) as fake:
+        r = pam.run(peer_cfg(pki, fake, ["scram-sha-256"]), "alice", PW)
+    assert r.code == "PAM_SUCCESS", r
+    assert seen["first"].startswith("y,,"), seen
+
+
+def test_independent_peer_wrong_password_refused(pam, pki):
+    with FakeServer(scram_script(pki, "honest"), tls_context=tls12(pki)) as fake:
+        r = pam.run(peer_cfg(pki, fake, ["scram-sha-256-plus"]), "alice", "not-" + PW)
+    assert r.code == "PAM_AUTH_ERR", r
+
+
+@pytest.mark.parametrize("behaviour", ["ok_without_v", "forged_v", "other_channel",
+                                       "ok_before_proof"])
+@pytest.mark.parametrize("mech", ["scram-sha-256-plus", "scram-sha-256"])
+def test_hostile_peer_never_succeeds(pam, pki, behaviour, mech):
+    """The server says OK but does not (or cannot) prove it knows the password for this
+    channel: never PAM_SUCCESS, and never a refusal either (a forged "no" is as cheap)."""
+    with FakeServer(scram_script(pki, behaviour), tls_context=tls12(pki)) as fake:
+        r = pam.run(peer_cfg(pki, fake, [mech]), "alice", PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert PW.encode() not in fake.received
