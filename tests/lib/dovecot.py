@@ -100,7 +100,7 @@ class Dovecot:
     """Start with Dovecot(directory, users, cert, key).start(); stop() kills it."""
 
     def __init__(self, directory, users, cert, key, extra="", apop=True, fast=False,
-                 brute_force_defaults=False, trusted="", sasl=False, hashed=()):
+                 brute_force_defaults=False, trusted="", sasl=False, hashed=(), stored=None):
         """brute_force_defaults: keep Dovecot's auth_failure_delay (2 s) and anvil penalty (up to
         15 s per client address) instead of zeroing them. trusted: login_trusted_networks, whose
         IMAP ID x-originating-ip and POP3 XCLIENT Dovecot believes."""
@@ -109,6 +109,7 @@ class Dovecot:
         # mechanisms all the same and fails them.
         self.sasl = sasl
         self.hashed = set(hashed)
+        self.stored = stored or {}  # user -> the passwd-file field as written ("{SCHEME}...")
         self.brute_force_defaults = brute_force_defaults
         self.trusted = trusted
         self.d = directory
@@ -129,7 +130,9 @@ class Dovecot:
         os.chmod(os.path.join(self.d, "mail"), 0o1777)
         with open(os.path.join(self.d, "passwd"), "wb") as f:
             for user, password in self.users.items():
-                if user in self.hashed:
+                if user in self.stored:
+                    stored = self.stored[user].encode()
+                elif user in self.hashed:
                     stored = b"{SHA512-CRYPT}" + subprocess.run(
                         ["openssl", "passwd", "-6", "-stdin"], input=password.encode("utf-8"),
                         capture_output=True, check=True).stdout.strip()
