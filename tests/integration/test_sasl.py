@@ -8,6 +8,8 @@
   the C code), behind Python's ssl limited to TLS 1.2, so SCRAM-SHA-256-PLUS binds with
   tls-server-end-point, which this peer computes from its own certificate: success proves the
   binding data and the proofs are right.
+- The same peer behind tests/tls13_terminator.c (OpenSSL, TLS 1.3 only), which hands it the
+  channel's tls-exporter value: SCRAM-SHA-256-PLUS with RFC 9266 binding.
 - The same peer turned hostile: OK without v=, a forged v=, a v= computed for another TLS channel
   (what the real server signs when a relay sits between two TLS sessions), an OK before the proof:
   never PAM_SUCCESS.
@@ -17,6 +19,7 @@ import hashlib
 import hmac
 import os
 import ssl
+import subprocess
 import time
 
 import pytest
@@ -116,12 +119,16 @@ def end_point_hash(cert_path):
 
 
 def scram_script(pki, behaviour, caps="AUTH=SCRAM-SHA-256 AUTH=SCRAM-SHA-256-PLUS",
-                 seen=None):
+                 seen=None, exporter=False):
     """An IMAPS server speaking SCRAM itself. behaviour: honest, ok_without_v, forged_v,
-    other_channel (v= over another channel's c=), ok_before_proof."""
+    other_channel (v= over another channel's c=), ok_before_proof. exporter: behind
+    tls13_terminator, whose first line gives the channel's tls-exporter value."""
     seen = {} if seen is None else seen
 
     def script(conn):
+        exported = b""
+        if exporter:
+            exported = bytes.fromhex(conn.readline(scaled(5)).decode().split()[1])
         conn.line("* OK [CAPABILITY IMAP4rev1 SASL-IR LOGINDISABLED %s] scram peer" % caps)
         line = conn.readline(scaled(5)).decode()
         tag, _, mech, first = line.split(" ", 3)
@@ -142,6 +149,8 @@ def scram_script(pki, behaviour, caps="AUTH=SCRAM-SHA-256 AUTH=SCRAM-SHA-256-PLU
         cb = gs2.encode()
         if gs2.startswith("p=tls-server-end-point"):
             cb += end_point_hash(pki["server_cert"])
+        elif gs2.startswith("p=tls-exporter"):
+            cb += exported
         expected_c = "c=" + base64.b64encode(cb).decode()
         h, stored, server_key = keys(mech, PW)
         am = ",".join([bare, server_first, without_proof])
@@ -221,3 +230,39 @@ def test_hostile_peer_never_succeeds(pam, pki, behaviour, mech):
     assert not fake.errors, fake.errors
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
     assert PW.encode() not in fake.received
+
+
+# ---- SCRAM-SHA-256-PLUS with tls-exporter: TLS 1.3 through tests/tls13_terminator.c ----
+
+def terminated(pki, fake):
+    """Start the TLS 1.3 terminator in front of fake; return (process, its port)."""
+    proc = subprocess.Popen([os.environ["MAILAUTH_TLS13_TERMINATOR"], pki["server_cert"],
+                             pki["server_key"], str(fake.port)], stdout=subprocess.PIPE)
+    return proc, int(proc.stdout.readline())
+
+
+def exporter_cfg(pki, port):
+    return config(pki, server("peer", "imap", hosts("localhost"), port, "implicit",
+                              extra="  mechanisms = scram-sha-256-plus\n"),
+                  timeout=scaled(3), connect_timeout=scaled(1))
+
+
+@pytest.mark.parametrize("behaviour,code", [("honest", "PAM_SUCCESS"),
+                                            ("other_channel", "PAM_AUTHINFO_UNAVAIL"),
+                                            ("forged_v", "PAM_AUTHINFO_UNAVAIL"),
+                                            ("ok_without_v", "PAM_AUTHINFO_UNAVAIL")])
+def test_tls_exporter_peer(pam, pki, behaviour, code):
+    """Under TLS 1.3 the client binds with tls-exporter; the independent end computes the same
+    32 bytes on its side of the channel (success proves it), and a v= for another channel, a
+    forged one or none is never success."""
+    seen = {}
+    with FakeServer(scram_script(pki, behaviour, seen=seen, exporter=True)) as fake:
+        proc, port = terminated(pki, fake)
+        try:
+            r = pam.run(exporter_cfg(pki, port), "alice", PW)
+        finally:
+            proc.wait(timeout=scaled(10))
+    assert not fake.errors, fake.errors
+    assert r.code == code, r
+    assert seen["first"].startswith("p=tls-exporter,,"), seen
+    assert seen["channel_ok"] and seen["proof_ok"], seen
