@@ -7,7 +7,7 @@
 #include <openssl/evp.h>
 
 #include "redact.h"
-#include "sasl.h"
+#include "sasl_exchange.h"
 #include "stream.h"
 #include "verdict.h"
 
@@ -429,19 +429,50 @@ static enum proto_result read_capa(struct pop3_session *ps, struct pop3_caps *ca
     return PROTO_EPROTO;
 }
 
+/* AUTH through the one SASL driver (sasl_exchange.c): "+ base64" continues, +OK or -ERR ends
+ * the exchange and is kept here for the judge. */
+struct pop3_sasl {
+    struct pop3_session *ps;
+    const char *what; /* "AUTH PLAIN", for the reasons read_reply gives */
+    enum pop3_reply kind;
+    const char *line;
+    size_t len;
+};
+
+static enum proto_result sasl_read(void *ctx, bool *cont, const char **data, size_t *len)
+{
+    struct pop3_sasl *x = ctx;
+    enum proto_result r = read_reply(x->ps, x->what, &x->kind, &x->line, &x->len);
+
+    *cont = r == PROTO_OK && x->kind == POP3_REPLY_CONT;
+    *data = x->len > 2 ? x->line + 2 : x->line + x->len;
+    *len = x->len > 2 ? x->len - 2 : 0;
+    return r;
+}
+
+static const struct sasl_proto pop3_sasl = {.read = sasl_read, .cancel = "*"};
+
 static enum proto_result try_auth_plain(struct pop3_session *ps)
 {
-    char b64[SASL_PLAIN_B64_MAX];
-    enum proto_result r;
+    struct pop3_sasl reply = {.ps = ps, .what = "AUTH PLAIN"};
+    struct sasl_exchange x = {
+        .proto = &pop3_sasl,
+        .ctx = &reply,
+        .s = ps->s,
+        .out = ps->out,
+        .log = ps->log,
+        .label = ps->t->label,
+        .command = "AUTH",
+        .initial_response = true, /* RFC 5034 */
+    };
+    enum sasl_end end;
+    enum proto_result r = sasl_exchange_run(&x, sasl_mech_by_name("PLAIN", 5), ps->c, &end);
 
-    if (sasl_plain_encode(ps->c, b64, sizeof(b64)) == 0) {
-        errbuf_set(&ps->out->reason, "credentials too long for SASL PLAIN");
-        return PROTO_EIO;
-    }
-    r = stream_result_to_proto(stream_send_credential(
-        ps->s, &ps->out->reason, CRED_WHOLE, "AUTH PLAIN <redacted>", "AUTH PLAIN %s", b64));
-    secret_wipe(b64, sizeof(b64));
-    return r == PROTO_OK ? credential_reply(ps, "AUTH PLAIN") : r;
+    if (r != PROTO_OK || end != SASL_END_FINAL)
+        return r;
+    if (reply.kind == POP3_REPLY_OK)
+        return proto_accept(ps->out, "AUTH PLAIN");
+    return refused(ps, "AUTH PLAIN", reply.line, reply.len);
 }
 
 /* USER was refused. Not a verdict when the server said why it would not look (TLS required,

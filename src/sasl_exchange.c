@@ -81,6 +81,12 @@ static enum proto_result read_reply(struct run *r, bool *cont, long *raw_len)
     pr = x->proto->read(x->ctx, cont, &data, &len);
     x->s->log = saved;
     *raw_len = 0;
+    if (pr == PROTO_OK && !*cont) {
+        char q[160];
+        stream_excerpt(x->s, q, sizeof(q), data, len);
+        log_debug(x->log, "%s S: %s <final reply to %s> %s", x->out->address, x->label, r->m->name,
+                  q);
+    }
     if (pr != PROTO_OK || !*cont)
         return pr;
     *raw_len = sasl_b64_decode(data, len, r->raw, sizeof(r->raw));

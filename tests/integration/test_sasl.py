@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import ssl
 import subprocess
 import time
@@ -201,6 +202,15 @@ def test_independent_peer_accepts_and_proves(pam, pki, mech):
     assert seen["first"].startswith("p=tls-server-end-point,," if mech.endswith("plus")
                                     else "n,,"), seen
     assert PW.encode() not in fake.received
+    # The debug trace shows the steps, never the proof, the nonces or v= (offline-guess material).
+    text = r.log_text()
+    proof = seen["final"].rpartition(",p=")[2]
+    assert "<%s message" % mech.upper() in text, r
+    for secret in (proof, base64.b64encode(seen["final"].encode()).decode()[:16],
+                   seen["final"].split(",")[1][2:]):
+        assert secret not in text, (secret, r)
+    # v= and the server-first (the combined nonce) in base64: "+ dj..." and "+ cj..."
+    assert not re.search(r"\+ [cd]j[0-9A-Za-z+/]", text), r
 
 
 def test_independent_peer_without_plus_gets_y(pam, pki):
