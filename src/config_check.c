@@ -302,10 +302,10 @@ static int validate_server_modes(cfg_t *root, cfg_t *sec, const char *label)
         config_report(root, sec, "server \"%s\": apop applies to pop3 servers only", label);
         return -1;
     }
-    if (p == PROTOCOL_POP3 && cfg_size(sec, "mechanisms") > 0) {
+    if (a != APOP_AUTO && cfg_size(sec, "mechanisms") > 0) {
         config_report(root, sec,
-                      "server \"%s\": mechanisms applies to imap servers only (POP3 AUTH "
-                      "mechanisms are not supported yet)",
+                      "server \"%s\": apop and mechanisms together: with mechanisms, APOP and "
+                      "USER/PASS are not used",
                       label);
         return -1;
     }
@@ -349,21 +349,7 @@ int config_mechanisms(cfg_t *root, cfg_t *sec, unsigned char *ids, unsigned *n)
 
 int config_check_global_mechanisms(cfg_t *root)
 {
-    if (config_mechanisms(root, NULL, NULL, NULL) != 0)
-        return -1;
-    for (unsigned i = 0; cfg_size(root, "mechanisms") > 0 && i < cfg_size(root, "server"); i++) {
-        cfg_t *sec = cfg_getnsec(root, "server", i);
-        enum mail_protocol p = PROTOCOL_IMAP;
-        config_parse_protocol(cfg_getstr(sec, "protocol"), &p);
-        if (p == PROTOCOL_POP3 && cfg_size(sec, "mechanisms") == 0) {
-            config_report(root, sec,
-                          "server \"%s\": the global mechanisms list applies to imap servers "
-                          "only (POP3 AUTH mechanisms are not supported yet)",
-                          cfg_title(sec));
-            return -1;
-        }
-    }
-    return 0;
+    return config_mechanisms(root, NULL, NULL, NULL);
 }
 
 int config_validate_server(cfg_t *cfg, cfg_opt_t *opt)

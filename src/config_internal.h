@@ -26,8 +26,7 @@ bool config_parse_protocol(const char *s, enum mail_protocol *out);
 bool config_parse_forward(const char *s, bool *out);
 
 /* ca_file/ca_dir of sec (or of root when sec is NULL) exist and are readable. 0 or -1. */
-/* mechanisms = ...: the global list, and no pop3 server under it (done after the whole file
- * was read, since the global option may follow the servers). */
+/* mechanisms = ...: the global list (checked after the whole file was read). */
 int config_check_global_mechanisms(cfg_t *root);
 /* Parse a mechanisms list of sec (root when sec is NULL) into ids (enum sasl_mech_id); -1 with
  * the error reported when a name is unknown or repeated. */

@@ -848,7 +848,7 @@ static enum proto_result authenticate_configured(struct imap_session *is)
 
     for (unsigned i = 0; i < is->t->n_mechanisms; i++) {
         const struct sasl_mech *m = mech_of_id(is->t->mechanisms[i]);
-        bool fell;
+        bool fell = false;
         if (m == NULL || !(is->caps.sasl_mechs & (1u << m->id)))
             continue;
         if (failed != NULL)

@@ -126,6 +126,11 @@ void pop3_capa_line(const char *line, size_t len, struct pop3_caps *caps)
             i++;
         if (word_is(line + start, i - start, "PLAIN"))
             caps->sasl_plain = true;
+        const struct sasl_mech *m = sasl_mech_by_name(line + start, i - start);
+        if (m != NULL)
+            caps->sasl_mechs |= 1u << m->id;
+        if (i - start > 5 && word_is(line + i - 5, 5, "-PLUS"))
+            caps->sasl_plus = true;
     }
 }
 
@@ -445,16 +450,20 @@ static enum proto_result sasl_read(void *ctx, bool *cont, const char **data, siz
     enum proto_result r = read_reply(x->ps, x->what, &x->kind, &x->line, &x->len);
 
     *cont = r == PROTO_OK && x->kind == POP3_REPLY_CONT;
-    *data = x->len > 2 ? x->line + 2 : x->line + x->len;
-    *len = x->len > 2 ? x->len - 2 : 0;
+    *data = !*cont ? x->line : x->len > 2 ? x->line + 2 : x->line + x->len;
+    *len = !*cont ? x->len : x->len > 2 ? x->len - 2 : 0;
     return r;
 }
 
 static const struct sasl_proto pop3_sasl = {.read = sasl_read, .cancel = "*"};
 
-static enum proto_result try_auth_plain(struct pop3_session *ps)
+/* Run mechanism m with AUTH; *fell: it ended before the password went whole (the server cannot
+ * run it for this user, or the credentials cannot be used with it): a next one may be tried. */
+static enum proto_result try_auth(struct pop3_session *ps, const struct sasl_mech *m,
+                                  const struct pop3_caps *caps, bool *fell)
 {
-    struct pop3_sasl reply = {.ps = ps, .what = "AUTH PLAIN"};
+    char what[48];
+    struct pop3_sasl reply = {.ps = ps, .what = what};
     struct sasl_exchange x = {
         .proto = &pop3_sasl,
         .ctx = &reply,
@@ -464,15 +473,76 @@ static enum proto_result try_auth_plain(struct pop3_session *ps)
         .label = ps->t->label,
         .command = "AUTH",
         .initial_response = true, /* RFC 5034 */
+        .cb_offered = caps != NULL && caps->sasl_plus,
     };
     enum sasl_end end;
-    enum proto_result r = sasl_exchange_run(&x, sasl_mech_by_name("PLAIN", 5), ps->c, &end);
+    enum proto_result r;
 
+    snprintf(what, sizeof(what), "AUTH %s", m->name);
+    r = sasl_exchange_run(&x, m, ps->c, &end);
+    *fell = end == SASL_END_UNUSABLE;
     if (r != PROTO_OK || end != SASL_END_FINAL)
         return r;
     if (reply.kind == POP3_REPLY_OK)
-        return proto_accept(ps->out, "AUTH PLAIN");
-    return refused(ps, "AUTH PLAIN", reply.line, reply.len);
+        return proto_accept(ps->out, what);
+    if (ps->out->creds != CREDS_ALL) {
+        /* -ERR before it had the password: no verdict on it (Dovecot cannot run SCRAM for a
+         * user whose stored hash is of another scheme, and says so only by -ERR). */
+        char q[160];
+        stream_excerpt(ps->s, q, sizeof(q), reply.line, reply.len);
+        errbuf_set(&ps->out->reason, "server answered %s before the credentials were sent: \"%s\"",
+                   what, q);
+        *fell = true;
+        return PROTO_EPROTO;
+    }
+    return refused(ps, what, reply.line, reply.len);
+}
+
+static enum proto_result try_auth_plain(struct pop3_session *ps)
+{
+    bool fell;
+
+    return try_auth(ps, sasl_mech_by_name("PLAIN", 5), NULL, &fell);
+}
+
+/* mechanisms = ...: as in IMAP (imap.c: authenticate_configured), after CAPA over the channel
+ * the password will travel on. */
+static enum proto_result auth_configured(struct pop3_session *ps)
+{
+    struct pop3_caps caps = {0};
+    enum proto_result r = read_capa(ps, &caps);
+    int64_t started = clock_now_ms();
+    const char *failed = NULL;
+
+    if (r != PROTO_OK)
+        return r;
+    for (unsigned i = 0; i < ps->t->n_mechanisms; i++) {
+        const struct sasl_mech *m = NULL;
+        bool fell = false;
+        for (size_t k = 0; k < SASL_MECH_COUNT; k++)
+            if ((unsigned)sasl_mechs[k].id == ps->t->mechanisms[i])
+                m = &sasl_mechs[k];
+        if (m == NULL || !(caps.sasl_mechs & (1u << m->id)))
+            continue;
+        if (failed != NULL)
+            log_msg(ps->log, LOG_WARNING,
+                    "%s %s: %s failed before the password was checked (%s); trying %s: this "
+                    "cost %lld ms",
+                    ps->out->address, ps->t->label, failed, ps->out->reason.text, m->name,
+                    (long long)(clock_now_ms() - started));
+        r = failed == NULL ? forward_client_ip(ps, true) : PROTO_OK;
+        if (r == PROTO_OK)
+            r = try_auth(ps, m, &caps, &fell);
+        if (r == PROTO_OK || !fell)
+            return r;
+        failed = m->name;
+    }
+    if (failed == NULL) {
+        errbuf_set(&ps->out->reason,
+                   "server offers none of the configured mechanisms; password not sent");
+        r = PROTO_EINSECURE;
+    }
+    return r;
 }
 
 /* USER was refused. Not a verdict when the server said why it would not look (TLS required,
@@ -561,6 +631,8 @@ static enum proto_result login(struct pop3_session *ps)
 
     if (r != PROTO_OK)
         return r;
+    if (ps->t->n_mechanisms > 0)
+        return auth_configured(ps);
     mech = pop3_first_mechanism(ps->t->apop, ps->have_timestamp,
                                 memchr(ps->c->user, ' ', ps->c->user_len) != NULL);
     if (mech != POP3_MECH_NONE) {

@@ -1,7 +1,7 @@
 """Issue 18: SASL mechanisms (src/sasl/, src/sasl_exchange.c) through real libpam.
 
 - Dovecot 2.3 offering CRAM-MD5, SCRAM-SHA-1 and SCRAM-SHA-256 (tests/lib/dovecot.py sasl=True):
-  every mechanism over IMAP in every TLS mode, right and wrong password; a user whose password
+  every mechanism over IMAP and POP3 in every TLS mode, right and wrong password; a user whose password
   Dovecot stores hashed (it advertises SCRAM and then fails it): the fallback and its cost in the
   log, and a SCRAM-only list, which leaves that server unavailable.
 - An independent SCRAM peer written here from RFC 5802/5929 (hashlib, hmac; nothing shared with
@@ -32,7 +32,8 @@ from helpers import config, hosts, scaled, server
 
 SASL_USERS = {"alice": USERS["alice"], "henry": "henry-Hashed-9"}
 MECHS = ["scram-sha-256", "scram-sha-1", "cram-md5", "plain", "login"]
-MODES = [("implicit", "imaps"), ("starttls", "imap"), ("none", "imap")]
+MODES = [("imap", "implicit", "imaps"), ("imap", "starttls", "imap"), ("imap", "none", "imap"),
+         ("pop3", "implicit", "pop3s"), ("pop3", "starttls", "pop3"), ("pop3", "none", "pop3")]
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +45,11 @@ def dvs(workdir, pki):
     d.stop()
 
 
-def dv_cfg(pki, dvs, mechanisms, tls="implicit", port="imaps"):
+def dv_cfg(pki, dvs, mechanisms, tls="implicit", port="imaps", protocol="imap"):
     extra = "  mechanisms = {%s}\n" % ", ".join(mechanisms)
     if tls == "none":
         extra += "  allow_cleartext = true\n"
-    return config(pki, server("dv", "imap", hosts("localhost"), dvs.ports[port], tls,
+    return config(pki, server("dv", protocol, hosts("localhost"), dvs.ports[port], tls,
                               extra=extra))
 
 
@@ -63,33 +64,37 @@ def logged(d, offset, text):
 
 
 @pytest.mark.parametrize("mech", MECHS)
-@pytest.mark.parametrize("tls,port", MODES)
-def test_dovecot_mechanism(pam, pki, dvs, mech, tls, port):
+@pytest.mark.parametrize("protocol,tls,port", MODES)
+def test_dovecot_mechanism(pam, pki, dvs, mech, protocol, tls, port):
     offset = dvs.log_size()
-    r = pam.run(dv_cfg(pki, dvs, [mech], tls, port), "alice", SASL_USERS["alice"])
+    r = pam.run(dv_cfg(pki, dvs, [mech], tls, port, protocol), "alice", SASL_USERS["alice"])
     assert r.code == "PAM_SUCCESS", r
     assert logged(dvs, offset, "method=%s," % mech.upper()), dvs.log_since(offset)
-    r = pam.run(dv_cfg(pki, dvs, [mech], tls, port), "alice", "wrong-pw")
+    r = pam.run(dv_cfg(pki, dvs, [mech], tls, port, protocol), "alice", "wrong-pw")
     assert r.code == "PAM_AUTH_ERR", r
 
 
-def test_dovecot_hashed_password_falls_back(pam, pki, dvs):
+@pytest.mark.parametrize("protocol,port", [("imap", "imaps"), ("pop3", "pop3s")])
+def test_dovecot_hashed_password_falls_back(pam, pki, dvs, protocol, port):
     """Dovecot advertises SCRAM for a user whose stored hash cannot run it, and fails it after the
     first message: the next listed mechanism is tried, and the cost is logged."""
-    r = pam.run(dv_cfg(pki, dvs, ["scram-sha-256", "plain"]), "henry", SASL_USERS["henry"])
-    assert r.code == "PAM_SUCCESS", r
+    cfg = dv_cfg(pki, dvs, ["scram-sha-256", "plain"], port=port, protocol=protocol)
+    r = pam.run(cfg, "henry", SASL_USERS["henry"])
+    assert r.code == "PAM_SUCCESS", r.log_text()
     assert "SCRAM-SHA-256 failed before the password was checked" in r.log_text(), r
     assert "trying PLAIN: this cost" in r.log_text(), r
-    r = pam.run(dv_cfg(pki, dvs, ["scram-sha-256", "plain"]), "henry", "wrong-pw")
+    r = pam.run(cfg, "henry", "wrong-pw")
     assert r.code == "PAM_AUTH_ERR", r
 
 
-def test_dovecot_scram_only_list_never_sends_password(pam, pki, dvs):
+@pytest.mark.parametrize("protocol,port", [("imap", "imaps"), ("pop3", "pop3s")])
+def test_dovecot_scram_only_list_never_sends_password(pam, pki, dvs, protocol, port):
     """A SCRAM-only list: that user cannot be checked by SCRAM, so the server is unavailable,
     not a refusal, and nothing else is tried."""
-    r = pam.run(dv_cfg(pki, dvs, ["scram-sha-256", "scram-sha-1"]), "henry", SASL_USERS["henry"])
+    r = pam.run(dv_cfg(pki, dvs, ["scram-sha-256", "scram-sha-1"], port=port, protocol=protocol),
+                "henry", SASL_USERS["henry"])
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
-    assert "AUTHENTICATE PLAIN" not in r.log_text()
+    assert "AUTH PLAIN" not in r.log_text() and "PASS" not in r.log_text(), r
 
 
 def test_dovecot_not_offering_listed_mechanism_is_unavailable(pam, pki, dvs):

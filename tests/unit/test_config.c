@@ -240,7 +240,8 @@ static void test_forward_client_ip(void)
                    "t.conf:3: server \"a\": forward_client_ip \"on\" is not auto or never");
 }
 
-/* mechanisms = ...: ordered ids, a server's own list over the global one, pop3 refused. */
+/* mechanisms = ...: ordered ids, a server's own list over the global one, apop over the
+ * global list, apop and an own list together refused. */
 static void test_mechanisms(void)
 {
     struct mailauth_config *cfg = NULL;
@@ -248,18 +249,14 @@ static void test_mechanisms(void)
     CHECK(parse("mechanisms = {scram-sha-256-plus, PLAIN}\n"
                 "server a {\n protocol = imap\n host = \"h\"\n}\n"
                 "server b {\n protocol = imap\n host = \"h\"\n mechanisms = cram-md5\n}\n"
-                "server c {\n protocol = pop3\n host = \"h\"\n mechanisms = plain\n}\n",
-                &cfg) == CONFIG_EINVAL);
-    CHECK(strstr(logged, "mechanisms applies to imap servers only") != NULL);
-    CHECK(parse("mechanisms = {scram-sha-256-plus, PLAIN}\n"
-                "server a {\n protocol = imap\n host = \"h\"\n}\n"
-                "server b {\n protocol = imap\n host = \"h\"\n mechanisms = cram-md5\n}\n"
-                "server c {\n protocol = imap\n host = \"h\"\n}\n",
+                "server c {\n protocol = pop3\n host = \"h\"\n}\n"
+                "server d {\n protocol = pop3\n host = \"h\"\n apop = only\n}\n",
                 &cfg) == CONFIG_OK);
     CHECK(cfg != NULL && cfg->servers[0].n_mechanisms == 2 && cfg->servers[1].n_mechanisms == 1);
     CHECK(cfg != NULL && cfg->servers[0].mechanisms[0] == SASL_MECH_SCRAM_SHA_256_PLUS &&
           cfg->servers[0].mechanisms[1] == SASL_MECH_PLAIN &&
           cfg->servers[1].mechanisms[0] == SASL_MECH_CRAM_MD5);
+    CHECK(cfg != NULL && cfg->servers[2].n_mechanisms == 2 && cfg->servers[3].n_mechanisms == 0);
     config_free(cfg);
     CHECK(parse("server a {\n protocol = imap\n host = \"h\"\n}\n", &cfg) == CONFIG_OK);
     CHECK(cfg != NULL && cfg->servers[0].n_mechanisms == 0); /* default: the old login */
@@ -269,11 +266,11 @@ static void test_mechanisms(void)
     EXPECT_INVALID("server a {\n protocol = imap\n host = \"h\"\n mechanisms = {plain, "
                    "PLAIN}\n}\n",
                    "listed twice");
-    /* the global list may follow the servers: still checked against a pop3 server */
-    EXPECT_INVALID("server a {\n protocol = pop3\n host = \"h\"\n}\nmechanisms = plain\n",
-                   "global mechanisms list applies to imap servers only");
-    EXPECT_INVALID("mechanisms = {scram-sha-512}\nserver a {\n protocol = imap\n host = "
-                   "\"h\"\n}\n",
+    EXPECT_INVALID("server a {\n protocol = pop3\n host = \"h\"\n apop = never\n mechanisms = "
+                   "plain\n}\n",
+                   "apop and mechanisms together");
+    /* the global list may follow the servers: still checked */
+    EXPECT_INVALID("server a {\n protocol = imap\n host = \"h\"\n}\nmechanisms = {scram-sha-512}\n",
                    "\"scram-sha-512\" is not one of");
 }
 
