@@ -201,6 +201,11 @@ enum proto_result sasl_exchange_run(const struct sasl_exchange *x, const struct 
     r.c.max_iterations = x->max_iterations;
     sasl_client_begin(&r.c, m, c->user, c->user_len, c->password, c->password_len, &ch,
                       x->cb_offered);
+    /* A new mechanism: what an earlier one sent (IMAP LOGIN refused under LOGINDISABLED, a
+     * mechanism that fell back) says nothing about this one's progress. Its first message may
+     * carry no credential (SCRAM's client-first, AUTHENTICATE without SASL-IR), so this cannot
+     * wait for stream_send_credential's CRED_FIRST. */
+    x->out->creds = CREDS_NONE;
     x->out->proof = m->server_proves ? PROOF_PENDING : PROOF_NOT_REQUIRED;
     if (m->channel_binding && ch.type == SASL_CB_NONE) {
         *end = SASL_END_UNUSABLE;

@@ -281,3 +281,26 @@ def test_tls_exporter_peer(pam, pki, behaviour, code):
     assert r.code == code, r
     assert seen["first"].startswith("p=tls-exporter,,"), seen
     assert seen["channel_ok"] and seen["proof_ok"], seen
+
+
+def test_mechanism_after_refused_login_starts_with_nothing_sent(pam, pki):
+    """Found by fuzz_session: after STARTTLS the client pipelines LOGIN; the capabilities then say
+    LOGINDISABLED and LOGIN is refused, so AUTHENTICATE PLAIN follows (no SASL-IR). A tagged OK in
+    place of its "+" came before any of its credentials: LOGIN's, sent whole, must not count for
+    it (the driver starts every mechanism at "nothing sent")."""
+    def script(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 STARTTLS] hi")
+        conn.line(conn.readline(scaled(5)).split(b" ")[0].decode() + " OK go")
+        conn.start_tls(tls_server_context(pki["server_cert"], pki["server_key"]))
+        cap = conn.readline(scaled(5)).split(b" ")[0].decode()
+        login = conn.readline(scaled(5)).split(b" ")[0].decode()
+        conn.send("* CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=PLAIN\r\n%s OK\r\n%s NO disabled\r\n"
+                  % (cap, login))
+        conn.line(conn.readline(scaled(5)).split(b" ")[0].decode() + " OK in")
+        conn.drain(scaled(0.5))
+    with FakeServer(script) as fake:
+        r = pam.run(config(pki, server("fake", "imap", hosts("localhost"), fake.port, "starttls"),
+                           timeout=scaled(3), connect_timeout=scaled(1)), "alice", PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "before the credentials were sent" in r.log_text(), r
