@@ -642,10 +642,13 @@ static bool login_command_accepted(const struct conn_log *l, size_t start,
         return false;
     snprintf(tag, sizeof(tag), "%.*s OK", (int)(sp - (l->cli + start)), l->cli + start);
     tag_len = (size_t)(sp - (l->cli + start)) + 1; /* the tag and its space */
+    /* The first line with the command's tag sent after the credentials answers it; one sent
+     * before them (in clear ahead of STARTTLS, which the client throws away) answers nothing. */
     for (size_t i = 0; i < n; i++) {
-        if (lines[i].len < tag_len || memcmp(lines[i].text, tag, tag_len) != 0)
+        if (lines[i].len < tag_len || memcmp(lines[i].text, tag, tag_len) != 0 ||
+            lines[i].at < l->chunk_at[k + 1])
             continue;
-        return lines[i].at >= l->chunk_at[k + 1] && starts_word(lines[i].text, lines[i].len, tag);
+        return starts_word(lines[i].text, lines[i].len, tag);
     }
     return false;
 }
