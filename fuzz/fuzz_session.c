@@ -14,7 +14,8 @@
  *   header[1]: bit 0 TLS storm (KeyUpdates before every chunk; renegotiation requests with
  *              bit 1); bit 1 TLS 1.2 only; bit 2 a password longer than an excerpt;
  *              bit 3 a non-ASCII user name (an IMAP literal); bit 4 a client address to
- *              forward (IMAP ID, POP3 XCLIENT)
+ *              forward (IMAP ID, POP3 XCLIENT); bit 5 mechanisms = {scram-sha-256,
+ *              scram-sha-1}, a list of only proof-checking mechanisms
  *
  * Both sides are recorded and the oracles check the rules from the transcript, independently of
  * the client's own bookkeeping:
@@ -26,6 +27,10 @@
  *   server answered, and the password follows only if that answer held a "+";
  * - apop = only: nothing of the password (raw or base64) on the wire;
  * - the outcome's creds_sent is honest: false means nothing credential-derived was sent;
+ * - with a SCRAM-only mechanisms list: never success (a valid server signature v= is an
+ *   HMAC-SHA-256/SHA-1 over the client's random nonce, out of the fuzzer's reach; fuzz_sasl
+ *   checks the honest case with a fixed nonce and an independent computation), and neither the
+ *   password nor its PLAIN or LOGIN form on the wire;
  * - an ID or XCLIENT line goes only when a client address is to be forwarded; ID and a POP3
  *   XCLIENT in front of USER go in the same write (turn) as the login command, and the answer is
  *   one more line in front of the login command's, never the answer that decides; XCLIENT in
@@ -60,6 +65,7 @@
 #include "fuzz.h"
 #include "imap.h"
 #include "pop3.h"
+#include "sasl/mech.h"
 
 #define FUZZ_MAX_INPUT 65536
 #define MAX_CHUNKS 64
@@ -148,7 +154,8 @@ struct iteration {
     int tls; /* TLS_MODE_* */
     bool storm;
     bool tls12;
-    bool forward; /* a client address is to be forwarded */
+    bool forward;    /* a client address is to be forwarded */
+    bool scram_only; /* mechanisms = {scram-sha-256, scram-sha-1} */
     const uint8_t *chunk[MAX_CHUNKS + 1];
     size_t chunk_len[MAX_CHUNKS + 1];
     size_t n_chunks;
@@ -901,6 +908,19 @@ static bool next_turn_is_apop(const struct conn_log *l, size_t t)
     return l->turn_end[t + 1] - from >= 5 && memcmp(l->cli + from, "APOP ", 5) == 0;
 }
 
+/* A SCRAM-only list: no success, and nothing that reveals the password on any connection. */
+static void check_scram_only(enum proto_result r)
+{
+    if (r == PROTO_OK)
+        fail("success with a SCRAM-only mechanisms list and no valid server signature");
+    for (size_t c = 0; c < it.n_conns; c++) {
+        const struct conn_log *l = &it.conns[c];
+        if (has(l->cli, l->cli_len, forms.password) || has(l->cli, l->cli_len, forms.b64_plain) ||
+            has(l->cli, l->cli_len, forms.b64_password))
+            fail("the password or its PLAIN/LOGIN form sent with a SCRAM-only mechanisms list");
+    }
+}
+
 /* ID / XCLIENT only with an address to forward, and only where the rules above put them. */
 static void check_forwarding(void)
 {
@@ -1002,6 +1022,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         creds.user_len = sizeof(utf8_user) - 1;
     }
     it.forward = (data[1] & 16) != 0;
+    it.scram_only = (data[1] & 32) != 0;
+    if (it.scram_only) {
+        t.mechanisms[0] = SASL_MECH_SCRAM_SHA_256;
+        t.mechanisms[1] = SASL_MECH_SCRAM_SHA_1;
+        t.n_mechanisms = 2;
+    }
     creds.client_ip = it.forward ? "192.0.2.1" : NULL;
     t.forward_client_ip = true;
     memcpy(input_copy, data + 2, size - 2);
@@ -1020,6 +1046,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "%s %s: %s (credentials %s): %s\n", it.pop3 ? "pop3" : "imap",
                 tls_mode_name(t.tls), proto_result_name(r), out.creds_sent ? "sent" : "not sent",
                 out.reason.text);
+    if (it.scram_only)
+        check_scram_only(r);
     if (r == PROTO_OK) {
         if (out.creds != CREDS_ALL || !out.creds_sent)
             fail("success without every byte of the credentials sent");
