@@ -829,14 +829,6 @@ static enum proto_result authenticate_with(struct imap_session *is, const struct
     return judge(is, what, r);
 }
 
-static const struct sasl_mech *mech_of_id(unsigned id)
-{
-    for (size_t k = 0; k < SASL_MECH_COUNT; k++)
-        if ((unsigned)sasl_mechs[k].id == id)
-            return &sasl_mechs[k];
-    return NULL;
-}
-
 /* mechanisms = ...: the configured mechanisms the server offers, in the configured order; on to
  * the next one only while none has had the whole password (MECHANISMS in pam_mailauth.conf(5)).
  * What a fallback cost is logged, as for APOP. */
@@ -846,11 +838,12 @@ static enum proto_result authenticate_configured(struct imap_session *is)
     int64_t started = clock_now_ms();
     const char *failed = NULL;
 
-    for (unsigned i = 0; i < is->t->n_mechanisms; i++) {
-        const struct sasl_mech *m = mech_of_id(is->t->mechanisms[i]);
+    const struct sasl_mech *m;
+
+    for (unsigned i = 0; (m = sasl_plan_next(is->t->mechanisms, is->t->n_mechanisms,
+                                             is->caps.sasl_mechs, i, &i)) != NULL;
+         i++) {
         bool fell = false;
-        if (m == NULL || !(is->caps.sasl_mechs & (1u << m->id)))
-            continue;
         if (failed != NULL)
             log_msg(is->log, LOG_WARNING,
                     "%s %s: %s failed before the password was checked (%s); trying %s: this "

@@ -516,14 +516,12 @@ static enum proto_result auth_configured(struct pop3_session *ps)
 
     if (r != PROTO_OK)
         return r;
-    for (unsigned i = 0; i < ps->t->n_mechanisms; i++) {
-        const struct sasl_mech *m = NULL;
+    const struct sasl_mech *m;
+
+    for (unsigned i = 0; (m = sasl_plan_next(ps->t->mechanisms, ps->t->n_mechanisms,
+                                             caps.sasl_mechs, i, &i)) != NULL;
+         i++) {
         bool fell = false;
-        for (size_t k = 0; k < SASL_MECH_COUNT; k++)
-            if ((unsigned)sasl_mechs[k].id == ps->t->mechanisms[i])
-                m = &sasl_mechs[k];
-        if (m == NULL || !(caps.sasl_mechs & (1u << m->id)))
-            continue;
         if (failed != NULL)
             log_msg(ps->log, LOG_WARNING,
                     "%s %s: %s failed before the password was checked (%s); trying %s: this "

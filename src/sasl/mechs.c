@@ -30,6 +30,21 @@ const struct sasl_mech *sasl_mech_by_name(const char *name, size_t len)
     return NULL;
 }
 
+const struct sasl_mech *sasl_plan_next(const unsigned char *list, unsigned n, unsigned offered,
+                                       unsigned from, unsigned *at)
+{
+    for (unsigned i = from; i < n; i++) {
+        for (size_t k = 0; k < SASL_MECH_COUNT; k++) {
+            const struct sasl_mech *m = &sasl_mechs[k];
+            if ((unsigned)m->id == list[i] && (offered & (1u << m->id)) != 0) {
+                *at = i;
+                return m;
+            }
+        }
+    }
+    return NULL;
+}
+
 void sasl_client_begin(struct sasl_client *c, const struct sasl_mech *m, const char *user,
                        size_t user_len, const char *password, size_t password_len,
                        const struct sasl_channel *channel, bool cb_offered)

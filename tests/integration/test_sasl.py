@@ -17,6 +17,7 @@
 import base64
 import hashlib
 import hmac
+import json
 import os
 import re
 import ssl
@@ -304,3 +305,29 @@ def test_mechanism_after_refused_login_starts_with_nothing_sent(pam, pki):
     assert not fake.errors, fake.errors
     assert r.code == "PAM_AUTHINFO_UNAVAIL", r
     assert "before the credentials were sent" in r.log_text(), r
+
+
+# ---- the probe reports what the login's plan (sasl_plan_next) starts with ----
+
+def run_probe(tmp_path, cfg):
+    path = os.path.join(str(tmp_path), "probe.conf")
+    with open(path, "w") as f:
+        f.write(cfg)
+    os.chmod(path, 0o644)
+    r = subprocess.run([os.environ["MAILAUTH_PROBE_TOOL"], "--config", path, "--json"],
+                       capture_output=True, timeout=scaled(60))
+    return r, [json.loads(line) for line in r.stdout.decode().splitlines()]
+
+
+@pytest.mark.parametrize("protocol,port", [("imap", "imaps"), ("pop3", "pop3s")])
+def test_probe_shows_the_planned_mechanism(tmp_path, pki, dvs, protocol, port):
+    cfg = dv_cfg(pki, dvs, ["scram-sha-256-plus", "scram-sha-256", "plain"], port=port,
+                 protocol=protocol)
+    r, objs = run_probe(tmp_path, cfg)
+    assert r.returncode == 0 and objs, (r, objs)
+    assert all(o["mechanism"] == "SCRAM-SHA-256" for o in objs), objs
+    # Dovecot 2.3 has no -PLUS: a list of it alone leaves no mechanism, as the login finds.
+    r, objs = run_probe(tmp_path, dv_cfg(pki, dvs, ["scram-sha-256-plus"], port=port,
+                                         protocol=protocol))
+    assert r.returncode != 0 and objs, (r, objs)
+    assert all(o["mechanism"] == "none" and o["ready"] is False for o in objs), objs
