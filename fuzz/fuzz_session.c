@@ -17,7 +17,9 @@
  *              '\\', '{', '}' and a trailing space (escaped in an IMAP quoted string);
  *              bit 4 a client address to
  *              forward (IMAP ID; POP3 never sends XCLIENT); bit 5 no allow_cleartext (the
- *              fuzzer listens on a high loopback port: the cleartext rule then refuses)
+ *              fuzzer listens on a high loopback port: the cleartext rule then refuses); bit 7
+ *              mechanisms = {scram-sha-256, scram-sha-1}, a list of only proof-checking
+ *              mechanisms
  *
  * Both sides are recorded and the oracles check the rules from the transcript, independently of
  * the client's own bookkeeping:
@@ -35,6 +37,10 @@
  *   server answered, and the password follows only if that answer held a "+";
  * - apop = only: nothing of the password (raw or base64) on the wire;
  * - the outcome's creds_sent is honest: false means nothing credential-derived was sent;
+ * - with a SCRAM-only mechanisms list: never success (a valid server signature v= is an
+ *   HMAC-SHA-256/SHA-1 over the client's random nonce, out of the fuzzer's reach; fuzz_sasl
+ *   checks the honest case with a fixed nonce and an independent computation), and neither the
+ *   password nor its PLAIN or LOGIN form on the wire;
  * - an ID line goes only when a client address is to be forwarded, in the same write (turn) as
  *   the login command; a POP3 XCLIENT line never goes (see the late lines above);
  * - no log line (the debug logger is on) holds the password, its base64 forms, the base64 of
@@ -67,6 +73,7 @@
 #include "fuzz.h"
 #include "imap.h"
 #include "pop3.h"
+#include "sasl/mech.h"
 
 #define FUZZ_MAX_INPUT 65536
 #define MAX_CHUNKS 64
@@ -155,8 +162,9 @@ struct iteration {
     int tls; /* TLS_MODE_* */
     bool storm;
     bool tls12;
-    bool forward;   /* a client address is to be forwarded */
-    bool cleartext; /* allow_cleartext */
+    bool forward;    /* a client address is to be forwarded */
+    bool cleartext;  /* allow_cleartext */
+    bool scram_only; /* mechanisms = {scram-sha-256, scram-sha-1} */
     const uint8_t *chunk[MAX_CHUNKS + 1];
     size_t chunk_len[MAX_CHUNKS + 1];
     size_t n_chunks;
@@ -656,10 +664,13 @@ static bool login_command_accepted(const struct conn_log *l, size_t start,
         return false;
     snprintf(tag, sizeof(tag), "%.*s OK", (int)(sp - (l->cli + start)), l->cli + start);
     tag_len = (size_t)(sp - (l->cli + start)) + 1; /* the tag and its space */
+    /* The first line with the command's tag sent after the credentials answers it; one sent
+     * before them (in clear ahead of STARTTLS, which the client throws away) answers nothing. */
     for (size_t i = 0; i < n; i++) {
-        if (lines[i].len < tag_len || memcmp(lines[i].text, tag, tag_len) != 0)
+        if (lines[i].len < tag_len || memcmp(lines[i].text, tag, tag_len) != 0 ||
+            lines[i].at < l->chunk_at[k + 1])
             continue;
-        return lines[i].at >= l->chunk_at[k + 1] && starts_word(lines[i].text, lines[i].len, tag);
+        return starts_word(lines[i].text, lines[i].len, tag);
     }
     return false;
 }
@@ -915,6 +926,19 @@ static bool turn_has_line(const struct conn_log *l, size_t from, size_t to, cons
     return false;
 }
 
+/* A SCRAM-only list: no success, and nothing that reveals the password on any connection. */
+static void check_scram_only(enum proto_result r)
+{
+    if (r == PROTO_OK)
+        fail("success with a SCRAM-only mechanisms list and no valid server signature");
+    for (size_t c = 0; c < it.n_conns; c++) {
+        const struct conn_log *l = &it.conns[c];
+        if (has(l->cli, l->cli_len, forms.password) || has(l->cli, l->cli_len, forms.b64_plain) ||
+            has(l->cli, l->cli_len, forms.b64_password))
+            fail("the password or its PLAIN/LOGIN form sent with a SCRAM-only mechanisms list");
+    }
+}
+
 /* ID only with an address to forward, in the login command's write; POP3 XCLIENT never. */
 static void check_forwarding(void)
 {
@@ -1015,6 +1039,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         creds.user_len = sizeof(utf8_user) - 1;
     }
     it.forward = (data[1] & 16) != 0;
+    it.scram_only = (data[1] & 128) != 0;
+    if (it.scram_only) {
+        t.mechanisms[0] = SASL_MECH_SCRAM_SHA_256;
+        t.mechanisms[1] = SASL_MECH_SCRAM_SHA_1;
+        t.n_mechanisms = 2;
+    }
     creds.client_ip = it.forward ? "192.0.2.1" : NULL;
     t.forward_client_ip = true;
     it.cleartext = (data[1] & 32) == 0;
@@ -1035,6 +1065,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "%s %s: %s (credentials %s): %s\n", it.pop3 ? "pop3" : "imap",
                 tls_mode_name(t.tls), proto_result_name(r), out.creds_sent ? "sent" : "not sent",
                 out.reason.text);
+    if (it.scram_only)
+        check_scram_only(r);
     if (r == PROTO_OK) {
         if (out.creds != CREDS_ALL || !out.creds_sent)
             fail("success without every byte of the credentials sent");

@@ -72,12 +72,14 @@ static void make_target(const struct mailauth_config *cfg, const struct config_s
         .verify = srv->verify,
         .allow_cleartext = srv->allow_cleartext,
         .apop = srv->apop,
+        .n_mechanisms = srv->n_mechanisms,
         .forward_client_ip = srv->forward_client_ip,
         .ca_file = srv->ca_file != NULL || srv->ca_dir != NULL ? srv->ca_file : cfg->ca_file,
         .ca_dir = srv->ca_file != NULL || srv->ca_dir != NULL ? srv->ca_dir : cfg->ca_dir,
         .connect_timeout_ms = cfg->connect_timeout_ms,
         .timeout_ms = cfg->timeout_ms,
     };
+    memcpy(t->mechanisms, srv->mechanisms, sizeof(t->mechanisms));
 }
 
 void mailauth_login_target(const struct mailauth_config *cfg, const struct config_server *srv,
@@ -126,13 +128,14 @@ static enum proto_result try_target(const struct login_target *t, const struct l
         t->protocol == PROTOCOL_POP3 ? pop3_login(t, c, log, o) : imap_login(t, c, log, o);
 
     /* The protocol layers pass every OK through proto_accept(); this is the second line of
-     * defence should a future change forget to: a "yes" counts only for credentials sent whole. */
-    if (r == PROTO_OK && o->creds != CREDS_ALL) {
+     * defence should a future change forget to: the same rule, asked again. */
+    const char *why = r == PROTO_OK ? proto_success_refused(o) : NULL;
+    if (why != NULL) {
         log_msg(log, LOG_ERR,
-                "server \"%s\": internal error: success reported before the "
-                "credentials were sent; treated as a protocol error",
-                t->label);
-        errbuf_set(&o->reason, "success reported before the credentials were sent");
+                "server \"%s\": internal error: success reported %s; treated as a protocol "
+                "error",
+                t->label, why);
+        errbuf_set(&o->reason, "success reported %s", why);
         r = o->result = PROTO_EPROTO;
     }
     return r;

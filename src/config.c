@@ -37,6 +37,7 @@ static const char *const option_names[] = {
     "verify",
     "allow_cleartext",
     "apop",
+    "mechanisms",
     "forward_client_ip",
     "domains",
     "cache",
@@ -93,6 +94,7 @@ static cfg_t *new_parser(void)
         CFG_BOOL("verify", cfg_true, CFGF_NONE),
         CFG_BOOL("allow_cleartext", cfg_false, CFGF_NONE),
         CFG_STR("apop", "auto", CFGF_NONE),
+        CFG_STR_LIST("mechanisms", NULL, CFGF_NODEFAULT),
         CFG_STR("forward_client_ip", NULL, CFGF_NODEFAULT),
         CFG_STR("ca_file", NULL, CFGF_NODEFAULT),
         CFG_STR("ca_dir", NULL, CFGF_NODEFAULT),
@@ -123,6 +125,7 @@ static cfg_t *new_parser(void)
         CFG_INT("fail_delay", 2000, CFGF_NONE),
         CFG_STR("ca_file", NULL, CFGF_NODEFAULT),
         CFG_STR("ca_dir", NULL, CFGF_NODEFAULT),
+        CFG_STR_LIST("mechanisms", NULL, CFGF_NODEFAULT),
         CFG_SEC("user", user_opts, CFGF_NONE),
         CFG_SEC("server", server_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
         /* MULTI so that an absent section is told apart (size 0) and a second one is an error. */
@@ -207,7 +210,7 @@ static enum config_result parse_locked(char *buf, size_t len, const char *name,
         res = CONFIG_ENOMEM;
         goto out;
     }
-    if (config_check_ca_paths(cfg, NULL, "") != 0)
+    if (config_check_ca_paths(cfg, NULL, "") != 0 || config_check_global_mechanisms(cfg) != 0)
         goto out;
     if (cfg_size(cfg, "server") == 0) {
         log_msg(parse_log, LOG_ERR, "%s: no server section: nothing to authenticate against", name);

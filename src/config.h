@@ -37,6 +37,8 @@ struct config_server {
     bool allow_cleartext;
     bool forward_client_ip; /* forward_client_ip = auto: tell the server the end user's address */
     enum apop_mode apop;
+    unsigned char mechanisms[8]; /* enum sasl_mech_id; n_mechanisms 0: the default login */
+    unsigned n_mechanisms;
     char *ca_file;
     char *ca_dir;
     char **domains; /* routing: NULL/0 means every domain */

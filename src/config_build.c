@@ -111,6 +111,10 @@ static void fill_server(cfg_t *root, cfg_t *sec, struct config_server *srv, bool
     srv->ca_file = dup_opt(sec, "ca_file", oom);
     srv->ca_dir = dup_opt(sec, "ca_dir", oom);
     srv->domains = dup_list(sec, "domains", &srv->n_domains, oom);
+    /* A server's own list wins; the global one applies unless the server chose apop. */
+    if (cfg_size(sec, "mechanisms") > 0 || srv->apop == APOP_AUTO)
+        config_mechanisms(root, cfg_size(sec, "mechanisms") > 0 ? sec : NULL, srv->mechanisms,
+                          &srv->n_mechanisms);
     fill_endpoints(sec, srv, oom);
 }
 

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sasl/mech.h"
+
 #define MAX_TIMEOUT_S 600.0
 #define MAX_FAIL_DELAY_MS 60000
 #define MAX_LABEL_LEN 63
@@ -300,7 +302,54 @@ static int validate_server_modes(cfg_t *root, cfg_t *sec, const char *label)
         config_report(root, sec, "server \"%s\": apop applies to pop3 servers only", label);
         return -1;
     }
+    if (a != APOP_AUTO && cfg_size(sec, "mechanisms") > 0) {
+        config_report(root, sec,
+                      "server \"%s\": apop and mechanisms together: with mechanisms, APOP and "
+                      "USER/PASS are not used",
+                      label);
+        return -1;
+    }
+    return config_mechanisms(root, sec, NULL, NULL);
+}
+
+int config_mechanisms(cfg_t *root, cfg_t *sec, unsigned char *ids, unsigned *n)
+{
+    cfg_t *where = sec != NULL ? sec : root;
+    unsigned size = cfg_size(where, "mechanisms");
+    unsigned char seen[8];
+
+    if (size > sizeof(seen)) {
+        config_report(root, sec, "mechanisms: more than %zu names", sizeof(seen));
+        return -1;
+    }
+    for (unsigned i = 0; i < size; i++) {
+        const char *name = cfg_getnstr(where, "mechanisms", i);
+        const struct sasl_mech *m = name != NULL ? sasl_mech_by_name(name, strlen(name)) : NULL;
+        if (m == NULL) {
+            config_report(root, sec,
+                          "mechanisms: \"%s\" is not one of scram-sha-256-plus, scram-sha-256, "
+                          "scram-sha-1, cram-md5, plain, login",
+                          name != NULL ? name : "");
+            return -1;
+        }
+        seen[i] = (unsigned char)m->id;
+        for (unsigned k = 0; k < i; k++) {
+            if (seen[k] == seen[i]) {
+                config_report(root, sec, "mechanisms: \"%s\" is listed twice", name);
+                return -1;
+            }
+        }
+    }
+    if (ids != NULL) {
+        memcpy(ids, seen, size);
+        *n = size;
+    }
     return 0;
+}
+
+int config_check_global_mechanisms(cfg_t *root)
+{
+    return config_mechanisms(root, NULL, NULL, NULL);
 }
 
 int config_validate_server(cfg_t *cfg, cfg_opt_t *opt)

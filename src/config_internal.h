@@ -26,6 +26,11 @@ bool config_parse_protocol(const char *s, enum mail_protocol *out);
 bool config_parse_forward(const char *s, bool *out);
 
 /* ca_file/ca_dir of sec (or of root when sec is NULL) exist and are readable. 0 or -1. */
+/* mechanisms = ...: the global list (checked after the whole file was read). */
+int config_check_global_mechanisms(cfg_t *root);
+/* Parse a mechanisms list of sec (root when sec is NULL) into ids (enum sasl_mech_id); -1 with
+ * the error reported when a name is unknown or repeated. */
+int config_mechanisms(cfg_t *root, cfg_t *sec, unsigned char *ids, unsigned *n);
 int config_check_ca_paths(cfg_t *root, cfg_t *sec, const char *where);
 
 /* libconfuse validation callbacks: 0 when valid, -1 after reporting file:line. */

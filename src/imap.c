@@ -6,7 +6,7 @@
 
 #include "alert.h"
 #include "redact.h"
-#include "sasl.h"
+#include "sasl_exchange.h"
 #include "stream.h"
 #include "verdict.h"
 
@@ -170,7 +170,13 @@ void imap_caps_parse(const char *list, size_t len, struct imap_caps *caps)
             caps->logindisabled = true;
         else if (atom_is(w, n, "AUTH=PLAIN"))
             caps->auth_plain = true;
-        else if (atom_is(w, n, "SASL-IR"))
+        if (n > 5 && strncasecmp(w, "AUTH=", 5) == 0) {
+            const struct sasl_mech *m = sasl_mech_by_name(w + 5, n - 5);
+            if (m != NULL)
+                caps->sasl_mechs |= 1u << m->id;
+            if (n > 10 && strncasecmp(w + n - 5, "-PLUS", 5) == 0)
+                caps->sasl_plus = true;
+        } else if (atom_is(w, n, "SASL-IR"))
             caps->sasl_ir = true;
         else if (atom_is(w, n, "LITERAL+"))
             caps->literal_plus = true;
@@ -288,10 +294,11 @@ struct imap_session {
     char tag[16];
     struct pipelined pipelined[2]; /* queued commands whose replies are still to be read */
     unsigned n_pipelined;
-    struct imap_caps tls_caps; /* what the CAPABILITY pipelined after STARTTLS listed */
-    char bye[160];             /* text of an untagged BYE, if one came (redacted) */
-    enum verdict bye_verdict;  /* what that BYE means should the connection end after it */
-    bool creds_begun;          /* a piece of the current command's credentials went out */
+    struct imap_caps tls_caps;    /* what the CAPABILITY pipelined after STARTTLS listed */
+    char bye[160];                /* text of an untagged BYE, if one came (redacted) */
+    enum verdict bye_verdict;     /* what that BYE means should the connection end after it */
+    bool creds_begun;             /* a piece of the current command's credentials went out */
+    struct imap_reply sasl_final; /* the reply that ended an AUTHENTICATE exchange */
 };
 
 static void new_tag(struct imap_session *is)
@@ -770,40 +777,6 @@ static enum proto_result send_login(struct imap_session *is, struct imap_reply *
     return pr;
 }
 
-static enum proto_result send_authenticate_plain(struct imap_session *is, struct imap_reply *r)
-{
-    char b64[SASL_PLAIN_B64_MAX];
-    enum proto_result pr;
-
-    if (sasl_plain_encode(is->c, b64, sizeof(b64)) == 0) {
-        errbuf_set(&is->out->reason, "credentials too long for SASL PLAIN");
-        return PROTO_EIO;
-    }
-    new_tag(is);
-    if (is->caps.sasl_ir) {
-        char trace[64];
-        snprintf(trace, sizeof(trace), "%s AUTHENTICATE PLAIN " REDACT_MARK, is->tag);
-        pr = stream_result_to_proto(stream_send_credential(
-            is->s, &is->out->reason, CRED_WHOLE, trace, "%s AUTHENTICATE PLAIN %s", is->tag, b64));
-    } else {
-        pr = stream_result_to_proto(
-            stream_sendf(is->s, &is->out->reason, NULL, "%s AUTHENTICATE PLAIN", is->tag));
-        if (pr == PROTO_OK)
-            pr = await_continuation(is, "AUTHENTICATE");
-        if (pr == PROTO_OK)
-            pr = stream_result_to_proto(stream_send_credential(is->s, &is->out->reason, CRED_WHOLE,
-                                                               "<redacted>", "%s", b64));
-    }
-    if (pr == PROTO_OK)
-        pr = read_until(is, "AUTHENTICATE", false, r);
-    if (pr == PROTO_OK && r->kind == IMAP_CONTINUATION) {
-        errbuf_set(&is->out->reason, "server asked for more after AUTHENTICATE PLAIN");
-        pr = PROTO_EPROTO;
-    }
-    secret_wipe(b64, sizeof(b64));
-    return pr;
-}
-
 static enum proto_result judge(struct imap_session *is, const char *what,
                                const struct imap_reply *r)
 {
@@ -822,11 +795,107 @@ static enum proto_result judge(struct imap_session *is, const char *what,
     return verdict_to_proto(v);
 }
 
+/* AUTHENTICATE through the one SASL driver (sasl_exchange.c): continuations are "+ base64",
+ * the tagged reply ends the exchange. */
+static enum proto_result sasl_read(void *ctx, bool *cont, const char **data, size_t *len)
+{
+    struct imap_session *is = ctx;
+    enum proto_result pr = read_until(is, "AUTHENTICATE", true, &is->sasl_final);
+
+    *cont = pr == PROTO_OK && is->sasl_final.kind == IMAP_CONTINUATION;
+    *data = is->sasl_final.data;
+    *len = is->sasl_final.data_len;
+    return pr;
+}
+
+static const struct sasl_proto imap_sasl = {.read = sasl_read, .cancel = "*"};
+
+/* Run mechanism m; *fell: it ended before the password went whole (the server cannot run it
+ * for this user, or the credentials cannot be used with it), so a next mechanism may be tried. */
+static enum proto_result authenticate_with(struct imap_session *is, const struct sasl_mech *m,
+                                           bool *fell)
+{
+    char what[48];
+    char q[160];
+    char command[32];
+    enum sasl_end end;
+    enum proto_result pr;
+    const struct imap_reply *r = &is->sasl_final;
+    struct sasl_exchange x = {
+        .proto = &imap_sasl,
+        .ctx = is,
+        .out = is->out,
+        .log = is->log,
+        .label = is->t->label,
+        .initial_response = is->caps.sasl_ir,
+        .cb_offered = is->caps.sasl_plus,
+    };
+
+    *fell = false;
+    new_tag(is);
+    snprintf(command, sizeof(command), "%s AUTHENTICATE", is->tag);
+    snprintf(what, sizeof(what), "AUTHENTICATE %s", m->name);
+    x.s = is->s;
+    x.command = command;
+    pr = sasl_exchange_run(&x, m, is->c, &end);
+    *fell = end == SASL_END_UNUSABLE;
+    if (pr != PROTO_OK || end != SASL_END_FINAL)
+        return pr;
+    if (is->out->creds != CREDS_ALL) {
+        /* Ended before it had the password: no verdict, whatever the status. A NO or BAD may
+         * mean the server cannot run the mechanism for this user: a next one may be tried. */
+        stream_excerpt(is->s, q, sizeof(q), r->data, r->data_len);
+        errbuf_set(&is->out->reason,
+                   "server answered %s %s before the credentials were sent: \"%s\"", what,
+                   r->status == IMAP_ST_OK   ? "OK"
+                   : r->status == IMAP_ST_NO ? "NO"
+                                             : "BAD",
+                   q);
+        *fell = r->status != IMAP_ST_OK;
+        return PROTO_EPROTO;
+    }
+    return judge(is, what, r);
+}
+
+/* mechanisms = ...: the configured mechanisms the server offers, in the configured order; on to
+ * the next one only while none has had the whole password (MECHANISMS in pam_mailauth.conf(5)).
+ * What a fallback cost is logged, as for APOP. */
+static enum proto_result authenticate_configured(struct imap_session *is)
+{
+    enum proto_result pr = PROTO_EINSECURE;
+    int64_t started = clock_now_ms();
+    const char *failed = NULL;
+
+    const struct sasl_mech *m;
+
+    for (unsigned i = 0; (m = sasl_plan_next(is->t->mechanisms, is->t->n_mechanisms,
+                                             is->caps.sasl_mechs, i, &i)) != NULL;
+         i++) {
+        bool fell = false;
+        if (failed != NULL)
+            log_msg(is->log, LOG_WARNING,
+                    "%s %s: %s failed before the password was checked (%s); trying %s: this "
+                    "cost %lld ms",
+                    is->out->address, is->t->label, failed, is->out->reason.text, m->name,
+                    (long long)(clock_now_ms() - started));
+        pr = failed == NULL ? forward_client_ip(is, is->caps.id) : PROTO_OK;
+        if (pr == PROTO_OK)
+            pr = authenticate_with(is, m, &fell);
+        if (pr == PROTO_OK || !fell)
+            return pr;
+        failed = m->name;
+    }
+    if (failed == NULL)
+        errbuf_set(&is->out->reason,
+                   "server offers none of the configured mechanisms; password not sent");
+    return pr;
+}
+
 /* With LOGINDISABLED: AUTHENTICATE PLAIN when offered. */
 static enum proto_result authenticate(struct imap_session *is, bool may_forward)
 {
-    struct imap_reply r;
     enum proto_result pr;
+    bool fell;
 
     if (imap_choose_mechanism(&is->caps) == IMAP_MECH_NONE) {
         errbuf_set(&is->out->reason, "server has LOGINDISABLED and does not offer AUTH=PLAIN");
@@ -834,8 +903,8 @@ static enum proto_result authenticate(struct imap_session *is, bool may_forward)
     }
     pr = may_forward ? forward_client_ip(is, is->caps.id) : PROTO_OK;
     if (pr == PROTO_OK)
-        pr = send_authenticate_plain(is, &r);
-    return pr == PROTO_OK ? judge(is, "AUTHENTICATE PLAIN", &r) : pr;
+        pr = authenticate_with(is, sasl_mech_by_name("PLAIN", 5), &fell);
+    return pr;
 }
 
 /* LOGIN, or AUTHENTICATE PLAIN under LOGINDISABLED, with the capabilities known. */
@@ -844,6 +913,8 @@ static enum proto_result authenticate_known(struct imap_session *is)
     struct imap_reply r;
     enum proto_result pr;
 
+    if (is->t->n_mechanisms > 0)
+        return authenticate_configured(is);
     if (imap_choose_mechanism(&is->caps) != IMAP_MECH_LOGIN)
         return authenticate(is, true);
     pr = forward_client_ip(is, is->caps.id);
@@ -907,7 +978,7 @@ static enum proto_result login(struct imap_session *is)
      * keeps a login that could not be finished from starting at all (no user name in clear). */
     if (!stream_may_send_credentials(is->s, &is->out->reason))
         return PROTO_EINSECURE;
-    if (is->t->tls == TLS_MODE_STARTTLS && login_is_quotable(is))
+    if (is->t->tls == TLS_MODE_STARTTLS && login_is_quotable(is) && is->t->n_mechanisms == 0)
         return pipelined_login(is);
     if (is->t->tls == TLS_MODE_STARTTLS || !is->caps.known)
         pr = ask_capabilities(is);

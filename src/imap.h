@@ -50,6 +50,8 @@ struct imap_caps {
     bool starttls;
     bool logindisabled;
     bool auth_plain;
+    unsigned sasl_mechs; /* AUTH=... of the mechanism table (src/sasl/), bit 1 << id */
+    bool sasl_plus;      /* some AUTH=...-PLUS is offered (SCRAM's channel binding flag) */
     bool sasl_ir;
     bool literal_plus;  /* LITERAL+ (RFC 7888): {n+} for any size */
     bool literal_minus; /* LITERAL- (RFC 7888): {n+} up to 4096 bytes */

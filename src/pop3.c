@@ -7,7 +7,7 @@
 #include <openssl/evp.h>
 
 #include "redact.h"
-#include "sasl.h"
+#include "sasl_exchange.h"
 #include "stream.h"
 #include "verdict.h"
 
@@ -126,6 +126,11 @@ void pop3_capa_line(const char *line, size_t len, struct pop3_caps *caps)
             i++;
         if (word_is(line + start, i - start, "PLAIN"))
             caps->sasl_plain = true;
+        const struct sasl_mech *m = sasl_mech_by_name(line + start, i - start);
+        if (m != NULL)
+            caps->sasl_mechs |= 1u << m->id;
+        if (i - start > 5 && word_is(line + i - 5, 5, "-PLUS"))
+            caps->sasl_plus = true;
     }
 }
 
@@ -390,19 +395,111 @@ static enum proto_result read_capa(struct pop3_session *ps, struct pop3_caps *ca
     return PROTO_EPROTO;
 }
 
-static enum proto_result try_auth_plain(struct pop3_session *ps)
+/* AUTH through the one SASL driver (sasl_exchange.c): "+ base64" continues, +OK or -ERR ends
+ * the exchange and is kept here for the judge. */
+struct pop3_sasl {
+    struct pop3_session *ps;
+    const char *what; /* "AUTH PLAIN", for the reasons read_reply gives */
+    enum pop3_reply kind;
+    const char *line;
+    size_t len;
+};
+
+static enum proto_result sasl_read(void *ctx, bool *cont, const char **data, size_t *len)
 {
-    char b64[SASL_PLAIN_B64_MAX];
+    struct pop3_sasl *x = ctx;
+    enum proto_result r = read_reply(x->ps, x->what, &x->kind, &x->line, &x->len);
+
+    *cont = r == PROTO_OK && x->kind == POP3_REPLY_CONT;
+    *data = !*cont ? x->line : x->len > 2 ? x->line + 2 : x->line + x->len;
+    *len = !*cont ? x->len : x->len > 2 ? x->len - 2 : 0;
+    return r;
+}
+
+static const struct sasl_proto pop3_sasl = {.read = sasl_read, .cancel = "*"};
+
+/* Run mechanism m with AUTH; *fell: it ended before the password went whole (the server cannot
+ * run it for this user, or the credentials cannot be used with it): a next one may be tried. */
+static enum proto_result try_auth(struct pop3_session *ps, const struct sasl_mech *m,
+                                  const struct pop3_caps *caps, bool *fell)
+{
+    char what[48];
+    struct pop3_sasl reply = {.ps = ps, .what = what};
+    struct sasl_exchange x = {
+        .proto = &pop3_sasl,
+        .ctx = &reply,
+        .s = ps->s,
+        .out = ps->out,
+        .log = ps->log,
+        .label = ps->t->label,
+        .command = "AUTH",
+        .initial_response = true, /* RFC 5034 */
+        .cb_offered = caps != NULL && caps->sasl_plus,
+    };
+    enum sasl_end end;
     enum proto_result r;
 
-    if (sasl_plain_encode(ps->c, b64, sizeof(b64)) == 0) {
-        errbuf_set(&ps->out->reason, "credentials too long for SASL PLAIN");
-        return PROTO_EIO;
+    snprintf(what, sizeof(what), "AUTH %s", m->name);
+    r = sasl_exchange_run(&x, m, ps->c, &end);
+    *fell = end == SASL_END_UNUSABLE;
+    if (r != PROTO_OK || end != SASL_END_FINAL)
+        return r;
+    if (reply.kind == POP3_REPLY_OK)
+        return proto_accept(ps->out, what);
+    if (ps->out->creds != CREDS_ALL) {
+        /* -ERR before it had the password: no verdict on it (Dovecot cannot run SCRAM for a
+         * user whose stored hash is of another scheme, and says so only by -ERR). */
+        char q[160];
+        stream_excerpt(ps->s, q, sizeof(q), reply.line, reply.len);
+        errbuf_set(&ps->out->reason, "server answered %s before the credentials were sent: \"%s\"",
+                   what, q);
+        *fell = true;
+        return PROTO_EPROTO;
     }
-    r = stream_result_to_proto(stream_send_credential(
-        ps->s, &ps->out->reason, CRED_WHOLE, "AUTH PLAIN <redacted>", "AUTH PLAIN %s", b64));
-    secret_wipe(b64, sizeof(b64));
-    return r == PROTO_OK ? credential_reply(ps, "AUTH PLAIN") : r;
+    return refused(ps, what, reply.line, reply.len);
+}
+
+static enum proto_result try_auth_plain(struct pop3_session *ps)
+{
+    bool fell;
+
+    return try_auth(ps, sasl_mech_by_name("PLAIN", 5), NULL, &fell);
+}
+
+/* mechanisms = ...: as in IMAP (imap.c: authenticate_configured), after CAPA over the channel
+ * the password will travel on. */
+static enum proto_result auth_configured(struct pop3_session *ps)
+{
+    struct pop3_caps caps = {0};
+    enum proto_result r = read_capa(ps, &caps);
+    int64_t started = clock_now_ms();
+    const char *failed = NULL;
+
+    if (r != PROTO_OK)
+        return r;
+    const struct sasl_mech *m;
+
+    for (unsigned i = 0; (m = sasl_plan_next(ps->t->mechanisms, ps->t->n_mechanisms,
+                                             caps.sasl_mechs, i, &i)) != NULL;
+         i++) {
+        bool fell = false;
+        if (failed != NULL)
+            log_msg(ps->log, LOG_WARNING,
+                    "%s %s: %s failed before the password was checked (%s); trying %s: this "
+                    "cost %lld ms",
+                    ps->out->address, ps->t->label, failed, ps->out->reason.text, m->name,
+                    (long long)(clock_now_ms() - started));
+        r = try_auth(ps, m, &caps, &fell);
+        if (r == PROTO_OK || !fell)
+            return r;
+        failed = m->name;
+    }
+    if (failed == NULL) {
+        errbuf_set(&ps->out->reason,
+                   "server offers none of the configured mechanisms; password not sent");
+        r = PROTO_EINSECURE;
+    }
+    return r;
 }
 
 /* USER was refused. Not a verdict when the server said why it would not look (TLS required,
@@ -489,9 +586,11 @@ static enum proto_result login(struct pop3_session *ps)
 
     if (r != PROTO_OK)
         return r;
+    note_no_xclient(ps);
+    if (ps->t->n_mechanisms > 0)
+        return auth_configured(ps);
     mech = pop3_first_mechanism(ps->t->apop, ps->have_timestamp,
                                 memchr(ps->c->user, ' ', ps->c->user_len) != NULL);
-    note_no_xclient(ps);
     if (mech == POP3_MECH_APOP) {
         apop_began = clock_now_ms();
         r = try_apop(ps);

@@ -38,6 +38,8 @@ struct pop3_caps {
     bool user;
     bool stls;
     bool sasl_plain;
+    unsigned sasl_mechs; /* the SASL line's mechanisms of the table (src/sasl/), bit 1 << id */
+    bool sasl_plus;      /* some ...-PLUS is offered (SCRAM's channel binding flag) */
 };
 
 /* Fold one CAPA response line into caps. */

@@ -10,6 +10,7 @@
 #include "net.h"
 #include "pop3.h"
 #include "resolve.h"
+#include "sasl/mech.h"
 #include "stream.h"
 
 /* Lines one reply may take (CAPABILITY's untagged data, a CAPA listing). */
@@ -30,6 +31,19 @@ struct probe_ctx {
     bool cert_failed;         /* the handshake failed on the certificate (STREAM_ECERT) */
     const char *no_mechanism; /* why a login would have no mechanism, or NULL */
 };
+
+/* mechanisms = ...: what the login's plan (sasl_plan_next) starts with for what is offered. */
+static void planned_mechanism(struct probe_ctx *pc, unsigned offered)
+{
+    unsigned at;
+    const struct sasl_mech *m =
+        sasl_plan_next(pc->pa->target.mechanisms, pc->pa->target.n_mechanisms, offered, 0, &at);
+
+    pc->no_mechanism = NULL;
+    pc->pa->mechanism = m != NULL ? m->name : "none";
+    if (m == NULL)
+        pc->no_mechanism = "the server offers none of the configured mechanisms";
+}
 
 const char *probe_stage_name(enum probe_stage s)
 {
@@ -254,6 +268,8 @@ static bool imap_probe(struct probe_ctx *pc)
                         "taken)";
     if (imap_choose_mechanism(&pc->icaps) == IMAP_MECH_NONE)
         pc->no_mechanism = "the server has LOGINDISABLED and does not offer AUTH=PLAIN";
+    if (pa->target.n_mechanisms > 0)
+        planned_mechanism(pc, pc->icaps.sasl_mechs);
     return true;
 }
 
@@ -355,6 +371,10 @@ static bool pop3_probe(struct probe_ctx *pc)
     pa->mechanism = pop3_mechanism(pc);
     if (strcmp(pa->mechanism, "none") == 0)
         pc->no_mechanism = "apop = only but the greeting carries no usable APOP timestamp";
+    if (pa->target.n_mechanisms > 0) {
+        pc->no_mechanism = NULL;
+        planned_mechanism(pc, pc->pcaps_known ? pc->pcaps.sasl_mechs : 0);
+    }
     return true;
 }
 

@@ -46,6 +46,11 @@ struct login_target {
     bool verify;
     bool allow_cleartext;
     enum apop_mode apop;
+    /* mechanisms = ...: SASL mechanisms (enum sasl_mech_id, src/sasl/mech.h) in the order
+     * configured; n_mechanisms 0: the protocol's default login (IMAP LOGIN, AUTHENTICATE PLAIN
+     * under LOGINDISABLED; POP3 APOP/USER/AUTH PLAIN) as before the option existed. */
+    unsigned char mechanisms[8];
+    unsigned n_mechanisms;
     bool forward_client_ip; /* forward_client_ip = auto: forward login_creds.client_ip */
     const char *ca_file;    /* NULL: ca_dir or the system store */
     const char *ca_dir;
@@ -75,12 +80,20 @@ enum creds_progress {
     CREDS_ALL,     /* every byte of them was handed to the connection */
 };
 
+/* Whether the mechanism in use makes the server prove itself (SCRAM), and whether it did. */
+enum server_proof {
+    PROOF_NOT_REQUIRED, /* the mechanism has no server proof (LOGIN, PLAIN, CRAM-MD5, APOP) */
+    PROOF_PENDING,      /* it has one and it was not (yet) verified: an OK is not success */
+    PROOF_VERIFIED,     /* the server's signature (SCRAM v=) matched */
+};
+
 struct login_outcome {
     enum proto_result result;
     char address[80]; /* the address that was connected, "[::1]:143" */
     struct errbuf reason;
     enum creds_progress creds; /* of the last mechanism tried in this attempt */
     bool creds_sent;           /* anything credential-derived was sent during this attempt */
+    enum server_proof proof;   /* of the last mechanism tried in this attempt */
     /* POP3: APOP was refused and USER/PASS then accepted the same password, so the server
      * cannot check APOP (e.g. Cyrus with saslauthd): what the APOP attempt cost, in ms (its
      * failure delay and any reconnect). 0 otherwise. */
@@ -95,9 +108,15 @@ struct login_outcome {
 const char *proto_result_name(enum proto_result r);
 
 /* The one gate to success: a server's OK counts only when every byte of the current mechanism's
- * credentials went out. Returns PROTO_OK with o->reason cleared (an earlier step's reason must
- * not describe a success), or PROTO_EPROTO with o->reason saying the server answered before it
- * had the password (a forged or confused "yes"). what names the step. */
+ * credentials went out and, for a mechanism in which the server proves itself (SCRAM), that
+ * proof was verified. Returns PROTO_OK with o->reason cleared (an earlier step's reason must
+ * not describe a success), or PROTO_EPROTO with o->reason saying why the OK is no verdict (the
+ * server answered before it had the password, or without proving it knows it: a forged or
+ * confused "yes"). what names the step. */
 enum proto_result proto_accept(struct login_outcome *o, const char *what);
+
+/* The rule proto_accept applies, without changing o: NULL when a success may stand, else why
+ * not. The walk (auth.c) asks it again of every success the protocol layers report. */
+const char *proto_success_refused(const struct login_outcome *o);
 
 #endif

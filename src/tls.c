@@ -461,3 +461,38 @@ void tls_peer_info(const struct tls_conn *t, struct tls_peer_info *info)
         snprintf(info->verify_error, sizeof(info->verify_error), "%s",
                  n > 0 ? X509_verify_cert_error_string(vr) : "no certificate presented");
 }
+
+static enum tls_cb_kind server_end_point(const struct tls_conn *t, unsigned char *out, size_t cap,
+                                         size_t *len)
+{
+    X509 *cert = SSL_get0_peer_certificate(t->ssl);
+    int md_nid = NID_undef;
+    const EVP_MD *md;
+    unsigned n = 0;
+
+    if (cert == NULL || X509_get_signature_info(cert, &md_nid, NULL, NULL, NULL) != 1)
+        return TLS_CB_NONE;
+    md = md_nid == NID_md5 || md_nid == NID_sha1 ? EVP_sha256() : EVP_get_digestbynid(md_nid);
+    if (md == NULL || (size_t)EVP_MD_get_size(md) > cap || X509_digest(cert, md, out, &n) != 1)
+        return TLS_CB_NONE;
+    *len = n;
+    return TLS_CB_SERVER_END_POINT;
+}
+
+enum tls_cb_kind tls_channel_binding(const struct tls_conn *t, unsigned char *out, size_t cap,
+                                     size_t *len)
+{
+    static const char label[] = "EXPORTER-Channel-Binding";
+
+    *len = 0;
+    if (t == NULL || t->ssl == NULL)
+        return TLS_CB_NONE;
+    if (SSL_version(t->ssl) >= TLS1_3_VERSION) {
+        if (cap < 32 ||
+            SSL_export_keying_material(t->ssl, out, 32, label, sizeof(label) - 1, NULL, 0, 0) != 1)
+            return TLS_CB_NONE;
+        *len = 32;
+        return TLS_CB_EXPORTER;
+    }
+    return server_end_point(t, out, cap, len);
+}

@@ -73,6 +73,15 @@ struct tls_peer_info {
 
 void tls_peer_info(const struct tls_conn *t, struct tls_peer_info *info);
 
+/* Channel binding data for SCRAM-PLUS (RFC 5056), by the version the handshake settled on:
+ * TLS 1.3: "tls-exporter" (RFC 9266: 32 bytes exported with label "EXPORTER-Channel-Binding"
+ * and an empty context); TLS 1.2: "tls-server-end-point" (RFC 5929: the hash of the server's
+ * certificate with its signature's hash function, SHA-256 in place of MD5 or SHA-1).
+ * Returns the kind, or TLS_CB_NONE when the channel cannot be bound (then *len is 0). */
+enum tls_cb_kind { TLS_CB_NONE, TLS_CB_EXPORTER, TLS_CB_SERVER_END_POINT };
+enum tls_cb_kind tls_channel_binding(const struct tls_conn *t, unsigned char *out, size_t cap,
+                                     size_t *len);
+
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for debug logs. */
 void tls_describe(const struct tls_conn *t, char *out, size_t cap);
 

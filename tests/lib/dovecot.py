@@ -100,10 +100,16 @@ class Dovecot:
     """Start with Dovecot(directory, users, cert, key).start(); stop() kills it."""
 
     def __init__(self, directory, users, cert, key, extra="", apop=True, fast=False,
-                 brute_force_defaults=False, trusted=""):
+                 brute_force_defaults=False, trusted="", sasl=False, hashed=(), stored=None):
         """brute_force_defaults: keep Dovecot's auth_failure_delay (2 s) and anvil penalty (up to
         15 s per client address) instead of zeroing them. trusted: login_trusted_networks, whose
         IMAP ID x-originating-ip and POP3 XCLIENT Dovecot believes."""
+        # sasl: also offer CRAM-MD5, SCRAM-SHA-1 and SCRAM-SHA-256 (auth_mechanisms). hashed:
+        # users whose password is stored as SHA512-CRYPT, for which Dovecot advertises those
+        # mechanisms all the same and fails them.
+        self.sasl = sasl
+        self.hashed = set(hashed)
+        self.stored = stored or {}  # user -> the passwd-file field as written ("{SCHEME}...")
         self.brute_force_defaults = brute_force_defaults
         self.trusted = trusted
         self.d = directory
@@ -126,8 +132,15 @@ class Dovecot:
             for user, password in self.users.items():
                 # a (password, extra fields) pair adds passdb extra fields ("nologin reason=x")
                 password, fields = password if isinstance(password, tuple) else (password, "")
-                f.write(user.encode() + b":{PLAIN}" + password.encode("utf-8") + b"::::::" +
-                        fields.encode() + b"\n")
+                if user in self.stored:
+                    stored = self.stored[user].encode()
+                elif user in self.hashed:
+                    stored = b"{SHA512-CRYPT}" + subprocess.run(
+                        ["openssl", "passwd", "-6", "-stdin"], input=password.encode("utf-8"),
+                        capture_output=True, check=True).stdout.strip()
+                else:
+                    stored = b"{PLAIN}" + password.encode("utf-8")
+                f.write(user.encode() + b":" + stored + b"::::::" + fields.encode() + b"\n")
         os.chmod(os.path.join(self.d, "passwd"), 0o644)
         if os.geteuid() == 0:
             user_settings, userdb_args = "", "uid=65534 gid=65534"
@@ -142,7 +155,9 @@ class Dovecot:
         self.ports = {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s")}
         conf = CONF.format(d=self.d, cert=self.cert, key=self.key, user_settings=user_settings,
                            userdb_args=userdb_args,
-                           mechanisms="plain login apop" if self.apop else "plain login",
+                           mechanisms=("plain login" + (" apop" if self.apop else "") +
+                                       (" cram-md5 scram-sha-1 scram-sha-256"
+                                        if self.sasl else "")),
                            login_tuning=LOGIN_TUNING if self.fast else "",
                            mail_services=MAIL_SERVICES if self.fast else "",
                            failure_delay=("" if self.brute_force_defaults

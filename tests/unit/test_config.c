@@ -10,6 +10,7 @@
 #include "check.h"
 #include "config.h"
 #include "config_expect.h"
+#include "sasl/mech.h"
 
 static void test_minimal_defaults(void)
 {
@@ -239,8 +240,43 @@ static void test_forward_client_ip(void)
                    "t.conf:3: server \"a\": forward_client_ip \"on\" is not auto or never");
 }
 
+/* mechanisms = ...: ordered ids, a server's own list over the global one, apop over the
+ * global list, apop and an own list together refused. */
+static void test_mechanisms(void)
+{
+    struct mailauth_config *cfg = NULL;
+
+    CHECK(parse("mechanisms = {scram-sha-256-plus, PLAIN}\n"
+                "server a {\n protocol = imap\n host = \"h\"\n}\n"
+                "server b {\n protocol = imap\n host = \"h\"\n mechanisms = cram-md5\n}\n"
+                "server c {\n protocol = pop3\n host = \"h\"\n}\n"
+                "server d {\n protocol = pop3\n host = \"h\"\n apop = only\n}\n",
+                &cfg) == CONFIG_OK);
+    CHECK(cfg != NULL && cfg->servers[0].n_mechanisms == 2 && cfg->servers[1].n_mechanisms == 1);
+    CHECK(cfg != NULL && cfg->servers[0].mechanisms[0] == SASL_MECH_SCRAM_SHA_256_PLUS &&
+          cfg->servers[0].mechanisms[1] == SASL_MECH_PLAIN &&
+          cfg->servers[1].mechanisms[0] == SASL_MECH_CRAM_MD5);
+    CHECK(cfg != NULL && cfg->servers[2].n_mechanisms == 2 && cfg->servers[3].n_mechanisms == 0);
+    config_free(cfg);
+    CHECK(parse("server a {\n protocol = imap\n host = \"h\"\n}\n", &cfg) == CONFIG_OK);
+    CHECK(cfg != NULL && cfg->servers[0].n_mechanisms == 0); /* default: the old login */
+    config_free(cfg);
+    EXPECT_INVALID("server a {\n protocol = imap\n host = \"h\"\n mechanisms = gssapi\n}\n",
+                   "\"gssapi\" is not one of");
+    EXPECT_INVALID("server a {\n protocol = imap\n host = \"h\"\n mechanisms = {plain, "
+                   "PLAIN}\n}\n",
+                   "listed twice");
+    EXPECT_INVALID("server a {\n protocol = pop3\n host = \"h\"\n apop = never\n mechanisms = "
+                   "plain\n}\n",
+                   "apop and mechanisms together");
+    /* the global list may follow the servers: still checked */
+    EXPECT_INVALID("server a {\n protocol = imap\n host = \"h\"\n}\nmechanisms = {scram-sha-512}\n",
+                   "\"scram-sha-512\" is not one of");
+}
+
 int main(void)
 {
+    test_mechanisms();
     test_minimal_defaults();
     test_port_and_tls_defaults();
     test_host_port_lists();

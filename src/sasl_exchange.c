@@ -1,0 +1,238 @@
+#include "sasl_exchange.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "redact.h"
+#include "tls.h"
+
+/* Base64 of one message: SASL_MSG_MAX raw bytes. */
+#define B64_MAX (4 * ((SASL_MSG_MAX + 2) / 3) + 1)
+
+struct run {
+    const struct sasl_exchange *x;
+    const struct sasl_mech *m;
+    struct sasl_client c;
+    bool secret_begun; /* a password-derived piece went out */
+    char b64[B64_MAX];
+    unsigned char raw[SASL_MSG_MAX];
+};
+
+static void channel_of(const struct stream *s, struct sasl_channel *ch)
+{
+    size_t len = 0;
+    enum tls_cb_kind k = tls_channel_binding(s->tls, ch->data, sizeof(ch->data), &len);
+
+    ch->type = k == TLS_CB_EXPORTER           ? SASL_CB_TLS_EXPORTER
+               : k == TLS_CB_SERVER_END_POINT ? SASL_CB_TLS_SERVER_END_POINT
+                                              : SASL_CB_NONE;
+    ch->len = len;
+}
+
+/* Send the client's message c->out, base64 ("=" for an empty initial response, RFC 4959), on the
+ * command line (first) or alone. The trace never shows its content: the proof and the nonces
+ * combined with the server's salt are material for an offline guess. */
+static enum proto_result send_message(struct run *r, bool first)
+{
+    const struct sasl_exchange *x = r->x;
+    char trace[96];
+    enum stream_result sr;
+    size_t n = sasl_b64_encode(r->c.out, r->c.out_len, r->b64, sizeof(r->b64));
+
+    if (n == 0 && r->c.out_len > 0) {
+        errbuf_set(&x->out->reason, "%s message too long", r->m->name);
+        return PROTO_EIO;
+    }
+    if (first && n == 0)
+        snprintf(r->b64, sizeof(r->b64), "=");
+    /* A password-derived message is traced as REDACT_MARK where it stands in the line, so that
+     * the credential sender registers exactly its encoded bytes for redaction (a trace that does
+     * not match the line makes it register the whole line, tag and command included). */
+    if (r->c.out_secret && first)
+        snprintf(trace, sizeof(trace), "%s %s " REDACT_MARK, x->command, r->m->name);
+    else if (r->c.out_secret)
+        snprintf(trace, sizeof(trace), REDACT_MARK);
+    else if (first)
+        snprintf(trace, sizeof(trace), "%s %s <%s message %u>", x->command, r->m->name, r->m->name,
+                 r->c.steps);
+    else
+        snprintf(trace, sizeof(trace), "<%s message %u>", r->m->name, r->c.steps);
+    if (r->c.out_secret) {
+        enum cred_part part =
+            (r->secret_begun ? CRED_MORE : CRED_FIRST) | (r->c.out_last ? CRED_LAST : CRED_MORE);
+        r->secret_begun = true;
+        sr = first ? stream_send_credential(x->s, &x->out->reason, part, trace, "%s %s %s",
+                                            x->command, r->m->name, r->b64)
+                   : stream_send_credential(x->s, &x->out->reason, part, trace, "%s", r->b64);
+    } else {
+        sr = first ? stream_sendf(x->s, &x->out->reason, trace, "%s %s %s", x->command, r->m->name,
+                                  r->b64)
+                   : stream_sendf(x->s, &x->out->reason, trace, "%s", r->b64);
+    }
+    secret_wipe(r->b64, sizeof(r->b64));
+    return stream_result_to_proto(sr);
+}
+
+/* Read the next reply with the protocol's reader; server messages are not traced verbatim (a
+ * SCRAM server-final is a guessing oracle), only their step and size. */
+static enum proto_result read_reply(struct run *r, bool *cont, long *raw_len)
+{
+    const struct sasl_exchange *x = r->x;
+    const struct logger *saved = x->s->log;
+    struct logger quiet = saved != NULL ? *saved : (struct logger){0};
+    const char *data = NULL;
+    size_t len = 0;
+    enum proto_result pr;
+
+    quiet.debug = false;
+    x->s->log = &quiet;
+    pr = x->proto->read(x->ctx, cont, &data, &len);
+    x->s->log = saved;
+    *raw_len = 0;
+    if (pr == PROTO_OK && !*cont) {
+        char q[160];
+        stream_excerpt(x->s, q, sizeof(q), data, len);
+        log_debug(x->log, "%s S: %s <final reply to %s> %s", x->out->address, x->label, r->m->name,
+                  q);
+    }
+    if (pr != PROTO_OK || !*cont)
+        return pr;
+    if (r->c.steps == 0 && r->m->initial_response)
+        return PROTO_OK; /* see exchange(): a "+" standing in for the initial response */
+    *raw_len = sasl_b64_decode(data, len, r->raw, sizeof(r->raw));
+    log_debug(x->log, "%s S: %s + <%s server message, %zu base64 bytes>", x->out->address, x->label,
+              r->m->name, len);
+    if (*raw_len < 0) {
+        errbuf_set(&x->out->reason, "%s: the server's message is not base64", r->m->name);
+        return PROTO_EPROTO;
+    }
+    return PROTO_OK;
+}
+
+/* Give up the exchange: cancel it, never wait for the answer (the connection is closed after). */
+static enum proto_result abandon(struct run *r, enum sasl_status st)
+{
+    const struct sasl_exchange *x = r->x;
+    struct errbuf ignored;
+
+    stream_sendf(x->s, &ignored, NULL, "%s", x->proto->cancel);
+    switch (st) {
+    case SASL_EFORGED:
+        errbuf_set(&x->out->reason,
+                   "%s: the server's signature is wrong: it does not know this user's password "
+                   "verifier (an impostor, or TLS interception); not a verdict",
+                   r->m->name);
+        return PROTO_EPROTO;
+    case SASL_ELIMIT:
+        errbuf_set(&x->out->reason, "%s: the server asks for %u iterations, more than %u",
+                   r->m->name, r->c.iterations,
+                   x->max_iterations != 0 ? x->max_iterations : SASL_SCRAM_MAX_ITERATIONS);
+        return PROTO_EPROTO;
+    case SASL_ESERVER:
+        errbuf_set(&x->out->reason, "%s: the server reported \"e=%s\"%s", r->m->name, r->c.error,
+                   strstr(r->c.error, "channel") != NULL
+                       ? ": the TLS channel it sees is not ours (interception?); not a verdict"
+                       : "; not a verdict");
+        return PROTO_EPROTO;
+    default:
+        errbuf_set(&x->out->reason, "%s: %s", r->m->name, sasl_status_name(st));
+        return st == SASL_EINTERNAL ? PROTO_EIO : PROTO_EPROTO;
+    }
+}
+
+static enum proto_result exchange(struct run *r, enum sasl_end *end)
+{
+    const struct sasl_exchange *x = r->x;
+    enum sasl_status st = SASL_SEND;
+    enum proto_result pr;
+    bool cont = false;
+    long n = 0;
+
+    if (r->m->initial_response && x->initial_response) {
+        st = sasl_client_step(&r->c, NULL, 0);
+        if (st != SASL_SEND) {
+            *end = st == SASL_ECREDS ? SASL_END_UNUSABLE : SASL_END_FAILED;
+            errbuf_set(&x->out->reason, "%s: %s", r->m->name, sasl_status_name(st));
+            return st == SASL_ECREDS ? PROTO_EINSECURE : PROTO_EIO;
+        }
+        pr = send_message(r, true);
+    } else {
+        pr = stream_result_to_proto(
+            stream_sendf(x->s, &x->out->reason, NULL, "%s %s", x->command, r->m->name));
+    }
+    *end = SASL_END_FAILED;
+    while (pr == PROTO_OK) {
+        pr = read_reply(r, &cont, &n);
+        if (pr != PROTO_OK || !cont)
+            break;
+        if (r->c.done) {
+            errbuf_set(&x->out->reason, "%s: the server asked for more after its proof",
+                       r->m->name);
+            return abandon(r, SASL_EPROTO);
+        }
+        /* The "+" that stands in for a first message the server did not take on the command
+         * line carries nothing for the mechanism (servers put text there): not read. */
+        if (r->c.steps == 0 && r->m->initial_response)
+            n = 0;
+        st = sasl_client_step(&r->c, r->raw, (size_t)n);
+        if (st == SASL_DONE) {
+            x->out->proof = PROOF_VERIFIED;
+            r->c.out_len = 0;
+            st = SASL_SEND; /* an empty answer asks for the final reply */
+        }
+        if (st == SASL_ECREDS && !r->secret_begun && x->out->creds == CREDS_NONE) {
+            *end = SASL_END_UNUSABLE;
+            abandon(r, st);
+            return PROTO_EINSECURE;
+        }
+        if (st == SASL_ESERVER && strstr(r->c.error, "channel") == NULL) {
+            /* The server's own "no" inside the mechanism: its final reply, read after the
+             * cancel, is the verdict (an OK there still lacks the proof). */
+            log_debug(x->log, "%s %s: %s: the server reported \"e=%s\"", x->out->address, x->label,
+                      r->m->name, r->c.error);
+            pr = stream_result_to_proto(
+                stream_sendf(x->s, &x->out->reason, NULL, "%s", x->proto->cancel));
+            continue;
+        }
+        if (st != SASL_SEND)
+            return abandon(r, st);
+        pr = send_message(r, false);
+    }
+    if (pr == PROTO_OK)
+        *end = SASL_END_FINAL;
+    return pr;
+}
+
+enum proto_result sasl_exchange_run(const struct sasl_exchange *x, const struct sasl_mech *m,
+                                    const struct login_creds *c, enum sasl_end *end)
+{
+    struct run r = {.x = x, .m = m};
+    struct sasl_channel ch = {0};
+    enum proto_result pr;
+
+    if (x->s->tls != NULL)
+        channel_of(x->s, &ch);
+    r.c.max_iterations = x->max_iterations;
+    sasl_client_begin(&r.c, m, c->user, c->user_len, c->password, c->password_len, &ch,
+                      x->cb_offered);
+    /* A new mechanism: what an earlier one sent (IMAP LOGIN refused under LOGINDISABLED, a
+     * mechanism that fell back) says nothing about this one's progress. Its first message may
+     * carry no credential (SCRAM's client-first, AUTHENTICATE without SASL-IR), so this cannot
+     * wait for stream_send_credential's CRED_FIRST. */
+    x->out->creds = CREDS_NONE;
+    x->out->proof = m->server_proves ? PROOF_PENDING : PROOF_NOT_REQUIRED;
+    if (m->channel_binding && ch.type == SASL_CB_NONE) {
+        *end = SASL_END_UNUSABLE;
+        errbuf_set(&x->out->reason, "%s: the connection has no TLS channel to bind", m->name);
+        pr = PROTO_EINSECURE;
+    } else {
+        pr = exchange(&r, end);
+    }
+    if (m->server_proves && r.c.iterations > 0)
+        log_debug(x->log, "%s %s: %s with %u iterations", x->out->address, x->label, m->name,
+                  r.c.iterations);
+    sasl_client_end(&r.c);
+    secret_wipe(&r, sizeof(r));
+    secret_wipe(&ch, sizeof(ch));
+    return pr;
+}

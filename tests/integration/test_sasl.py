@@ -1,0 +1,333 @@
+"""Issue 18: SASL mechanisms (src/sasl/, src/sasl_exchange.c) through real libpam.
+
+- Dovecot 2.3 offering CRAM-MD5, SCRAM-SHA-1 and SCRAM-SHA-256 (tests/lib/dovecot.py sasl=True):
+  every mechanism over IMAP and POP3 in every TLS mode, right and wrong password; a user whose password
+  Dovecot stores hashed (it advertises SCRAM and then fails it): the fallback and its cost in the
+  log, and a SCRAM-only list, which leaves that server unavailable.
+- An independent SCRAM peer written here from RFC 5802/5929 (hashlib, hmac; nothing shared with
+  the C code), behind Python's ssl limited to TLS 1.2, so SCRAM-SHA-256-PLUS binds with
+  tls-server-end-point, which this peer computes from its own certificate: success proves the
+  binding data and the proofs are right.
+- The same peer behind tests/tls13_terminator.c (OpenSSL, TLS 1.3 only), which hands it the
+  channel's tls-exporter value: SCRAM-SHA-256-PLUS with RFC 9266 binding.
+- The same peer turned hostile: OK without v=, a forged v=, a v= computed for another TLS channel
+  (what the real server signs when a relay sits between two TLS sessions), an OK before the proof:
+  never PAM_SUCCESS.
+"""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import ssl
+import subprocess
+import time
+
+import pytest
+
+import dovecot as dovecot_lib
+from conftest import USERS
+from fakeserver import FakeServer, tls_server_context
+from helpers import config, hosts, scaled, server
+
+SASL_USERS = {"alice": USERS["alice"], "henry": "henry-Hashed-9"}
+MECHS = ["scram-sha-256", "scram-sha-1", "cram-md5", "plain", "login"]
+MODES = [("imap", "implicit", "imaps"), ("imap", "starttls", "imap"), ("imap", "none", "imap"),
+         ("pop3", "implicit", "pop3s"), ("pop3", "starttls", "pop3"), ("pop3", "none", "pop3")]
+
+
+@pytest.fixture(scope="module")
+def dvs(workdir, pki):
+    d = dovecot_lib.Dovecot(os.path.join(workdir, "dovecot-sasl"), SASL_USERS,
+                            pki["server_cert"], pki["server_key"], sasl=True,
+                            hashed=("henry",)).start()
+    yield d
+    d.stop()
+
+
+def dv_cfg(pki, dvs, mechanisms, tls="implicit", port="imaps", protocol="imap"):
+    extra = "  mechanisms = {%s}\n" % ", ".join(mechanisms)
+    if tls == "none":
+        extra += "  allow_cleartext = true\n"
+    return config(pki, server("dv", protocol, hosts("localhost"), dvs.ports[port], tls,
+                              extra=extra))
+
+
+def logged(d, offset, text):
+    """Dovecot writes its log line after the answer: wait for it, within a scaled bound."""
+    deadline = time.monotonic() + scaled(3)
+    while text not in d.log_since(offset):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize("mech", MECHS)
+@pytest.mark.parametrize("protocol,tls,port", MODES)
+def test_dovecot_mechanism(pam, pki, dvs, mech, protocol, tls, port):
+    offset = dvs.log_size()
+    r = pam.run(dv_cfg(pki, dvs, [mech], tls, port, protocol), "alice", SASL_USERS["alice"])
+    assert r.code == "PAM_SUCCESS", r
+    assert logged(dvs, offset, "method=%s," % mech.upper()), dvs.log_since(offset)
+    r = pam.run(dv_cfg(pki, dvs, [mech], tls, port, protocol), "alice", "wrong-pw")
+    assert r.code == "PAM_AUTH_ERR", r
+
+
+@pytest.mark.parametrize("protocol,port", [("imap", "imaps"), ("pop3", "pop3s")])
+def test_dovecot_hashed_password_falls_back(pam, pki, dvs, protocol, port):
+    """Dovecot advertises SCRAM for a user whose stored hash cannot run it, and fails it after the
+    first message: the next listed mechanism is tried, and the cost is logged."""
+    cfg = dv_cfg(pki, dvs, ["scram-sha-256", "plain"], port=port, protocol=protocol)
+    r = pam.run(cfg, "henry", SASL_USERS["henry"])
+    assert r.code == "PAM_SUCCESS", r.log_text()
+    assert "SCRAM-SHA-256 failed before the password was checked" in r.log_text(), r
+    assert "trying PLAIN: this cost" in r.log_text(), r
+    r = pam.run(cfg, "henry", "wrong-pw")
+    assert r.code == "PAM_AUTH_ERR", r
+
+
+@pytest.mark.parametrize("protocol,port", [("imap", "imaps"), ("pop3", "pop3s")])
+def test_dovecot_scram_only_list_never_sends_password(pam, pki, dvs, protocol, port):
+    """A SCRAM-only list: that user cannot be checked by SCRAM, so the server is unavailable,
+    not a refusal, and nothing else is tried."""
+    r = pam.run(dv_cfg(pki, dvs, ["scram-sha-256", "scram-sha-1"], port=port, protocol=protocol),
+                "henry", SASL_USERS["henry"])
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "AUTH PLAIN" not in r.log_text() and "PASS" not in r.log_text(), r
+
+
+def test_dovecot_not_offering_listed_mechanism_is_unavailable(pam, pki, dvs):
+    r = pam.run(dv_cfg(pki, dvs, ["scram-sha-256-plus"]), "alice", SASL_USERS["alice"])
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "offers none of the configured mechanisms" in r.log_text(), r
+
+
+# ---- an independent SCRAM peer (RFC 5802, RFC 5929) ----
+
+SALT = b"independent-salt"
+ITER = 4096
+PW = "s3cret-Scram"
+
+
+def keys(name, password):
+    h = {"SCRAM-SHA-1": "sha1"}.get(name.replace("-PLUS", ""), "sha256")
+    salted = hashlib.pbkdf2_hmac(h, password.encode(), SALT, ITER)
+    client_key = hmac.new(salted, b"Client Key", h).digest()
+    return h, hashlib.new(h, client_key).digest(), hmac.new(salted, b"Server Key", h).digest()
+
+
+def end_point_hash(cert_path):
+    """tls-server-end-point: SHA-256 of the DER certificate (the suite's certs are RSA-SHA256)."""
+    with open(cert_path) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    return hashlib.sha256(der).digest()
+
+
+def scram_script(pki, behaviour, caps="AUTH=SCRAM-SHA-256 AUTH=SCRAM-SHA-256-PLUS",
+                 seen=None, exporter=False):
+    """An IMAPS server speaking SCRAM itself. behaviour: honest, ok_without_v, forged_v,
+    other_channel (v= over another channel's c=), ok_before_proof. exporter: behind
+    tls13_terminator, whose first line gives the channel's tls-exporter value."""
+    seen = {} if seen is None else seen
+
+    def script(conn):
+        exported = b""
+        if exporter:
+            exported = bytes.fromhex(conn.readline(scaled(5)).decode().split()[1])
+        conn.line("* OK [CAPABILITY IMAP4rev1 SASL-IR LOGINDISABLED %s] scram peer" % caps)
+        line = conn.readline(scaled(5)).decode()
+        tag, _, mech, first = line.split(" ", 3)
+        first = base64.b64decode(first).decode()
+        seen["mech"], seen["first"] = mech, first
+        gs2, _, bare = first.partition(",,")
+        gs2 += ",,"
+        nonce = dict(a.split("=", 1) for a in bare.split(","))["r"] + "srvNonce42"
+        if behaviour == "ok_before_proof":
+            conn.line(tag + " OK welcome")
+            conn.drain(scaled(0.5))
+            return
+        server_first = "r=%s,s=%s,i=%d" % (nonce, base64.b64encode(SALT).decode(), ITER)
+        conn.line("+ " + base64.b64encode(server_first.encode()).decode())
+        final = base64.b64decode(conn.readline(scaled(5))).decode()
+        seen["final"] = final
+        without_proof, _, proof = final.rpartition(",p=")
+        cb = gs2.encode()
+        if gs2.startswith("p=tls-server-end-point"):
+            cb += end_point_hash(pki["server_cert"])
+        elif gs2.startswith("p=tls-exporter"):
+            cb += exported
+        expected_c = "c=" + base64.b64encode(cb).decode()
+        h, stored, server_key = keys(mech, PW)
+        am = ",".join([bare, server_first, without_proof])
+        sig = hmac.new(stored, am.encode(), h).digest()
+        client_key = bytes(a ^ b for a, b in zip(base64.b64decode(proof), sig))
+        seen["proof_ok"] = hashlib.new(h, client_key).digest() == stored
+        seen["channel_ok"] = without_proof.startswith(expected_c + ",")
+        if not seen["proof_ok"] or not seen["channel_ok"]:
+            conn.line(tag + " NO [AUTHENTICATIONFAILED] Authentication failed.")
+            conn.drain(scaled(0.5))
+            return
+        if behaviour == "other_channel":
+            other = base64.b64encode(gs2.encode() + b"\x00" * 32).decode()
+            am = am.replace(expected_c, "c=" + other, 1)
+        v = base64.b64encode(hmac.new(server_key, am.encode(), h).digest()).decode()
+        if behaviour == "forged_v":
+            v = base64.b64encode(os.urandom(len(base64.b64decode(v)))).decode()
+        if behaviour != "ok_without_v":
+            conn.line("+ " + base64.b64encode(("v=" + v).encode()).decode())
+            if conn.readline(scaled(5)) != b"":
+                conn.line(tag + " BAD expected an empty response")
+                return
+        conn.line(tag + " OK Logged in")
+        conn.drain(scaled(0.5))
+    return script
+
+
+def peer_cfg(pki, fake, mechanisms):
+    return config(pki, server("peer", "imap", hosts("localhost"), fake.port, "implicit",
+                              extra="  mechanisms = {%s}\n" % ", ".join(mechanisms)),
+                  timeout=scaled(3), connect_timeout=scaled(1))
+
+
+def tls12(pki):
+    return tls_server_context(pki["server_cert"], pki["server_key"],
+                              max_version=ssl.TLSVersion.TLSv1_2)
+
+
+@pytest.mark.parametrize("mech", ["scram-sha-256-plus", "scram-sha-256"])
+def test_independent_peer_accepts_and_proves(pam, pki, mech):
+    seen = {}
+    with FakeServer(scram_script(pki, "honest", seen=seen), tls_context=tls12(pki)) as fake:
+        r = pam.run(peer_cfg(pki, fake, [mech]), "alice", PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_SUCCESS", r
+    assert seen["mech"] == mech.upper() and seen["proof_ok"] and seen["channel_ok"], seen
+    # -PLUS binds the channel; plain SCRAM over TLS tells the server it could have ("y").
+    assert seen["first"].startswith("p=tls-server-end-point,," if mech.endswith("plus")
+                                    else "n,,"), seen
+    assert PW.encode() not in fake.received
+    # The debug trace shows the steps, never the proof, the nonces or v= (offline-guess material).
+    text = r.log_text()
+    proof = seen["final"].rpartition(",p=")[2]
+    assert "<%s message" % mech.upper() in text, r
+    for secret in (proof, base64.b64encode(seen["final"].encode()).decode()[:16],
+                   seen["final"].split(",")[1][2:]):
+        assert secret not in text, (secret, r)
+    # v= and the server-first (the combined nonce) in base64: "+ dj..." and "+ cj..."
+    assert not re.search(r"\+ [cd]j[0-9A-Za-z+/]", text), r
+
+
+def test_independent_peer_without_plus_gets_y(pam, pki):
+    """A server that offers no -PLUS: "y" says this client could bind (downgrade detection)."""
+    seen = {}
+    with FakeServer(scram_script(pki, "honest", caps="AUTH=SCRAM-SHA-256", seen=seen),
+                    tls_context=tls12(pki)) as fake:
+        r = pam.run(peer_cfg(pki, fake, ["scram-sha-256"]), "alice", PW)
+    assert r.code == "PAM_SUCCESS", r
+    assert seen["first"].startswith("y,,"), seen
+
+
+def test_independent_peer_wrong_password_refused(pam, pki):
+    with FakeServer(scram_script(pki, "honest"), tls_context=tls12(pki)) as fake:
+        r = pam.run(peer_cfg(pki, fake, ["scram-sha-256-plus"]), "alice", "not-" + PW)
+    assert r.code == "PAM_AUTH_ERR", r
+
+
+@pytest.mark.parametrize("behaviour", ["ok_without_v", "forged_v", "other_channel",
+                                       "ok_before_proof"])
+@pytest.mark.parametrize("mech", ["scram-sha-256-plus", "scram-sha-256"])
+def test_hostile_peer_never_succeeds(pam, pki, behaviour, mech):
+    """The server says OK but does not (or cannot) prove it knows the password for this
+    channel: never PAM_SUCCESS, and never a refusal either (a forged "no" is as cheap)."""
+    with FakeServer(scram_script(pki, behaviour), tls_context=tls12(pki)) as fake:
+        r = pam.run(peer_cfg(pki, fake, [mech]), "alice", PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert PW.encode() not in fake.received
+
+
+# ---- SCRAM-SHA-256-PLUS with tls-exporter: TLS 1.3 through tests/tls13_terminator.c ----
+
+def terminated(pki, fake):
+    """Start the TLS 1.3 terminator in front of fake; return (process, its port)."""
+    proc = subprocess.Popen([os.environ["MAILAUTH_TLS13_TERMINATOR"], pki["server_cert"],
+                             pki["server_key"], str(fake.port)], stdout=subprocess.PIPE)
+    return proc, int(proc.stdout.readline())
+
+
+def exporter_cfg(pki, port):
+    return config(pki, server("peer", "imap", hosts("localhost"), port, "implicit",
+                              extra="  mechanisms = scram-sha-256-plus\n"),
+                  timeout=scaled(3), connect_timeout=scaled(1))
+
+
+@pytest.mark.parametrize("behaviour,code", [("honest", "PAM_SUCCESS"),
+                                            ("other_channel", "PAM_AUTHINFO_UNAVAIL"),
+                                            ("forged_v", "PAM_AUTHINFO_UNAVAIL"),
+                                            ("ok_without_v", "PAM_AUTHINFO_UNAVAIL")])
+def test_tls_exporter_peer(pam, pki, behaviour, code):
+    """Under TLS 1.3 the client binds with tls-exporter; the independent end computes the same
+    32 bytes on its side of the channel (success proves it), and a v= for another channel, a
+    forged one or none is never success."""
+    seen = {}
+    with FakeServer(scram_script(pki, behaviour, seen=seen, exporter=True)) as fake:
+        proc, port = terminated(pki, fake)
+        try:
+            r = pam.run(exporter_cfg(pki, port), "alice", PW)
+        finally:
+            proc.wait(timeout=scaled(10))
+    assert not fake.errors, fake.errors
+    assert r.code == code, r
+    assert seen["first"].startswith("p=tls-exporter,,"), seen
+    assert seen["channel_ok"] and seen["proof_ok"], seen
+
+
+def test_mechanism_after_refused_login_starts_with_nothing_sent(pam, pki):
+    """Found by fuzz_session: after STARTTLS the client pipelines LOGIN; the capabilities then say
+    LOGINDISABLED and LOGIN is refused, so AUTHENTICATE PLAIN follows (no SASL-IR). A tagged OK in
+    place of its "+" came before any of its credentials: LOGIN's, sent whole, must not count for
+    it (the driver starts every mechanism at "nothing sent")."""
+    def script(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 STARTTLS] hi")
+        conn.line(conn.readline(scaled(5)).split(b" ")[0].decode() + " OK go")
+        conn.start_tls(tls_server_context(pki["server_cert"], pki["server_key"]))
+        cap = conn.readline(scaled(5)).split(b" ")[0].decode()
+        login = conn.readline(scaled(5)).split(b" ")[0].decode()
+        conn.send("* CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=PLAIN\r\n%s OK\r\n%s NO disabled\r\n"
+                  % (cap, login))
+        conn.line(conn.readline(scaled(5)).split(b" ")[0].decode() + " OK in")
+        conn.drain(scaled(0.5))
+    with FakeServer(script) as fake:
+        r = pam.run(config(pki, server("fake", "imap", hosts("localhost"), fake.port, "starttls"),
+                           timeout=scaled(3), connect_timeout=scaled(1)), "alice", PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "before the credentials were sent" in r.log_text(), r
+
+
+# ---- the probe reports what the login's plan (sasl_plan_next) starts with ----
+
+def run_probe(tmp_path, cfg):
+    path = os.path.join(str(tmp_path), "probe.conf")
+    with open(path, "w") as f:
+        f.write(cfg)
+    os.chmod(path, 0o644)
+    r = subprocess.run([os.environ["MAILAUTH_PROBE_TOOL"], "--config", path, "--json"],
+                       capture_output=True, timeout=scaled(60))
+    return r, [json.loads(line) for line in r.stdout.decode().splitlines()]
+
+
+@pytest.mark.parametrize("protocol,port", [("imap", "imaps"), ("pop3", "pop3s")])
+def test_probe_shows_the_planned_mechanism(tmp_path, pki, dvs, protocol, port):
+    cfg = dv_cfg(pki, dvs, ["scram-sha-256-plus", "scram-sha-256", "plain"], port=port,
+                 protocol=protocol)
+    r, objs = run_probe(tmp_path, cfg)
+    assert r.returncode == 0 and objs, (r, objs)
+    assert all(o["mechanism"] == "SCRAM-SHA-256" for o in objs), objs
+    # Dovecot 2.3 has no -PLUS: a list of it alone leaves no mechanism, as the login finds.
+    r, objs = run_probe(tmp_path, dv_cfg(pki, dvs, ["scram-sha-256-plus"], port=port,
+                                         protocol=protocol))
+    assert r.returncode != 0 and objs, (r, objs)
+    assert all(o["mechanism"] == "none" and o["ready"] is False for o in objs), objs
