@@ -199,7 +199,7 @@ static void attempt_failed(struct net_race *r, size_t i, struct errbuf *err, con
  * when there is none. A candidate that fails at once is logged and counts as started. */
 static bool start_next(struct net_race *r, int64_t deadline_ms, struct errbuf *err)
 {
-    char ebuf[128];
+    char ebuf[128], why[160];
     struct race_attempt *a;
     const struct race_candidate *c;
     size_t before = r->n_cands;
@@ -219,12 +219,13 @@ static bool start_next(struct net_race *r, int64_t deadline_ms, struct errbuf *e
     net_format_addr((const struct sockaddr *)&c->sa, a->addr, sizeof(a->addr));
     a->fd = socket(c->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (a->fd < 0) {
-        errno_text(errno, ebuf, sizeof(ebuf));
-        errbuf_set(err, "socket: %s", ebuf);
+        /* errno_text may return a static string and leave ebuf as it was: use what it returns */
+        snprintf(why, sizeof(why), "socket: %s", errno_text(errno, ebuf, sizeof(ebuf)));
+        errbuf_set(err, "%s", why);
         r->next_start_ms = 0;
         r->n_local++;
         if (r->fail != NULL)
-            r->fail(r->fail_arg, c->tag, a->addr, ebuf, true);
+            r->fail(r->fail_arg, c->tag, a->addr, why, true);
         return true;
     }
     r->n_live++;

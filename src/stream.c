@@ -281,10 +281,14 @@ static enum stream_result fill(struct stream *s, struct errbuf *err)
         /* Say what happened: the server's bytes waiting unread mean this process did not run
          * in time (stopped, or starved of CPU), not that the server was slow. */
         bool waiting = poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) != 0;
-        explain_timeout(s, err,
-                        waiting ? " (the deadline passed with the server's data already waiting: "
-                                  "this process did not run in time)"
-                                : " (the server was still sending)");
+        const char *what = "";
+
+        if (waiting)
+            what = " (the deadline passed with the server's data already waiting: this process "
+                   "did not run in time)";
+        else if (s->end > s->start)
+            what = " (the server was still sending)";
+        explain_timeout(s, err, what);
         r = STREAM_ETIMEOUT;
     } else {
         r = read_more(s, s->deadline_ms, err);
