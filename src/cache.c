@@ -336,6 +336,20 @@ static int check_file(const struct cache *c, int fd, const char *name, struct st
     return 0;
 }
 
+/* Give a file of the store (already checked: ours, no group/other access) exactly mode, whatever
+ * the umask of whoever created it. 0, or -1 (logged). */
+static int exact_mode(const struct cache *c, int fd, const char *name, const struct stat *st,
+                      mode_t mode)
+{
+    char ebuf[128];
+
+    if ((st->st_mode & 07777) == mode || fchmod(fd, mode) == 0)
+        return 0;
+    note(c, LOG_WARNING, "%s: cannot set mode %03o: %s", name, (unsigned)mode,
+         errno_text(errno, ebuf, sizeof(ebuf)));
+    return -1;
+}
+
 static int open_failed(const struct cache *c, const char *name)
 {
     char ebuf[128];
@@ -416,7 +430,7 @@ static int lock_record(struct cache *c)
                 0600);
     if (fd < 0)
         return open_failed(c, name);
-    if (check_file(c, fd, name, &st) != 0) {
+    if (check_file(c, fd, name, &st) != 0 || exact_mode(c, fd, name, &st, 0600) != 0) {
         close(fd);
         return -1;
     }
@@ -475,6 +489,12 @@ static int write_record(struct cache *c, const struct cache_record *rec)
              rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
     fd = openat(c->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
                 0600);
+    /* The caller's umask must not decide the mode (0000 under umask 0777: unreadable later). */
+    if (fd >= 0 && fchmod(fd, 0600) != 0) {
+        note(c, LOG_ERR, "%s: cannot set mode 0600: %s; not cached", tmp,
+             errno_text(errno, ebuf, sizeof(ebuf)));
+        goto out;
+    }
     if (fd < 0) {
         note(c, LOG_ERR, "%s: cannot create: %s; not cached", tmp,
              errno_text(errno, ebuf, sizeof(ebuf)));
@@ -533,7 +553,13 @@ static int open_base(const struct cache *c, const char *dir)
     char ebuf[128];
     int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 
-    if (fd < 0 && errno == ENOENT && (mkdir(dir, 0711) == 0 || errno == EEXIST))
+    /* Created here: its mode is 0711 whatever the caller's umask (mkdir applies it; under umask
+     * 0777 the directory would be 0000 and closed to every other uid for good). The parent is
+     * the administrator's: chmod by name right after mkdir is safe there. */
+    if (fd < 0 && errno == ENOENT && mkdir(dir, 0711) == 0 && chmod(dir, 0711) != 0)
+        log_msg(c->log, LOG_WARNING, "cache: %s: cannot set mode 0711: %s", dir,
+                errno_text(errno, ebuf, sizeof(ebuf)));
+    if (fd < 0)
         fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
         log_msg(c->log, LOG_ERR, "cache: %s: cannot open or create the directory: %s; cache off",
@@ -563,7 +589,13 @@ static int open_euid_dir(const struct cache *c, int base)
 
     snprintf(name, sizeof(name), "%u", (unsigned)c->euid);
     fd = openat(base, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT && (mkdirat(base, name, 0700) == 0 || errno == EEXIST))
+    /* Created here: exactly 0700 whatever the umask (0000 would not even open for its owner).
+     * Nobody else can replace it in a base that is not writable by others, or sticky. */
+    if (fd < 0 && errno == ENOENT && mkdirat(base, name, 0700) == 0 &&
+        fchmodat(base, name, 0700, 0) != 0)
+        log_msg(c->log, LOG_WARNING, "cache: %s: cannot set mode 0700: %s", c->path,
+                errno_text(errno, ebuf, sizeof(ebuf)));
+    if (fd < 0)
         fd = openat(base, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         log_msg(c->log, LOG_ERR, "cache: %s: cannot open or create the directory: %s; cache off",

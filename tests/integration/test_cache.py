@@ -633,6 +633,51 @@ def test_base_dir_made_by_root_serves_a_service_of_another_uid(pam, dv, pki, mod
             assert b"s3cret" not in f.read(), path
 
 
+def test_modes_whatever_the_umask(pam, dv, pki, module, workdir):
+    """Issue 17: su run with umask 0777 used to create the base directory as 0000, and from then
+    on every other uid's cache was off. Every directory and file of the store has its exact mode
+    whatever the umask of whoever creates it, and another uid (with umask 0777 too) can use its
+    own directory afterwards."""
+    assert os.geteuid() == 0, "this case needs root (another uid): FAILED, not skipped"
+    nobody = 65534
+    umask = ["sh", "-c", 'umask 0777 && exec "$@"', "umask"]
+    top = tempfile.mkdtemp(prefix="cache-umask-", dir=workdir)   # reachable by uid 65534
+    os.chmod(top, 0o755)
+    base = os.path.join(top, "cache")
+    cfg = config(pki, dv_imap(dv), head=cache_section(base, ttl=300))
+    # tests/pam_probe: pam_wrapper itself does not start under umask 0777
+    as_root = pamrun.PamRunner(module, pam.workdir, wrapper=umask + pam.wrapper)
+
+    def probe_final(runner, config_text):
+        r = runner.probe(config_text, "alice", "s3cret")
+        lines = [line for line in r.logs if "result=" in line]
+        assert r["authenticate"] == "PAM_SUCCESS" and len(lines) == 1, r
+        assert "cache off" not in "\n".join(r.logs), r
+        return lines[0]
+    assert "server=dv" in probe_final(as_root, cfg)
+    mine = os.path.join(base, str(os.geteuid()))
+    assert os.stat(base).st_mode & 0o7777 == 0o711
+    assert os.stat(mine).st_mode & 0o7777 == 0o700
+    names = os.listdir(mine)
+    assert names and all(os.stat(os.path.join(mine, n)).st_mode & 0o7777 == 0o600
+                         for n in names), [(n, oct(os.stat(os.path.join(mine, n)).st_mode))
+                                           for n in names]
+    assert "source=cache" in probe_final(as_root, cfg)
+    # another uid, umask 0777 as well, in the directory the admin made for it
+    os.mkdir(os.path.join(base, str(nobody)), 0o700)
+    os.chown(os.path.join(base, str(nobody)), nobody, nobody)
+    runner_dir = tempfile.mkdtemp(prefix="runner-", dir=top)
+    os.chmod(runner_dir, 0o755)
+    as_nobody = pamrun.PamRunner(module, runner_dir, wrapper=[
+        "setpriv", "--reuid=%d" % nobody, "--regid=%d" % nobody, "--clear-groups"] + umask +
+        pam.wrapper)
+    assert "server=dv" in probe_final(as_nobody, cfg)
+    assert "source=cache" in probe_final(as_nobody, cfg)
+    theirs = os.path.join(base, str(nobody))
+    for n in os.listdir(theirs):
+        assert os.stat(os.path.join(theirs, n)).st_mode & 0o7777 == 0o600, n
+
+
 # ---- many threads and processes at once ----
 # Only the concurrency driver (real libpam, pam_start_confdir) runs here, no pamtester, so the
 # ThreadSanitizer build can run these two tests too (tests/meson.build, suite concurrency).
