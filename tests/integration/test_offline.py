@@ -8,6 +8,7 @@ the timeout at some point of the dialogue, starves it (SCHED_IDLE with every cor
 lowers its descriptor limit. Whatever happens, the old password must never be accepted from the
 cache. The fake server here refuses the old password whenever it is asked."""
 import contextlib
+import glob
 import os
 import select
 import signal
@@ -16,6 +17,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
 
 import pytest
 
@@ -23,7 +25,7 @@ import devlog
 import pamrun
 from fakeserver import FakeServer, tls_server_context
 from helpers import hosts, scaled, server
-from test_cache import cache_section, config
+from test_cache import cache_section, config, final_line, own_dv, restart  # noqa: F401
 
 CAPS = "IMAP4rev1 LITERAL+ AUTH=PLAIN"
 OLD = "old-Pa55"
@@ -338,3 +340,67 @@ def test_descriptor_limit_too_low_for_a_socket(pam, pki, cache_dir, setid):
         "test anything:\n" + \
         "\n".join(seen)
     assert len(script.logins) == 2, "no step had enough descriptors to reach the server"
+
+
+# ---- issue 17, section 4: one login stopped in the middle of its cache work ----
+
+def holds_flock(pid):
+    """The process holds an flock (the cache's old per-record lock) now."""
+    with open("/proc/locks") as f:
+        return any(" FLOCK " in line and " %d " % pid in line for line in f)
+
+
+def slot_files(cache_dir):
+    return [n for n in glob.glob(os.path.join(cache_dir, "*", "*")) if ".f" in os.path.basename(n)]
+
+
+def test_a_stopped_login_never_holds_up_another(pam, own_dv, pki, cache_dir):
+    """A wrong password checked offline (the server down) is stopped with SIGSTOP in the middle
+    of its cache work, as a second local user can do to su: it holds the record's lock (before
+    issue 17, for the whole yescrypt comparison and up to 5 s for everyone else) or its failure
+    slot (now). Meanwhile alice logs in twice, offline and then online: both are accepted at
+    once, the second is cached. The figure the closing note gives is what those logins took."""
+    cfg = config(pki, server("dv", "imap", hosts("127.0.0.1"), own_dv.ports["imap"]),
+                 head=cache_section(cache_dir, offline=3600, cost=6), timeout=5,
+                 connect_timeout=2)
+    r = pam.run(cfg, "alice", "s3cret")
+    assert r.code == "PAM_SUCCESS", r
+    own_dv.stop()
+    alone = pam.run(cfg, "alice", "s3cret")   # the same offline login, nobody stopped
+    assert "source=offline" in final_line(alone)[1], alone
+    stalled = None
+    for _ in range(20):   # until it is caught in the middle of its cache work
+        a = Probe(pam, cfg, "alice", "wrong-Pa55", ()).start()
+        end = time.monotonic() + scaled(10)
+        while a.proc.poll() is None and time.monotonic() < end:
+            if holds_flock(a.pid) or slot_files(cache_dir):
+                os.kill(a.pid, signal.SIGSTOP)
+                break
+            time.sleep(0.0005)
+        if a.proc.poll() is None and (holds_flock(a.pid) or slot_files(cache_dir)):
+            stalled = a
+            break
+        if a.proc.poll() is None:
+            os.kill(a.pid, signal.SIGCONT)
+        a.result()
+        for path in slot_files(cache_dir):
+            os.unlink(path)   # that one finished: start again from no failure
+    assert stalled is not None, "no login was caught in the middle of its cache work"
+    try:
+        offline = pam.run(cfg, "alice", "s3cret")
+        restart(own_dv)
+        online = pam.run(cfg, "alice", "s3cret")
+    finally:
+        os.kill(stalled.pid, signal.SIGCONT)
+    a = stalled.result()
+    print("issue 17 lock figure: with a login stopped in its cache work, an offline login took "
+          "%.0f ms (%.0f ms with nobody stopped) and an online login %.0f ms"
+          % (offline.elapsed * 1000, alone.elapsed * 1000, online.elapsed * 1000))
+    assert offline.code == "PAM_SUCCESS", offline
+    assert "result=accepted source=offline" in final_line(offline)[1], offline
+    assert online.code == "PAM_SUCCESS" and "server=dv" in final_line(online)[1], online
+    assert "still locked" not in online.log_text() + offline.log_text()
+    assert "stored" in online.log_text(), online
+    assert a["authenticate"] == "PAM_AUTHINFO_UNAVAIL", a
+    # generous: before issue 17 each of them waited 5 s for the lock
+    assert offline.elapsed < scaled(4) and online.elapsed < scaled(4)

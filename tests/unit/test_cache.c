@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -576,19 +577,47 @@ static void test_strict_cap(void)
         locked += g[i].verdict == CACHE_LOCKED;
     }
     CHECK(mismatches == 3 && locked == 13);
-    /* strict needs the lock: a symlinked lock file makes the record unusable */
+    /* no lock: a flock held on the old lock file (a stopped holder) changes nothing, and a
+     * slot planted as a symbolic link only counts as taken (never a free comparison) */
     CHECK(store_pw(ID_A, "guessed", PW) == 0);
     record_path(path, sizeof(path));
     snprintf(lockpath, sizeof(lockpath), "%s.lock", path);
-    CHECK(unlink(lockpath) == 0 && symlink("/tmp", lockpath) == 0);
-    logged[0] = '\0';
-    c = open_as(ID_A, "guessed");
-    if (c != NULL) {
-        cache_check(c, PW, strlen(PW), 60, true, &lk);
-        CHECK(lk.verdict == CACHE_UNUSABLE && strstr(logged, "is a symbolic link") != NULL);
-        /* the lock-free check still reads it */
-        cache_check(c, PW, strlen(PW), 60, false, &lk);
-        CHECK(lk.verdict == CACHE_MATCH);
+    {
+        int held = open(lockpath, O_RDWR | O_CREAT, 0600);
+        CHECK(held >= 0 && flock(held, LOCK_EX) == 0);
+        c = open_as(ID_A, "guessed");
+        if (c != NULL) {
+            cache_check(c, PW, strlen(PW), 60, true, &lk);
+            CHECK(lk.verdict == CACHE_MATCH && lk.failures == 0);
+        }
+        cache_close(c);
+        c = NULL;
+        if (held >= 0)
+            close(held);
+    }
+    {
+        DIR *d = opendir(udir);
+        struct dirent *e;
+        char slot[700];
+
+        slot[0] = '\0';
+        c = open_as(ID_A, "guessed");
+        if (c != NULL)
+            cache_check(c, "wrong", 5, 60, true, &lk); /* takes slot 0 */
+        cache_close(c);
+        c = NULL;
+        while (d != NULL && (e = readdir(d)) != NULL) {
+            if (strstr(e->d_name, ".f") != NULL && strcmp(strrchr(e->d_name, '.'), ".0") == 0)
+                snprintf(slot, sizeof(slot), "%s/%s", udir, e->d_name);
+        }
+        if (d != NULL)
+            closedir(d);
+        CHECK(slot[0] != '\0');
+        /* slot 1 planted as a link: the next wrong password gets slot 2, the one after none */
+        slot[strlen(slot) - 1] = '1';
+        CHECK(symlink("/tmp", slot) == 0);
+        CHECK(check_pw(ID_A, "guessed", "wrong2", 60, &lk) == CACHE_MISMATCH && lk.failures == 3);
+        CHECK(check_pw(ID_A, "guessed", PW, 60, &lk) == CACHE_LOCKED);
     }
     cache_close(c);
 }
