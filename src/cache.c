@@ -1,10 +1,10 @@
 /* The credential cache's store (see cache.h for the layout). Files are reached only through the
  * per-euid directory's fd with O_NOFOLLOW, checked after opening (regular, owned by the euid, not
  * hard-linked, no group/other access, bounded size), written to a temp file, fsync'ed and renamed.
- * Readers take no lock (a rename is atomic, so a record is seen whole or not at all); every
- * read-modify-write (failure counter, store, removal) holds an flock on the record's lock file
- * and re-reads the record under it, so a counter update can never bring back a record that a
- * concurrent store replaced. */
+ * Nothing takes a lock (a rename is atomic, so a record is seen whole or not at all): the record
+ * is only ever replaced whole by a store or removed, and the failure counter lives in slot files
+ * beside it (see "operations" below), so no update can bring back a record that a concurrent
+ * store replaced, and no login ever waits for another. */
 #include "cache.h"
 
 #include <assert.h>
