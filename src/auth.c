@@ -159,10 +159,11 @@ static void record_attempt(struct walk_ctx *wc, const struct login_target *t,
     if (r != PROTO_OK && r != PROTO_EAUTHFAIL)
         wc->rep->local_failure |= o->local_failure;
     scrub_reason(&o->reason, wc->rs);
-    log_debug(wc->log, "server \"%s\" %s (%s, tls %s): %s%s%s (credentials %s%s)", t->label,
+    log_debug(wc->log, "server \"%s\" %s (%s, tls %s): %s%s%s (credentials %s)%s", t->label,
               o->address, protocol_name(t->protocol), tls_mode_name(t->tls), proto_result_name(r),
               o->reason.text[0] != '\0' ? ": " : "", o->reason.text,
-              o->creds_sent ? "sent" : "not sent", o->local_failure ? ", local failure" : "");
+              o->creds_sent ? "sent" : "not sent",
+              o->local_failure ? "; a failure of this process, not the server's" : "");
     /* Failures accumulate into the report; a decision replaces them. */
     note_attempt(wc->rep, t, o, r != PROTO_OK && r != PROTO_EAUTHFAIL);
 }
