@@ -157,11 +157,16 @@ static void record_attempt(struct walk_ctx *wc, const struct login_target *t,
 
     wc->rep->attempts++;
     wc->rep->creds_sent |= o->creds_sent; /* offline acceptance needs "no server got it" */
+    /* ... and that every failure was the network's answer, not this process's clock or
+     * resources */
+    if (r != PROTO_OK && r != PROTO_EAUTHFAIL)
+        wc->rep->local_failure |= o->local_failure;
     scrub_reason(&o->reason, wc->rs);
-    log_debug(wc->log, "server \"%s\" %s (%s, tls %s): %s%s%s (credentials %s)", t->label,
+    log_debug(wc->log, "server \"%s\" %s (%s, tls %s): %s%s%s (credentials %s)%s", t->label,
               o->address, protocol_name(t->protocol), tls_mode_name(t->tls), proto_result_name(r),
               o->reason.text[0] != '\0' ? ": " : "", o->reason.text,
-              o->creds_sent ? "sent" : "not sent");
+              o->creds_sent ? "sent" : "not sent",
+              o->local_failure ? "; a failure of this process, not the server's" : "");
     /* Failures accumulate into the report; a decision replaces them. */
     note_attempt(wc->rep, t, o, r != PROTO_OK && r != PROTO_EAUTHFAIL);
 }
@@ -183,12 +188,12 @@ static void note_alert(struct walk_ctx *wc, const struct login_target *t,
 
 /* walk.c: a host that did not resolve or whose every address failed to connect. Nothing was
  * sent to it. */
-static void host_failed(void *arg, size_t server, size_t endpoint, const char *why)
+static void host_failed(void *arg, size_t server, size_t endpoint, const char *why, bool local)
 {
     struct walk_ctx *wc = arg;
     const struct config_server *srv = &wc->cfg->servers[server];
     struct login_target t;
-    struct login_outcome o = {.result = PROTO_EIO};
+    struct login_outcome o = {.result = PROTO_EIO, .local_failure = local};
 
     make_target(wc->cfg, srv, &srv->endpoints[endpoint], &t);
     snprintf(o.address, sizeof(o.address), "%s:%u", t.host, t.port);
@@ -212,6 +217,8 @@ static enum proto_result login_on(struct walk_ctx *wc, struct walk_conn *conn,
         close(conn->conn.fd); /* the protocol layer ended before taking it over */
     conn->conn.fd = -1;
     o.result = r;
+    if (r == PROTO_EINSECURE)
+        o.local_failure = true; /* our own rule, not the server's: it answered */
     record_attempt(wc, &t, &o);
     note_alert(wc, &t, &o);
     if (r == PROTO_OK && o.apop_wasted_ms > 0)
@@ -288,6 +295,7 @@ enum mailauth_result mailauth_check_client(const struct mailauth_config *cfg, co
     walk = walk_new(&wp);
     if (walk == NULL) {
         snprintf(rep->reason, sizeof(rep->reason), "out of memory; nothing sent");
+        rep->local_failure = true;
         goto out;
     }
     tried = walk_hosts(walk) > 0;

@@ -5,12 +5,20 @@
  * - offline_grace: only when the walk ended unavailable AND no attempt sent anything derived from
  *   the password. A server that received it and then went silent, closed or ran out of time may
  *   be delaying a refusal on purpose; accepting then could accept a changed password.
+ * - offline_grace, issue 17: and only on the network's word. Every attempt must have failed by an
+ *   answer of the network or the peer (refused, unreachable, no such name, the peer's TLS or
+ *   protocol failure); one that failed by this process's clock (a deadline) or resources
+ *   (descriptors, memory, its own TLS setup) is no evidence (report.local_failure). And never in
+ *   a set-id process: its caller (another local user) owns its clock, scheduling and limits and
+ *   can stop it, starve it or lower its rlimits until any server looks unavailable.
  * - a refusal of the cached password removes the entry; a refusal of another one is logged and
  *   counts nothing (the ttl check of this login already counted it, if it ran). */
 #include "auth_cache.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/auxv.h>
+#include <unistd.h>
 
 #include "policy.h"
 
@@ -114,6 +122,20 @@ static void forget_refused(struct auth_cache *ac, const struct mailauth_report *
                 rep->user);
 }
 
+/* A process whose caller is not its owner: started set-id (AT_SECURE), or real, effective and
+ * saved ids that differ (su, sudo, pkexec's helper). */
+static bool caller_controls_process(void)
+{
+    uid_t ru, eu, su;
+    gid_t rg, eg, sg;
+
+    if (getauxval(AT_SECURE) != 0)
+        return true;
+    if (getresuid(&ru, &eu, &su) != 0 || getresgid(&rg, &eg, &sg) != 0)
+        return true;
+    return ru != eu || ru != su || rg != eg || rg != sg;
+}
+
 static enum mailauth_result offline(struct auth_cache *ac, struct mailauth_report *rep)
 {
     const struct config_cache *s = ac->settings;
@@ -123,6 +145,16 @@ static enum mailauth_result offline(struct auth_cache *ac, struct mailauth_repor
         return MAILAUTH_UNAVAIL;
     if (rep->creds_sent) {
         append_reason(rep, "offline cache not used: a server received the credentials");
+        return MAILAUTH_UNAVAIL;
+    }
+    if (caller_controls_process()) {
+        append_reason(rep, "offline cache not used: set-id process (its caller can stop or starve "
+                           "it, or lower its limits, until the servers look unavailable)");
+        return MAILAUTH_UNAVAIL;
+    }
+    if (rep->local_failure || rep->attempts == 0) {
+        append_reason(rep, "offline cache not used: an attempt failed for a reason of this "
+                           "process (its deadline, memory or descriptors), not the network's");
         return MAILAUTH_UNAVAIL;
     }
     /* Strict: here the cache is the only judge, so max_failures must hold under concurrency. */

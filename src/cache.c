@@ -1,10 +1,10 @@
 /* The credential cache's store (see cache.h for the layout). Files are reached only through the
  * per-euid directory's fd with O_NOFOLLOW, checked after opening (regular, owned by the euid, not
  * hard-linked, no group/other access, bounded size), written to a temp file, fsync'ed and renamed.
- * Readers take no lock (a rename is atomic, so a record is seen whole or not at all); every
- * read-modify-write (failure counter, store, removal) holds an flock on the record's lock file
- * and re-reads the record under it, so a counter update can never bring back a record that a
- * concurrent store replaced. */
+ * Nothing takes a lock (a rename is atomic, so a record is seen whole or not at all): the record
+ * is only ever replaced whole by a store or removed, and the failure counter lives in slot files
+ * beside it (see "operations" below), so no update can bring back a record that a concurrent
+ * store replaced, and no login ever waits for another. */
 #include "cache.h"
 
 #include <assert.h>
@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -28,8 +27,11 @@
 
 #define RECORD_MAGIC "pam_mailauth cache 1\n"
 #define YESCRYPT_PREFIX "$y$"
-#define LOCK_WAIT_MS 5000
-#define LOCK_POLL_MAX_MS 32
+/* "<name>.f<16 hex of the record's hash>.<k>": failure slot k of one record (see cache.h) */
+#define SLOT_NAME_MAX (CACHE_KEY_LEN + 32)
+/* A store removes the slots of the record it replaces up to this many missing names in a row
+ * (slots are taken lowest first; a matching password gives its slot back, leaving a hole). */
+#define SLOT_CLEANUP_GAP 8
 
 static_assert(CACHE_MAX_PASSWORD < CRYPT_MAX_PASSPHRASE_SIZE, "phrase buffer too small");
 static_assert(CACHE_KEY_LEN == SHA256_HEX_LEN, "a key is a SHA-256 in hex");
@@ -401,48 +403,6 @@ out:
     return rc;
 }
 
-/* The record's lock, held until the returned fd is closed; waits at most LOCK_WAIT_MS. fd, or
- * -1 (logged). */
-static int lock_record(struct cache *c)
-{
-    char name[CACHE_KEY_LEN + 8];
-    struct stat st;
-    int64_t deadline = clock_now_ms() + LOCK_WAIT_MS;
-    char ebuf[128];
-    int fd;
-
-    snprintf(name, sizeof(name), "%s.lock", c->name);
-    fd = openat(c->dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
-                0600);
-    if (fd < 0)
-        return open_failed(c, name);
-    if (check_file(c, fd, name, &st) != 0) {
-        close(fd);
-        return -1;
-    }
-    /* Polling with a growing pause: flock has no timeout, and a lock holder does at most one
-     * yescrypt and one small write. */
-    for (long pause_ms = 1; flock(fd, LOCK_EX | LOCK_NB) != 0;) {
-        const struct timespec pause = {0, pause_ms * 1000000L};
-        if (errno != EWOULDBLOCK && errno != EINTR) {
-            note(c, LOG_WARNING, "%s: cannot lock: %s", name,
-                 errno_text(errno, ebuf, sizeof(ebuf)));
-            close(fd);
-            return -1;
-        }
-        if (clock_now_ms() >= deadline) {
-            note(c, LOG_WARNING, "%s: still locked after %d ms; cache not used for this", name,
-                 LOCK_WAIT_MS);
-            close(fd);
-            return -1;
-        }
-        nanosleep(&pause, NULL);
-        if (pause_ms < LOCK_POLL_MAX_MS)
-            pause_ms *= 2;
-    }
-    return fd;
-}
-
 static int write_all(int fd, const char *p, size_t len)
 {
     while (len > 0) {
@@ -475,6 +435,12 @@ static int write_record(struct cache *c, const struct cache_record *rec)
              rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
     fd = openat(c->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
                 0600);
+    /* The caller's umask must not decide the mode (0000 under umask 0777: unreadable later). */
+    if (fd >= 0 && fchmod(fd, 0600) != 0) {
+        note(c, LOG_ERR, "%s: cannot set mode 0600: %s; not cached", tmp,
+             errno_text(errno, ebuf, sizeof(ebuf)));
+        goto out;
+    }
     if (fd < 0) {
         note(c, LOG_ERR, "%s: cannot create: %s; not cached", tmp,
              errno_text(errno, ebuf, sizeof(ebuf)));
@@ -533,7 +499,13 @@ static int open_base(const struct cache *c, const char *dir)
     char ebuf[128];
     int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 
-    if (fd < 0 && errno == ENOENT && (mkdir(dir, 0711) == 0 || errno == EEXIST))
+    /* Created here: its mode is 0711 whatever the caller's umask (mkdir applies it; under umask
+     * 0777 the directory would be 0000 and closed to every other uid for good). The parent is
+     * the administrator's: chmod by name right after mkdir is safe there. */
+    if (fd < 0 && errno == ENOENT && mkdir(dir, 0711) == 0 && chmod(dir, 0711) != 0)
+        log_msg(c->log, LOG_WARNING, "cache: %s: cannot set mode 0711: %s", dir,
+                errno_text(errno, ebuf, sizeof(ebuf)));
+    if (fd < 0)
         fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
         log_msg(c->log, LOG_ERR, "cache: %s: cannot open or create the directory: %s; cache off",
@@ -563,7 +535,13 @@ static int open_euid_dir(const struct cache *c, int base)
 
     snprintf(name, sizeof(name), "%u", (unsigned)c->euid);
     fd = openat(base, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT && (mkdirat(base, name, 0700) == 0 || errno == EEXIST))
+    /* Created here: exactly 0700 whatever the umask (0000 would not even open for its owner).
+     * Nobody else can replace it in a base that is not writable by others, or sticky. */
+    if (fd < 0 && errno == ENOENT && mkdirat(base, name, 0700) == 0 &&
+        fchmodat(base, name, 0700, 0) != 0)
+        log_msg(c->log, LOG_WARNING, "cache: %s: cannot set mode 0700: %s", c->path,
+                errno_text(errno, ebuf, sizeof(ebuf)));
+    if (fd < 0)
         fd = openat(base, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         log_msg(c->log, LOG_ERR, "cache: %s: cannot open or create the directory: %s; cache off",
@@ -629,58 +607,124 @@ void cache_close(struct cache *c)
     free(c);
 }
 
-/* ---- operations ---- */
+/* ---- operations ----
+ * No lock anywhere: nothing a caller can stall (stop, starve) holds up another login. A record is
+ * replaced whole by rename. The failure counter is a set of slot files, one per compared wrong
+ * password, taken with O_CREAT|O_EXCL (atomic): slot k of a record exists once k+1 passwords
+ * were counted against it. The slots belong to the record's hash (a fresh salt at every store),
+ * so a store starts the count afresh without touching them. A strict check takes a slot before
+ * it compares and gives it back on a match: however many logins race, at most max_failures
+ * wrong passwords are ever compared with one record. A login stopped between taking and giving
+ * back a slot costs one slot, as one wrong password would; it never delays another login. */
 
-/* One more mismatch on rec (read under the held lock), never beyond max_failures. */
-static void bump_locked(struct cache *c, struct cache_record *rec, unsigned *failures)
+static void slot_name(const struct cache *c, const struct cache_record *rec, unsigned k,
+                      char out[SLOT_NAME_MAX])
 {
-    if (rec->failures >= c->max_failures)
-        return;
-    rec->failures++;
-    if (write_record(c, rec) == 0)
-        *failures = rec->failures;
+    const struct digest_part part = {rec->hash, strlen(rec->hash)};
+    char id[SHA256_HEX_LEN + 1];
+
+    if (sha256_hex(&part, 1, id) != 0)
+        memset(id, '0', 16);
+    snprintf(out, SLOT_NAME_MAX, "%s.f%.16s.%u", c->name, id, k);
 }
 
-/* Add one mismatch to the record that was compared, unless it has been replaced meanwhile. */
-static void count_failure(struct cache *c, const char *compared_hash, unsigned *failures)
+/* The failures counted against rec: its own counter (records written before slots existed)
+ * and the slots taken after it, up to the first free one. */
+static unsigned count_failures(const struct cache *c, const struct cache_record *rec)
 {
-    struct cache_record rec;
-    int lock = lock_record(c);
+    char name[SLOT_NAME_MAX];
+    struct stat st;
+    unsigned k = rec->failures;
 
-    if (lock < 0)
-        return;
-    if (read_record(c, &rec, (int64_t)time(NULL)) == 0 && strcmp(rec.hash, compared_hash) == 0)
-        bump_locked(c, &rec, failures);
-    secret_wipe(&rec, sizeof(rec));
-    close(lock);
+    while (k < c->max_failures) {
+        slot_name(c, rec, k, name);
+        if (fstatat(c->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            break;
+        k++;
+    }
+    return k;
 }
 
-/* Read, judge and compare; a mismatch is counted with the lock already held (locked) or taken
- * for the update. */
+/* Take the lowest free slot of rec. Its index, or -1 when every one is taken (locked), or -2
+ * when the store is unusable (logged). */
+static long take_slot(struct cache *c, const struct cache_record *rec)
+{
+    char name[SLOT_NAME_MAX], ebuf[128];
+
+    for (unsigned k = rec->failures; k < c->max_failures; k++) {
+        int fd;
+
+        slot_name(c, rec, k, name);
+        fd = openat(c->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+                    0600);
+        if (fd >= 0) {
+            fchmod(fd, 0600); /* whatever the umask; empty, only its name counts */
+            close(fd);
+            return (long)k;
+        }
+        if (errno != EEXIST) {
+            note(c, LOG_WARNING, "%s: cannot count a failure: %s", name,
+                 errno_text(errno, ebuf, sizeof(ebuf)));
+            return -2;
+        }
+    }
+    return -1;
+}
+
+static void give_back_slot(struct cache *c, const struct cache_record *rec, long k)
+{
+    char name[SLOT_NAME_MAX];
+
+    slot_name(c, rec, (unsigned)k, name);
+    unlinkat(c->dirfd, name, 0);
+}
+
+/* Remove the slots of a record that is gone or replaced (best effort: leftovers count for no
+ * record). */
+static void drop_slots(struct cache *c, const struct cache_record *rec)
+{
+    char name[SLOT_NAME_MAX];
+    unsigned missing = 0;
+
+    for (unsigned k = 0; k < c->max_failures && missing < SLOT_CLEANUP_GAP; k++) {
+        slot_name(c, rec, k, name);
+        missing = unlinkat(c->dirfd, name, 0) == 0 ? 0 : missing + 1;
+    }
+}
+
+/* Read, judge and compare. strict: a slot is taken before the comparison (the cap holds however
+ * many logins race); otherwise one is taken after a mismatch. */
 static void check_record(struct cache *c, const char *password, size_t len, long max_age_s,
-                         bool locked, struct cache_lookup *out)
+                         bool strict, struct cache_lookup *out)
 {
     struct cache_record rec;
     int64_t now = (int64_t)time(NULL);
     int r = read_record(c, &rec, now);
+    long slot = -1;
 
     *out = (struct cache_lookup){.verdict = r > 0 ? CACHE_NO_ENTRY : CACHE_UNUSABLE};
     if (r != 0)
         return;
     out->age_s = now - rec.confirmed > LONG_MAX ? LONG_MAX : (long)(now - rec.confirmed);
-    out->failures = rec.failures;
-    if (rec.failures >= c->max_failures)
+    out->failures = count_failures(c, &rec);
+    if (out->failures >= c->max_failures)
         out->verdict = CACHE_LOCKED;
     else if (out->age_s > max_age_s)
         out->verdict = CACHE_TOO_OLD;
+    else if (strict && !c->failure_counted && (slot = take_slot(c, &rec)) < 0)
+        out->verdict = slot == -1 ? CACHE_LOCKED : CACHE_UNUSABLE;
     else
         out->verdict = compare(c, &rec, password, len);
+    if (out->verdict == CACHE_LOCKED)
+        out->failures = c->max_failures;
     if (out->verdict == CACHE_MISMATCH && !c->failure_counted) {
         c->failure_counted = true;
-        if (locked)
-            bump_locked(c, &rec, &out->failures);
-        else
-            count_failure(c, rec.hash, &out->failures);
+        if (slot < 0)
+            slot = take_slot(c, &rec);
+        if (slot >= 0)
+            out->failures = (unsigned)slot + 1;
+    } else if (slot >= 0) {
+        give_back_slot(c, &rec, slot); /* a match, or unusable: nothing to count */
     }
     secret_wipe(&rec, sizeof(rec));
 }
@@ -688,38 +732,26 @@ static void check_record(struct cache *c, const char *password, size_t len, long
 void cache_check(struct cache *c, const char *password, size_t len, long max_age_s, bool strict,
                  struct cache_lookup *out)
 {
-    int lock;
-
-    if (!strict) {
-        check_record(c, password, len, max_age_s, false, out);
-        return;
-    }
-    /* Without the lock the cap could not be guaranteed: then the cache is not used. */
-    lock = lock_record(c);
-    if (lock < 0) {
-        *out = (struct cache_lookup){.verdict = CACHE_UNUSABLE};
-        return;
-    }
-    check_record(c, password, len, max_age_s, true, out);
-    close(lock);
+    check_record(c, password, len, max_age_s, strict, out);
 }
 
 int cache_store(struct cache *c, const char *password, size_t len)
 {
-    struct cache_record rec = {.failures = 0};
-    int lock, rc = -1;
+    struct cache_record rec = {.failures = 0}, old;
+    bool had_old;
+    int rc = -1;
 
     snprintf(rec.user, sizeof(rec.user), "%s", c->user);
     snprintf(rec.config_id, sizeof(rec.config_id), "%s", c->config_id);
-    /* The slow part before the lock: concurrent logins hash in parallel. */
     if (make_hash(c, password, len, rec.hash, sizeof(rec.hash)) != 0)
         goto out;
     rec.confirmed = (int64_t)time(NULL);
-    lock = lock_record(c);
-    if (lock < 0)
-        goto out;
+    had_old = read_record(c, &old, rec.confirmed) == 0;
+    /* A rename: concurrent stores leave one whole record, each one a server confirmed. */
     rc = write_record(c, &rec);
-    close(lock);
+    if (rc == 0 && had_old && strcmp(old.hash, rec.hash) != 0)
+        drop_slots(c, &old);
+    secret_wipe(&old, sizeof(old));
 out:
     secret_wipe(&rec, sizeof(rec));
     return rc;
@@ -730,24 +762,24 @@ enum cache_verdict cache_forget_if_match(struct cache *c, const char *password, 
     struct cache_record rec;
     char ebuf[128];
     enum cache_verdict v;
-    int lock, r = read_record(c, &rec, (int64_t)time(NULL));
+    int r = read_record(c, &rec, (int64_t)time(NULL));
 
     if (r != 0)
         return r > 0 ? CACHE_NO_ENTRY : CACHE_UNUSABLE;
     v = compare(c, &rec, password, len);
     if (v != CACHE_MATCH)
         goto out;
-    /* Removal errs on the safe side: without the lock (logged) the record is still removed when
-     * it is the one that matched; the worst a race can do then is remove a newer record. */
-    lock = lock_record(c);
-    if (read_record(c, &rec, (int64_t)time(NULL)) == 0 && strcmp(rec.hash, c->compared_hash) == 0 &&
-        unlinkat(c->dirfd, c->name, 0) != 0 && errno != ENOENT) {
-        note(c, LOG_ERR, "%s: cannot remove the record of a refused password: %s", c->name,
-             errno_text(errno, ebuf, sizeof(ebuf)));
-        v = CACHE_UNUSABLE;
+    /* Read again and remove it if it is still the one that matched; a store racing between the
+     * two can at worst lose its newer record (the cache errs towards asking the servers). */
+    if (read_record(c, &rec, (int64_t)time(NULL)) == 0 && strcmp(rec.hash, c->compared_hash) == 0) {
+        if (unlinkat(c->dirfd, c->name, 0) != 0 && errno != ENOENT) {
+            note(c, LOG_ERR, "%s: cannot remove the record of a refused password: %s", c->name,
+                 errno_text(errno, ebuf, sizeof(ebuf)));
+            v = CACHE_UNUSABLE;
+        } else {
+            drop_slots(c, &rec);
+        }
     }
-    if (lock >= 0)
-        close(lock);
 out:
     secret_wipe(&rec, sizeof(rec));
     return v;

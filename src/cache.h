@@ -5,8 +5,11 @@
  * there were no cache; nothing here ever turns an error into a match.
  *
  * Layout: DIR/<euid>/<hex SHA-256 of config identity and user>   the record
- *         DIR/<euid>/<same>.lock                                 flock for read-modify-write
+ *         DIR/<euid>/<same>.f<16 hex of its hash>.<k>            failure slot k (empty file)
  *         DIR/<euid>/tmp.<same>.<random>                         a record being written
+ * No lock (issue 17): nothing one login does, or is stopped in the middle of, makes another
+ * wait. The failure counter is the record's own (older records) plus the slots taken with
+ * O_CREAT|O_EXCL since it was written.
  */
 #ifndef MAILAUTH_CACHE_H
 #define MAILAUTH_CACHE_H
@@ -66,13 +69,14 @@ int cache_open(const struct cache_params *p, const char *user, const struct logg
 void cache_close(struct cache *c);
 
 /* Compare password with the user's record if the record is at most max_age_s old and not locked.
- * A mismatch bumps the record's failure counter (never beyond max_failures), at most once per
- * struct cache (one login).
- * strict = false: no lock while reading and hashing (many logins of one user proceed in parallel);
- *   mismatches racing each other may all be compared before the first one is counted.
- * strict = true: the whole check runs under the record's lock, so at most max_failures wrong
- *   passwords are ever compared with a record, however many logins run at once; for when the
- *   cache is the only judge (offline). Unusable when the lock cannot be had. */
+ * A mismatch takes one failure slot (never beyond max_failures), at most once per struct cache
+ * (one login). Nothing here waits for another login.
+ * strict = false: the slot is taken after the comparison; mismatches racing each other may all
+ *   be compared before the first one is counted.
+ * strict = true: a slot is taken before the comparison and given back on a match, so at most
+ *   max_failures wrong passwords are ever compared with a record, however many logins run at
+ *   once; for when the cache is the only judge (offline). A login stopped holding a slot costs
+ *   one slot, as one wrong password does, and delays nobody. */
 void cache_check(struct cache *c, const char *password, size_t len, long max_age_s, bool strict,
                  struct cache_lookup *out);
 

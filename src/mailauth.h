@@ -33,6 +33,9 @@ struct mailauth_report {
     long elapsed_ms;
     unsigned attempts; /* server addresses contacted */
     bool creds_sent;   /* some attempt sent anything derived from the password */
+    /* Some attempt failed for a reason of this process (login_outcome.local_failure), or none
+     * was made: the unavailability is not the network's word alone. */
+    bool local_failure;
     enum mailauth_source source;
     long cache_age_s; /* source cache/offline: seconds since a server confirmed the password */
     /* Accepted by a POP3 server through USER/PASS after it refused APOP for the same password:

@@ -29,8 +29,28 @@ const char *net_result_name(enum net_result r)
         return "I/O error";
     case NET_EEOF:
         return "connection closed by server";
+    case NET_ELOCAL:
+        return "local error";
     }
     return "?";
+}
+
+bool net_errno_is_local(int e)
+{
+    switch (e) {
+    case ECONNREFUSED:
+    case ECONNRESET:
+    case ECONNABORTED:
+    case ENETUNREACH:
+    case ENETDOWN:
+    case EHOSTUNREACH:
+    case EHOSTDOWN:
+    case ETIMEDOUT:
+    case EPROTO:
+        return false;
+    default:
+        return true;
+    }
 }
 
 enum net_result net_wait(int fd, short events, int64_t deadline_ms)
@@ -85,8 +105,9 @@ struct race_candidate {
 struct race_attempt {
     int fd;
     size_t cand;         /* index into candidates */
-    int64_t started_ms;  /* the clock reading that set deadline_ms */
+    int64_t started_ms;  /* the clock reading, after connect() was issued, that set deadline_ms */
     int64_t deadline_ms; /* its own connect timeout, capped by the race's deadline */
+    bool capped;         /* the race's deadline came before its own connect timeout */
     char addr[80];
 };
 
@@ -100,6 +121,7 @@ struct net_race {
     const struct logger *log;
     size_t n_cands, next_cand; /* candidates [next_cand, n_cands) have not started */
     size_t n_live;
+    size_t n_local;        /* attempts that failed for a reason of this process */
     int64_t next_start_ms; /* when the next candidate starts if nothing connects before */
     struct race_candidate cands[NET_RACE_MAX];
     struct race_attempt live[NET_RACE_MAX];
@@ -161,12 +183,14 @@ static void drop_attempt(struct net_race *r, size_t i)
 }
 
 /* An attempt failed: remember why, log it, and let the next candidate start at once. */
-static void attempt_failed(struct net_race *r, size_t i, struct errbuf *err, const char *why)
+static void attempt_failed(struct net_race *r, size_t i, struct errbuf *err, const char *why,
+                           bool local)
 {
     errbuf_set(err, "connect to %s: %s", r->live[i].addr, why);
     log_debug(r->log, "%s", err->text);
+    r->n_local += local;
     if (r->fail != NULL)
-        r->fail(r->fail_arg, r->cands[r->live[i].cand].tag, r->live[i].addr, why);
+        r->fail(r->fail_arg, r->cands[r->live[i].cand].tag, r->live[i].addr, why, local);
     drop_attempt(r, i);
     r->next_start_ms = 0;
 }
@@ -175,10 +199,11 @@ static void attempt_failed(struct net_race *r, size_t i, struct errbuf *err, con
  * when there is none. A candidate that fails at once is logged and counts as started. */
 static bool start_next(struct net_race *r, int64_t deadline_ms, struct errbuf *err)
 {
-    char ebuf[128];
+    char ebuf[128], why[160];
     struct race_attempt *a;
     const struct race_candidate *c;
     size_t before = r->n_cands;
+    int rc;
 
     if (r->next_cand == r->n_cands && r->feed != NULL) {
         r->feed_later = false;
@@ -192,21 +217,28 @@ static bool start_next(struct net_race *r, int64_t deadline_ms, struct errbuf *e
     a = &r->live[r->n_live];
     a->cand = r->next_cand++;
     net_format_addr((const struct sockaddr *)&c->sa, a->addr, sizeof(a->addr));
-    a->started_ms = clock_now_ms();
-    a->deadline_ms = deadline_min(a->started_ms + c->connect_timeout_ms, deadline_ms);
-    r->next_start_ms = a->started_ms + r->stagger_ms;
     a->fd = socket(c->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (a->fd < 0) {
-        errno_text(errno, ebuf, sizeof(ebuf));
-        errbuf_set(err, "socket: %s", ebuf);
+        /* errno_text may return a static string and leave ebuf as it was: use what it returns */
+        snprintf(why, sizeof(why), "socket: %s", errno_text(errno, ebuf, sizeof(ebuf)));
+        errbuf_set(err, "%s", why);
         r->next_start_ms = 0;
+        r->n_local++;
         if (r->fail != NULL)
-            r->fail(r->fail_arg, c->tag, a->addr, ebuf);
+            r->fail(r->fail_arg, c->tag, a->addr, why, true);
         return true;
     }
     r->n_live++;
-    if (connect(a->fd, (const struct sockaddr *)&c->sa, c->len) != 0 && errno != EINPROGRESS)
-        attempt_failed(r, r->n_live - 1, err, errno_text(errno, ebuf, sizeof(ebuf)));
+    rc = connect(a->fd, (const struct sockaddr *)&c->sa, c->len) != 0 ? errno : 0;
+    /* The connect timeout counts from here: time before connect() was issued (the process
+     * stopped or starved) must not count as the network's silence. */
+    a->started_ms = clock_now_ms();
+    a->deadline_ms = deadline_min(a->started_ms + c->connect_timeout_ms, deadline_ms);
+    a->capped = a->deadline_ms < a->started_ms + c->connect_timeout_ms;
+    r->next_start_ms = a->started_ms + r->stagger_ms;
+    if (rc != 0 && rc != EINPROGRESS)
+        attempt_failed(r, r->n_live - 1, err, errno_text(rc, ebuf, sizeof(ebuf)),
+                       net_errno_is_local(rc));
     return true;
 }
 
@@ -237,7 +269,8 @@ static bool attempt_connected(int fd)
 
 /* Fail every attempt whose own connect timeout has passed. One that connected in time but was
  * not looked at before its timeout (the feeder spent a while resolving a name) is left for
- * poll_attempts to hand over. */
+ * poll_attempts to hand over. The kernel had the whole connect timeout to get an answer: that is
+ * the network's silence, unless the race's deadline cut it short (then it is local). */
 static void expire_attempts(struct net_race *r, int64_t now, struct errbuf *err)
 {
     char why[64];
@@ -246,9 +279,10 @@ static void expire_attempts(struct net_race *r, int64_t now, struct errbuf *err)
         const struct race_attempt *a = &r->live[i];
         if (a->deadline_ms > now || attempt_connected(a->fd))
             continue;
-        snprintf(why, sizeof(why), "connect timeout after %g s",
-                 (double)(a->deadline_ms - a->started_ms) / 1000.0);
-        attempt_failed(r, i, err, why);
+        snprintf(why, sizeof(why), "connect timeout after %g s%s",
+                 (double)(a->deadline_ms - a->started_ms) / 1000.0,
+                 a->capped ? " (the walk's deadline)" : "");
+        attempt_failed(r, i, err, why, a->capped);
     }
 }
 
@@ -300,7 +334,8 @@ static enum net_result poll_attempts(struct net_race *r, int wait_ms, struct net
     /* Backwards: removing attempt i moves the last one, already looked at, into its place. */
     for (size_t i = r->n_live; i-- > 0;) {
         if (failed[i] != 0)
-            attempt_failed(r, i, err, errno_text(failed[i], ebuf, sizeof(ebuf)));
+            attempt_failed(r, i, err, errno_text(failed[i], ebuf, sizeof(ebuf)),
+                           net_errno_is_local(failed[i]));
     }
     for (size_t i = 0; i < r->n_live && won_fd >= 0; i++) {
         if (r->live[i].fd == won_fd) {
@@ -371,6 +406,10 @@ enum net_result net_connect(const char *host, unsigned port, int connect_timeout
         net_race_add(race, (const struct sockaddr *)&list->addrs[i].sa, list->addrs[i].len,
                      connect_timeout_ms, (unsigned)i);
     nr = net_race_run(race, deadline_ms, &w, err);
+    /* No evidence about the server: a local failure, or the deadline before every connect had
+     * run its course. */
+    if (nr == NET_ETIMEOUT || (nr == NET_ECONNECT && race->n_local > 0))
+        nr = NET_ELOCAL;
     if (nr == NET_OK) {
         *fd_out = w.fd;
         snprintf(addr, addr_cap, "%s", w.addr);

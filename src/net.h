@@ -31,13 +31,17 @@ enum net_result {
     NET_ETIMEOUT, /* the deadline passed */
     NET_EIO,      /* send/recv failed (reset, ...) */
     NET_EEOF,     /* the peer closed the connection */
+    NET_ELOCAL,   /* this process could not try: out of descriptors or memory, or its own
+                     deadline cut the connects short (no evidence about the server) */
 };
 
 /* Resolve host (resolve.c: a literal skips DNS, a name must resolve before deadline_ms) and race
  * its addresses (net_race, NET_STAGGER_MS apart, IPv6 and IPv4 alternating). Each address gets
  * connect_timeout_ms, and none may run past deadline_ms. On NET_OK *fd_out is a connected
  * non-blocking socket, addr (cap bytes) names the peer, and every other attempt is closed.
- * Returns NET_OK, NET_ERESOLVE, NET_ECONNECT or NET_ETIMEOUT; err says why. */
+ * Returns NET_OK, NET_ERESOLVE, NET_ECONNECT, or NET_ELOCAL when an attempt failed for a reason
+ * of this process (net_errno_is_local, or the deadline passed before the connects could run
+ * their course); err says why. */
 enum net_result net_connect(const char *host, unsigned port, int connect_timeout_ms,
                             int64_t deadline_ms, const struct logger *log, int *fd_out, char *addr,
                             size_t addr_cap, struct errbuf *err);
@@ -75,8 +79,13 @@ struct net_race_winner {
 
 /* Called once for every attempt that failed (refused, unreachable, its connect timeout, or the
  * race's deadline), with its tag, address and why in words. Not called for attempts abandoned
- * by net_race_free. */
-typedef void (*net_race_fail_fn)(void *arg, unsigned tag, const char *addr, const char *why);
+ * by net_race_free. local: the failure says nothing about the peer (socket() failed for lack of
+ * descriptors or memory, a local errno, or the race's deadline cut its connect timeout short);
+ * otherwise the network answered: refused, unreachable, or no answer to the connection request
+ * for the whole connect timeout, counted from after connect() was issued (a process stopped or
+ * starved meanwhile only gave the kernel more time to get an answer). */
+typedef void (*net_race_fail_fn)(void *arg, unsigned tag, const char *addr, const char *why,
+                                 bool local);
 
 /* NULL when out of memory. feed may be NULL. log gets one debug line per failed or abandoned
  * attempt. */
@@ -124,5 +133,10 @@ void net_format_addr(const struct sockaddr *sa, char *out, size_t cap);
 bool net_host_is_ip_literal(const char *host);
 
 const char *net_result_name(enum net_result r);
+
+/* True when errno e from socket(), connect() or SO_ERROR is this process's or host's own problem
+ * (descriptors, memory, buffers, permissions, no local address or port) rather than an answer from
+ * the network (refused, unreachable, timed out, reset). */
+bool net_errno_is_local(int e);
 
 #endif

@@ -94,6 +94,10 @@ struct login_outcome {
     enum creds_progress creds; /* of the last mechanism tried in this attempt */
     bool creds_sent;           /* anything credential-derived was sent during this attempt */
     enum server_proof proof;   /* of the last mechanism tried in this attempt */
+    /* The attempt failed for a reason of this process, not an answer of the server or the
+     * network: a deadline of the module's clock, memory, descriptors, its own TLS setup, a
+     * command it refused to send. Such a failure is no evidence that the server is down. */
+    bool local_failure;
     /* POP3: APOP was refused and USER/PASS then accepted the same password, so the server
      * cannot check APOP (e.g. Cyrus with saslauthd): what the APOP attempt cost, in ms (its
      * failure delay and any reconnect). 0 otherwise. */

@@ -1,6 +1,7 @@
 #include "stream.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,8 @@ static enum stream_result from_net(enum net_result r)
     case NET_ERESOLVE:
     case NET_ECONNECT:
         return STREAM_ECONNECT;
+    case NET_ELOCAL:
+        return STREAM_ESETUP;
     case NET_EIO:
         break;
     }
@@ -100,6 +103,8 @@ enum stream_result stream_start_tls(struct stream *s, struct errbuf *err)
      * reply (the STARTTLS response-injection attack). */
     s->start = s->end = 0;
     r = tls_connect(s->fd, s->target->host, &opt, s->deadline_ms, &s->tls, err);
+    if ((r == TLS_ETIMEOUT || r == TLS_ESETUP) && s->outcome != NULL)
+        s->outcome->local_failure = true; /* the module's clock, or its own TLS setup */
     if (r != TLS_OK)
         return from_tls(r);
     tls_describe(s->tls, desc, sizeof(desc));
@@ -270,11 +275,29 @@ static enum stream_result read_more(struct stream *s, int64_t deadline_ms, struc
  * (a flood of lines, a chain of literals) would otherwise never be cut off. */
 static enum stream_result fill(struct stream *s, struct errbuf *err)
 {
+    enum stream_result r;
+    struct pollfd pfd = {.fd = s->fd, .events = POLLIN};
+
     if (deadline_left_ms(s->deadline_ms) == 0) {
-        explain_timeout(s, err, " (the server was still sending)");
-        return STREAM_ETIMEOUT;
+        /* Say what happened: the server's bytes waiting unread mean this process did not run
+         * in time (stopped, or starved of CPU), not that the server was slow. */
+        bool waiting = poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) != 0;
+        const char *what = "";
+
+        if (waiting)
+            what = " (the deadline passed with the server's data already waiting: this process "
+                   "did not run in time)";
+        else if (s->end > s->start)
+            what = " (the server was still sending)";
+        explain_timeout(s, err, what);
+        r = STREAM_ETIMEOUT;
+    } else {
+        r = read_more(s, s->deadline_ms, err);
     }
-    return read_more(s, s->deadline_ms, err);
+    /* A timeout is the module's own clock: never evidence that the server is down. */
+    if (r == STREAM_ETIMEOUT && s->outcome != NULL)
+        s->outcome->local_failure = true;
+    return r;
 }
 
 /* Before a command goes out: read, without waiting, whatever the server has already sent, and
@@ -381,14 +404,21 @@ enum stream_result stream_skip(struct stream *s, size_t n, struct errbuf *err)
 static enum stream_result send_bytes(struct stream *s, const char *buf, size_t len,
                                      struct errbuf *err)
 {
-    if (s->tls != NULL)
-        return from_tls(tls_write_all(s->tls, buf, len, s->deadline_ms, err));
-    enum net_result r = net_send_all(s->fd, buf, len, s->deadline_ms);
-    if (r != NET_OK)
-        errbuf_set(err, "%s",
-                   r == NET_ETIMEOUT ? "server stopped reading before the deadline"
-                                     : "connection lost while sending");
-    return from_net(r);
+    enum stream_result sr;
+
+    if (s->tls != NULL) {
+        sr = from_tls(tls_write_all(s->tls, buf, len, s->deadline_ms, err));
+    } else {
+        enum net_result r = net_send_all(s->fd, buf, len, s->deadline_ms);
+        if (r != NET_OK)
+            errbuf_set(err, "%s",
+                       r == NET_ETIMEOUT ? "server stopped reading before the deadline"
+                                         : "connection lost while sending");
+        sr = from_net(r);
+    }
+    if ((sr == STREAM_ETIMEOUT || sr == STREAM_ESETUP) && s->outcome != NULL)
+        s->outcome->local_failure = true; /* the module's clock or resources */
+    return sr;
 }
 
 /* True when cmd[0, n) holds exactly breaks CRLF pairs (where the caller split a command that
@@ -621,6 +651,9 @@ enum proto_result stream_open_login(const struct login_target *t, struct redact_
 {
     enum stream_result r = stream_open(t, deadline_ms, log, out, &o->reason);
 
+    /* The module's clock, memory, descriptors or TLS setup: no evidence about the server. */
+    if (r == STREAM_ETIMEOUT || r == STREAM_ESETUP || r == STREAM_EINVAL)
+        o->local_failure = true;
     if (r != STREAM_OK)
         return stream_result_to_proto(r);
     snprintf(o->address, sizeof(o->address), "%s", (*out)->address);

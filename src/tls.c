@@ -294,7 +294,16 @@ static enum tls_result handshake_failed(SSL *ssl, enum tls_result r, struct errb
     long vr = SSL_get_verify_result(ssl);
 
     if (r == TLS_ETIMEOUT) {
-        errbuf_set(err, "TLS handshake timed out");
+        /* Say what happened: the server's bytes waiting unread mean this process did not run in
+         * time (stopped, starved), not that the server was slow. Either way it is the module's
+         * clock, never evidence that the server is down (stream.c marks it local). */
+        struct pollfd pfd = {.fd = SSL_get_fd(ssl), .events = POLLIN};
+        bool waiting = pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) != 0;
+
+        errbuf_set(err, "TLS handshake timed out%s",
+                   waiting ? " with the server's data already waiting: this process did not run "
+                             "in time"
+                           : "");
         ERR_clear_error();
         return TLS_ETIMEOUT;
     }

@@ -30,6 +30,7 @@ struct walk_host {
     bool resolved;            /* addrs holds the host's addresses */
     bool done;                /* handed over once, failed, or its server was skipped */
     size_t n_failed;
+    bool local; /* one of its failures was local (net_race_fail_fn) */
     struct resolve_list addrs;
     unsigned char state[RESOLVE_MAX_ADDRS];
     struct errbuf last; /* why the last of its addresses failed */
@@ -97,15 +98,17 @@ static const struct config_endpoint *endpoint_of(const struct walk *w, const str
     return &w->p.cfg->servers[h->server].endpoints[h->endpoint];
 }
 
-static void host_failed(struct walk *w, struct walk_host *h, const char *why)
+static void host_failed(struct walk *w, struct walk_host *h, const char *why, bool local)
 {
     h->done = true;
+    h->local |= local;
     if (w->p.host_failed != NULL)
-        w->p.host_failed(w->p.arg, h->server, h->endpoint, why);
+        w->p.host_failed(w->p.arg, h->server, h->endpoint, why, h->local);
 }
 
 /* net_race's fail hook: one address failed for good. */
-static void on_attempt_failed(void *arg, unsigned tag, const char *addr, const char *why)
+static void on_attempt_failed(void *arg, unsigned tag, const char *addr, const char *why,
+                              bool local)
 {
     struct walk *w = arg;
     struct walk_host *h = &w->hosts[tag / RESOLVE_MAX_ADDRS];
@@ -115,9 +118,10 @@ static void on_attempt_failed(void *arg, unsigned tag, const char *addr, const c
         return;
     h->state[a] = CAND_FAILED;
     h->n_failed++;
+    h->local |= local;
     errbuf_set(&h->last, "connect to %s: %s", addr, why);
     if (h->n_failed == h->addrs.n && !h->done)
-        host_failed(w, h, h->last.text);
+        host_failed(w, h, h->last.text, h->local);
 }
 
 /* Queue the host's pending addresses. Returns how many were queued; stops when the race is
@@ -166,7 +170,9 @@ static enum resolve_result resolve_one(struct walk *w, size_t hi)
             errbuf_set(&err, "cannot resolve %s: %s", ep->host, resolve_result_name(r));
         log_debug(w->p.log, "%s", err.text);
         h->addrs.n = 0;
-        host_failed(w, h, err.text);
+        /* Only "no such name" is the DNS's answer; a lookup out of time or that could not run
+         * is this process's clock or resources. */
+        host_failed(w, h, err.text, r != RESOLVE_ENOTFOUND && r != RESOLVE_OK);
         return r == RESOLVE_OK ? RESOLVE_ENOTFOUND : r;
     }
     resolve_interleave(&h->addrs); /* idempotent; a substituted resolver may not have done it */
@@ -229,7 +235,7 @@ static void settle(struct walk *w, bool give_up, const char *why)
             h->n_failed += give_up;
         }
         if (give_up && !h->done && h->resolved && h->n_failed == h->addrs.n)
-            host_failed(w, h, why);
+            host_failed(w, h, why, true); /* the walk's deadline, not the network */
     }
 }
 
@@ -285,7 +291,7 @@ static void give_up_rest(struct walk *w, const char *why)
 {
     for (size_t hi = 0; hi < w->n_hosts; hi++) {
         if (!w->hosts[hi].done)
-            host_failed(w, &w->hosts[hi], why);
+            host_failed(w, &w->hosts[hi], why, true);
     }
 }
 

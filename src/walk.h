@@ -29,8 +29,11 @@
 #include "resolve.h"
 
 /* A host that will not be connected in this walk: its name did not resolve, or every one of its
- * addresses failed to connect (why holds the last reason). */
-typedef void (*walk_host_failed_fn)(void *arg, size_t server, size_t endpoint, const char *why);
+ * addresses failed to connect (why holds the last reason). local: some of it failed for a reason
+ * of this process, not an answer of the network (see net_race_fail_fn; a lookup that failed other
+ * than by "no such name", the walk's own deadline), so it is no evidence that the host is down. */
+typedef void (*walk_host_failed_fn)(void *arg, size_t server, size_t endpoint, const char *why,
+                                    bool local);
 
 /* resolve_host_watch's signature: unit tests substitute a resolver of their own. */
 typedef enum resolve_result (*walk_resolve_fn)(const char *host, unsigned port, int64_t deadline_ms,

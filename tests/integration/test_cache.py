@@ -7,6 +7,7 @@ once keep every answer right and every record whole. After every test the cache 
 scanned for the passwords used."""
 import ctypes
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -87,6 +88,17 @@ def read_record(path):
         lines = f.read().splitlines()
     assert lines[0] == "pam_mailauth cache 1", lines
     return dict(line.split(" ", 1) for line in lines[1:])
+
+
+def failures(path):
+    """The failures counted against the record at path: its own counter, then one slot file
+    (NAME.f<16 hex of SHA-256 of the hash>.K) per password counted since it was written."""
+    fields = read_record(path)
+    tag = hashlib.sha256(fields["hash"].encode()).hexdigest()[:16]
+    k = int(fields["failures"])
+    while os.path.lexists("%s.f%s.%d" % (path, tag, k)):
+        k += 1
+    return k
 
 
 def write_record(path, fields, mode=0o600):
@@ -226,7 +238,7 @@ def test_ttl_second_login_does_not_reach_dovecot(pam, dv, pki, cache_dir):
     assert "user=alice result=refused server=dv" in final_line(r)[1]
     assert wait_for_log(dv, "alice", mark), dv.log_since(mark)
     # the entry is kept, its counter shows the mismatch, and it still answers
-    assert read_record(record_of(cache_dir, "alice"))["failures"] == "1"
+    assert failures(record_of(cache_dir, "alice")) == 1
     r = pam.run(cfg, "alice", "s3cret")
     assert "source=cache" in final_line(r)[1], r
 
@@ -422,7 +434,7 @@ def test_no_offline_when_the_server_got_the_password(pam, cache_dir, after):
     assert "offline cache not used: a server received the credentials" in final_line(r)[1], r
     assert len(script.logins) == 2 and b"s3cret" in script.logins[1]
     # the entry itself is untouched: it was neither refused nor compared
-    assert read_record(record_of(cache_dir, "alice"))["failures"] == "0"
+    assert failures(record_of(cache_dir, "alice")) == 0
 
 
 def test_no_offline_when_only_the_literal_length_was_sent(pam, cache_dir):
@@ -633,6 +645,51 @@ def test_base_dir_made_by_root_serves_a_service_of_another_uid(pam, dv, pki, mod
             assert b"s3cret" not in f.read(), path
 
 
+def test_modes_whatever_the_umask(pam, dv, pki, module, workdir):
+    """Issue 17: su run with umask 0777 used to create the base directory as 0000, and from then
+    on every other uid's cache was off. Every directory and file of the store has its exact mode
+    whatever the umask of whoever creates it, and another uid (with umask 0777 too) can use its
+    own directory afterwards."""
+    assert os.geteuid() == 0, "this case needs root (another uid): FAILED, not skipped"
+    nobody = 65534
+    umask = ["sh", "-c", 'umask 0777 && exec "$@"', "umask"]
+    top = tempfile.mkdtemp(prefix="cache-umask-", dir=workdir)   # reachable by uid 65534
+    os.chmod(top, 0o755)
+    base = os.path.join(top, "cache")
+    cfg = config(pki, dv_imap(dv), head=cache_section(base, ttl=300))
+    # tests/pam_probe: pam_wrapper itself does not start under umask 0777
+    as_root = pamrun.PamRunner(module, pam.workdir, wrapper=umask + pam.wrapper)
+
+    def probe_final(runner, config_text):
+        r = runner.probe(config_text, "alice", "s3cret")
+        lines = [line for line in r.logs if "result=" in line]
+        assert r["authenticate"] == "PAM_SUCCESS" and len(lines) == 1, r
+        assert "cache off" not in "\n".join(r.logs), r
+        return lines[0]
+    assert "server=dv" in probe_final(as_root, cfg)
+    mine = os.path.join(base, str(os.geteuid()))
+    assert os.stat(base).st_mode & 0o7777 == 0o711
+    assert os.stat(mine).st_mode & 0o7777 == 0o700
+    names = os.listdir(mine)
+    assert names and all(os.stat(os.path.join(mine, n)).st_mode & 0o7777 == 0o600
+                         for n in names), [(n, oct(os.stat(os.path.join(mine, n)).st_mode))
+                                           for n in names]
+    assert "source=cache" in probe_final(as_root, cfg)
+    # another uid, umask 0777 as well, in the directory the admin made for it
+    os.mkdir(os.path.join(base, str(nobody)), 0o700)
+    os.chown(os.path.join(base, str(nobody)), nobody, nobody)
+    runner_dir = tempfile.mkdtemp(prefix="runner-", dir=top)
+    os.chmod(runner_dir, 0o755)
+    as_nobody = pamrun.PamRunner(module, runner_dir, wrapper=[
+        "setpriv", "--reuid=%d" % nobody, "--regid=%d" % nobody, "--clear-groups"] + umask +
+        pam.wrapper)
+    assert "server=dv" in probe_final(as_nobody, cfg)
+    assert "source=cache" in probe_final(as_nobody, cfg)
+    theirs = os.path.join(base, str(nobody))
+    for n in os.listdir(theirs):
+        assert os.stat(os.path.join(theirs, n)).st_mode & 0o7777 == 0o600, n
+
+
 # ---- many threads and processes at once ----
 # Only the concurrency driver (real libpam, pam_start_confdir) runs here, no pamtester, so the
 # ThreadSanitizer build can run these two tests too (tests/meson.build, suite concurrency).
@@ -676,7 +733,7 @@ def test_threads_and_processes_with_cache(pam, dv, pki, module, tmp_path, cache_
     assert len(recs) == 3, names   # alice, erin, carol; nothing for refused users
     for path in recs:
         fields = read_record(path)
-        assert fields["hash"].startswith("$y$j85$") and int(fields["failures"]) <= 3
+        assert fields["hash"].startswith("$y$j85$") and failures(path) <= 3
 
 
 def test_offline_burst_of_wrong_passwords_is_capped(pam, own_dv, pki, module, tmp_path,
@@ -687,9 +744,9 @@ def test_offline_burst_of_wrong_passwords_is_capped(pam, own_dv, pki, module, tm
                                                           max_failures=3))
     start = driver_service(module, tmp_path, pam.write_config(cfg, name="burst.conf"), "burst")
     finish(start(1, 1, "alice:s3cret:0"), 1)
-    assert read_record(record_of(cache_dir, "alice"))["failures"] == "0"
+    assert failures(record_of(cache_dir, "alice")) == 0
     own_dv.stop()
     finish(start(16, 1, "alice:wrong-Pa55:9"), 16)   # 9: PAM_AUTHINFO_UNAVAIL
-    assert read_record(record_of(cache_dir, "alice"))["failures"] == "3"
+    assert failures(record_of(cache_dir, "alice")) == 3
     # locked: the right password is no longer accepted offline
     finish(start(1, 1, "alice:s3cret:9"), 1)

@@ -163,6 +163,7 @@ class PamRunner:
         assert probe and os.path.exists(probe), "MAILAUTH_PAM_PROBE must name tests/pam_probe"
         path = self.write_config(config)
         confdir = tempfile.mkdtemp(prefix="pamd-", dir=self.workdir)
+        os.chmod(confdir, 0o755)   # a wrapper may run the probe as another uid
         with open(os.path.join(confdir, "mailtest"), "w") as f:
             f.write((service_line or "auth required %s config=%s %s"
                      % (self.module, path, " ".join(args))) + "\n")

@@ -30,6 +30,7 @@ MODULE = "/lib/%s/security/pam_mailauth.so" % ARCH_TRIPLET
 PROFILE = "/usr/share/pam-configs/mailauth"
 STATE_DIRS = ("/etc/pam.d", "/var/lib/pam")
 DEBCONF_DB = "/var/cache/debconf/config.dat"
+CACHE_DIR = "/var/cache/pam_mailauth"   # the cache section's default dir
 # Exactly what the package ships (debian/libpam-mailauth.install).
 SHIPPED = {
     MODULE,
@@ -158,9 +159,11 @@ def test_profile_is_off_and_after_pam_unix():
 def install(package):
     """dpkg -i; afterwards purge, and restore /etc/pam.d and /var/lib/pam if anything is off."""
     need("dpkg", "pam-auth-update", "debconf-communicate", "pamtester", "unshare")
-    if known_to_dpkg() or os.path.exists(PROFILE) or os.path.exists(MODULE):
-        pytest.fail("%s (or its files) is already on this machine; the test installs and purges "
-                    "it, and will not touch an existing installation" % PACKAGE)
+    if known_to_dpkg() or os.path.exists(PROFILE) or os.path.exists(MODULE) or \
+            os.path.exists(CACHE_DIR):
+        pytest.fail("%s (or its files, or %s) is already on this machine; the test installs and "
+                    "purges it, and will not touch an existing installation"
+                    % (PACKAGE, CACHE_DIR))
     saved = os.path.join(os.path.dirname(package["deb"]), "saved-state")
     for d in STATE_DIRS:
         shutil.copytree(d, saved + d, symlinks=True)
@@ -248,15 +251,32 @@ def test_enabled_profile_stack_and_login(install, dv, pki, scratch):
     assert result == "PAM_AUTH_ERR", out
 
 
+def test_cache_in_its_default_directory(install, dv, pki, scratch):
+    """A login with a cache section writes its record under /var/cache/pam_mailauth (purged
+    below)."""
+    conf = write_root_file(os.path.join(scratch, "cache.conf"), config(
+        pki, server("dv", "imap", hosts("127.0.0.1"), dv.ports["imap"]),
+        head="cache {\n  ttl = 300\n  hash_cost = 1\n}\n"))
+    box = Sandbox(os.path.join(scratch, "view"))
+    box.pam_service("mailauth-cache", "auth required pam_mailauth.so config=%s\n" % conf)
+    for _ in range(2):
+        assert pamtester(box, "mailauth-cache", "alice", USERS["alice"])[0] == "PAM_SUCCESS"
+    records = os.listdir(os.path.join(CACHE_DIR, "0"))
+    assert [n for n in records if re.fullmatch(r"[0-9a-f]{64}", n)], records
+
+
 def test_remove_and_purge_restore_everything(install):
     r = run(["dpkg", "--remove", PACKAGE], env=NONINTERACTIVE)
     assert r.returncode == 0, r.stdout
     assert not os.path.exists(MODULE)
+    assert os.path.isdir(CACHE_DIR)   # data is kept on remove
     with open("/etc/pam.d/common-auth") as f:
         assert "pam_mailauth" not in f.read()   # prerm took the profile out first
     r = run(["dpkg", "--purge", PACKAGE], env=NONINTERACTIVE)
     assert r.returncode == 0, r.stdout
     assert not known_to_dpkg()
+    # issue 17: the yescrypt records go with the package
+    assert not os.path.exists(CACHE_DIR), os.listdir(CACHE_DIR)
     after = host_pam_state()
     assert snapshot_diff(install["files"], after["files"]) == []   # byte for byte
     assert after["debconf"] == install["debconf"]

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "auth_cache.h"
 #include "cache.h"
 #include "capture_log.h"
 #include "check.h"
@@ -575,19 +577,47 @@ static void test_strict_cap(void)
         locked += g[i].verdict == CACHE_LOCKED;
     }
     CHECK(mismatches == 3 && locked == 13);
-    /* strict needs the lock: a symlinked lock file makes the record unusable */
+    /* no lock: a flock held on the old lock file (a stopped holder) changes nothing, and a
+     * slot planted as a symbolic link only counts as taken (never a free comparison) */
     CHECK(store_pw(ID_A, "guessed", PW) == 0);
     record_path(path, sizeof(path));
     snprintf(lockpath, sizeof(lockpath), "%s.lock", path);
-    CHECK(unlink(lockpath) == 0 && symlink("/tmp", lockpath) == 0);
-    logged[0] = '\0';
-    c = open_as(ID_A, "guessed");
-    if (c != NULL) {
-        cache_check(c, PW, strlen(PW), 60, true, &lk);
-        CHECK(lk.verdict == CACHE_UNUSABLE && strstr(logged, "is a symbolic link") != NULL);
-        /* the lock-free check still reads it */
-        cache_check(c, PW, strlen(PW), 60, false, &lk);
-        CHECK(lk.verdict == CACHE_MATCH);
+    {
+        int held = open(lockpath, O_RDWR | O_CREAT, 0600);
+        CHECK(held >= 0 && flock(held, LOCK_EX) == 0);
+        c = open_as(ID_A, "guessed");
+        if (c != NULL) {
+            cache_check(c, PW, strlen(PW), 60, true, &lk);
+            CHECK(lk.verdict == CACHE_MATCH && lk.failures == 0);
+        }
+        cache_close(c);
+        c = NULL;
+        if (held >= 0)
+            close(held);
+    }
+    {
+        DIR *d = opendir(udir);
+        struct dirent *e;
+        char slot[700];
+
+        slot[0] = '\0';
+        c = open_as(ID_A, "guessed");
+        if (c != NULL)
+            cache_check(c, "wrong", 5, 60, true, &lk); /* takes slot 0 */
+        cache_close(c);
+        c = NULL;
+        while (d != NULL && (e = readdir(d)) != NULL) {
+            if (strstr(e->d_name, ".f") != NULL && strcmp(strrchr(e->d_name, '.'), ".0") == 0)
+                snprintf(slot, sizeof(slot), "%s/%s", udir, e->d_name);
+        }
+        if (d != NULL)
+            closedir(d);
+        CHECK(slot[0] != '\0');
+        /* slot 1 planted as a link: the next wrong password gets slot 2, the one after none */
+        slot[strlen(slot) - 1] = '1';
+        CHECK(symlink("/tmp", slot) == 0);
+        CHECK(check_pw(ID_A, "guessed", "wrong2", 60, &lk) == CACHE_MISMATCH && lk.failures == 3);
+        CHECK(check_pw(ID_A, "guessed", PW, 60, &lk) == CACHE_LOCKED);
     }
     cache_close(c);
 }
@@ -678,6 +708,54 @@ static void test_offline_walk(void)
         CHECK(strstr(rep.reason, "offline cache") == NULL);
     }
     config_free(cfg);
+}
+
+/* Issue 17: offline_grace = 0 is off at every age, an entry confirmed this very second included
+ * (with ttl on, the cache section is enabled and the walk's offline path runs). The control:
+ * offline_grace = 600 accepts the same entry. */
+static enum mailauth_result after_unavailable_walk(long offline_grace, int64_t age)
+{
+    struct mailauth_config *cfg = NULL;
+    struct mailauth_report rep = {.attempts = 1};
+    struct auth_cache ac;
+    enum mailauth_result res = MAILAUTH_OK;
+    char text[1024], path[600];
+
+    snprintf(text, sizeof(text),
+             "server s {\n protocol = imap\n host = \"127.0.0.1\"\n port = %d\n tls = none\n}\n"
+             "cache {\n dir = \"%s\"\n ttl = 300\n offline_grace = %ld\n hash_cost = 1\n}\n",
+             closed_port(), base, offline_grace);
+    CHECK(config_parse_buffer(text, strlen(text), "grace.conf", &test_log, &cfg) == CONFIG_OK);
+    if (cfg == NULL)
+        return res;
+    CHECK(store_pw(cfg->identity, "alice", PW) == 0);
+    record_path(path, sizeof(path));
+    set_confirmed(path, (int64_t)time(NULL) - age);
+    snprintf(rep.user, sizeof(rep.user), "alice");
+    auth_cache_begin(&ac, cfg, "alice", PW, strlen(PW), &test_log);
+    CHECK(ac.store != NULL);
+    res = auth_cache_after_walk(&ac, MAILAUTH_UNAVAIL, &rep);
+    CHECK(res == MAILAUTH_UNAVAIL || rep.source == MAILAUTH_SOURCE_OFFLINE);
+    auth_cache_end(&ac);
+    config_free(cfg);
+    return res;
+}
+
+static void test_offline_grace_zero_is_off(void)
+{
+    static const int64_t ages[] = {0, 1, 2, 60, 86400};
+
+    for (size_t i = 0; i < MA_ARRAY_LEN(ages); i++) {
+        fresh_base();
+        if (after_unavailable_walk(0, ages[i]) != MAILAUTH_UNAVAIL) {
+            checks_failed++;
+            fprintf(stderr, "offline_grace = 0 accepted an entry %lld s old\n", (long long)ages[i]);
+        } else {
+            checks_passed++;
+        }
+    }
+    fresh_base();
+    CHECK(after_unavailable_walk(600, 0) == MAILAUTH_OK);
 }
 
 static void test_config_section(void)
@@ -789,6 +867,7 @@ int main(void)
     test_threads();
     test_strict_cap();
     test_offline_walk();
+    test_offline_grace_zero_is_off();
     test_config_section();
     test_config_identity();
     fresh_base(); /* removes the last one */

@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -210,6 +212,7 @@ struct hole_feed {
     unsigned fed;
     int64_t asked_ms[12];
     unsigned failed;
+    unsigned local;
 };
 
 static void feed_holes(void *arg, struct net_race *r)
@@ -223,7 +226,7 @@ static void feed_holes(void *arg, struct net_race *r)
     }
 }
 
-static void count_failure(void *arg, unsigned tag, const char *addr, const char *why)
+static void count_failure(void *arg, unsigned tag, const char *addr, const char *why, bool local)
 {
     struct hole_feed *f = arg;
 
@@ -231,6 +234,7 @@ static void count_failure(void *arg, unsigned tag, const char *addr, const char 
     (void)addr;
     (void)why;
     f->failed++;
+    f->local += local;
 }
 
 static void test_attempts_in_flight_are_capped(void)
@@ -246,6 +250,8 @@ static void test_attempts_in_flight_are_capped(void)
     net_race_on_fail(r, count_failure, &f);
     CHECK(net_race_run(r, start + 5000, &w, &err) == NET_ECONNECT);
     CHECK(f.fed == 10 && f.failed == 10);
+    /* each had its whole connect timeout, counted from its connect(): the network's silence */
+    CHECK(f.local == 0);
     /* NET_RACE_MAX_LIVE (8) started 10 ms apart; the ninth waited for the first to time out. */
     CHECK(NET_RACE_MAX_LIVE == 8);
     CHECK(f.asked_ms[7] - start < 400);
@@ -390,6 +396,81 @@ static void test_interleave(void)
           is(&l, 3, "192.0.2.3"));
 }
 
+struct fail_kinds {
+    unsigned failed, local;
+};
+
+static void note_kind(void *arg, unsigned tag, const char *addr, const char *why, bool local)
+{
+    struct fail_kinds *k = arg;
+
+    (void)tag;
+    (void)addr;
+    (void)why;
+    k->failed++;
+    k->local += local;
+}
+
+/* One candidate at p; what the fail hook was told. */
+static struct fail_kinds race_one(const struct peer *p, int64_t deadline)
+{
+    struct fail_kinds k = {0};
+    struct net_race_winner w;
+    struct errbuf err = {{0}};
+    struct net_race *r = net_race_new(100, NULL, NULL, NULL);
+
+    net_race_on_fail(r, note_kind, &k);
+    add(r, p, 2000, 0);
+    if (net_race_run(r, deadline, &w, &err) == NET_OK)
+        close(w.fd);
+    net_race_free(r);
+    return k;
+}
+
+/* Issue 17: a refusal is the network's answer; a socket() that fails for lack of descriptors is
+ * this process's, and so is a connect cut short by the race's deadline. net_connect says
+ * NET_ELOCAL for them. The descriptor limit is lowered in a child. */
+static void test_local_failures(void)
+{
+    struct peer refused, live, hole;
+    struct fail_kinds k;
+    pid_t pid;
+    int status = -1;
+
+    peer_closed(&refused);
+    k = race_one(&refused, clock_now_ms() + 5000);
+    CHECK(k.failed == 1 && k.local == 0);
+    peer_open(&hole, true);
+    k = race_one(&hole, clock_now_ms() + 200); /* the deadline before the 2 s connect timeout */
+    CHECK(k.failed == 1 && k.local == 1);
+    peer_close(&hole);
+    peer_open(&live, false);
+    pid = fork();
+    if (pid == 0) {
+        struct rlimit rl;
+        char addr[80];
+        struct errbuf err = {{0}};
+        int fd = -1, bad = 0;
+
+        /* the limit at the lowest free descriptor: socket() gets EMFILE */
+        getrlimit(RLIMIT_NOFILE, &rl);
+        rl.rlim_cur = 0;
+        while (fcntl((int)rl.rlim_cur, F_GETFD) >= 0)
+            rl.rlim_cur++;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        k = race_one(&live, clock_now_ms() + 5000);
+        bad |= !(k.failed == 1 && k.local == 1);
+        bad |=
+            net_connect("127.0.0.1", (unsigned)ntohs(live.sa.sin_port), 1000, clock_now_ms() + 3000,
+                        NULL, &fd, addr, sizeof(addr), &err) != NET_ELOCAL;
+        _exit(bad);
+    }
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+          WEXITSTATUS(status) == 0);
+    peer_close(&live);
+    peer_close(&refused);
+}
+
 int main(void)
 {
     int before = count_fds();
@@ -406,6 +487,7 @@ int main(void)
     test_name_deadline();
     test_hosts_file();
     test_interleave();
+    test_local_failures();
     CHECK(count_fds() == before); /* every attempt, socket and resolver channel closed */
     return check_summary("test_net");
 }

@@ -107,11 +107,14 @@ static enum resolve_result fake_resolve(const char *host, unsigned port, int64_t
 /* host_failed: "server.endpoint why" lines, in order. */
 static char failed_hosts[2048];
 
-static void note_failed(void *arg, size_t server, size_t endpoint, const char *why)
+static int local_failures;
+
+static void note_failed(void *arg, size_t server, size_t endpoint, const char *why, bool local)
 {
     size_t used = strlen(failed_hosts);
 
     (void)arg;
+    local_failures += local;
     snprintf(failed_hosts + used, sizeof(failed_hosts) - used, "%zu.%zu %s\n", server, endpoint,
              why);
 }
