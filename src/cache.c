@@ -28,7 +28,7 @@
 #define RECORD_MAGIC "pam_mailauth cache 1\n"
 #define YESCRYPT_PREFIX "$y$"
 /* "<name>.f<16 hex of the record's hash>.<k>": failure slot k of one record (see cache.h) */
-#define SLOT_NAME_MAX (CACHE_KEY_LEN + 32)
+#define SLOT_NAME_MAX CACHE_SLOT_NAME_MAX
 /* A store removes the slots of the record it replaces up to this many missing names in a row
  * (slots are taken lowest first; a matching password gives its slot back, leaving a hole). */
 #define SLOT_CLEANUP_GAP 8
@@ -617,15 +617,34 @@ void cache_close(struct cache *c)
  * wrong passwords are ever compared with one record. A login stopped between taking and giving
  * back a slot costs one slot, as one wrong password would; it never delays another login. */
 
-static void slot_name(const struct cache *c, const struct cache_record *rec, unsigned k,
-                      char out[SLOT_NAME_MAX])
+void cache_slot_name(const char *key, const struct cache_record *rec, unsigned k,
+                     char out[CACHE_SLOT_NAME_MAX])
 {
     const struct digest_part part = {rec->hash, strlen(rec->hash)};
     char id[SHA256_HEX_LEN + 1];
 
     if (sha256_hex(&part, 1, id) != 0)
         memset(id, '0', 16);
-    snprintf(out, SLOT_NAME_MAX, "%s.f%.16s.%u", c->name, id, k);
+    snprintf(out, CACHE_SLOT_NAME_MAX, "%s.f%.16s.%u", key, id, k);
+}
+
+bool cache_is_slot_name(const char *name)
+{
+    size_t n = strlen(name), digits;
+
+    if (n < CACHE_KEY_LEN + 20 || strspn(name, "0123456789abcdef") != CACHE_KEY_LEN ||
+        strncmp(name + CACHE_KEY_LEN, ".f", 2) != 0 ||
+        strspn(name + CACHE_KEY_LEN + 2, "0123456789abcdef") != 16 ||
+        name[CACHE_KEY_LEN + 18] != '.')
+        return false;
+    digits = strspn(name + CACHE_KEY_LEN + 19, "0123456789");
+    return digits > 0 && digits <= 7 && CACHE_KEY_LEN + 19 + digits == n;
+}
+
+static void slot_name(const struct cache *c, const struct cache_record *rec, unsigned k,
+                      char out[SLOT_NAME_MAX])
+{
+    cache_slot_name(c->name, rec, k, out);
 }
 
 /* The failures counted against rec: its own counter (records written before slots existed)

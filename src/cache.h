@@ -95,6 +95,13 @@ const char *cache_verdict_name(enum cache_verdict v);
  * 0, or -1. (mailauth-cache checks with it that a file is one the module wrote.) */
 int cache_record_name(const char *config_id, const char *user, char out[CACHE_KEY_LEN + 1]);
 
+/* "<key>.f<16 hex of rec's hash>.<k>": the name of failure slot k of the record rec stored as
+ * key (the layout above), for the administrator's tool; cache_is_slot_name tells such a name. */
+#define CACHE_SLOT_NAME_MAX (CACHE_KEY_LEN + 32)
+void cache_slot_name(const char *key, const struct cache_record *rec, unsigned k,
+                     char out[CACHE_SLOT_NAME_MAX]);
+bool cache_is_slot_name(const char *name);
+
 /* The record file format, exposed for tests and the fuzzer. parse: 0, or -1 with err set.
  * format: the length written (without NUL), or -1 when cap is too small. */
 int cache_record_parse(const char *buf, size_t len, struct cache_record *out, struct errbuf *err);

@@ -1,5 +1,6 @@
-/* The store seen by the administrator's tool: records proved to be the module's, removed under
- * the record's lock. */
+/* The store seen by the administrator's tool: records proved to be the module's, with the failure
+ * slots counted against them, removed the way the module removes them (no lock: the module takes
+ * none, see cache.h). */
 #include "cache_store.h"
 
 #include <dirent.h>
@@ -8,14 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "util.h"
-
-#define LOCK_WAIT_MS 5000
 
 struct walk {
     const struct store_ops *ops;
@@ -45,15 +43,46 @@ static bool is_record_name(const char *s)
     return strlen(s) == CACHE_KEY_LEN && strspn(s, "0123456789abcdef") == CACHE_KEY_LEN;
 }
 
-/* The module's other files: "<key>.lock" (kept: a login may hold it) and "tmp.<key>.<random>" (a
- * record being written). Neither is read or removed. */
+/* The module's other files: failure slots "<key>.f<hash>.<k>" (counted with their record and
+ * removed with it), "tmp.<key>.<random>" (a record being written) and "<key>.lock" (left by
+ * versions that locked records). None of them is listed on its own. */
 static bool is_module_file(const char *s)
 {
     size_t n = strlen(s);
 
     if (n == CACHE_KEY_LEN + 5 && strcmp(s + CACHE_KEY_LEN, ".lock") == 0)
         return true;
-    return strncmp(s, "tmp.", 4) == 0;
+    return strncmp(s, "tmp.", 4) == 0 || cache_is_slot_name(s);
+}
+
+/* The failures counted against rec, stored as name: its own counter and the slots taken since
+ * it was written, up to the first free one (cache.c count_failures). */
+static unsigned failures_of(int dirfd, const char *name, const struct cache_record *rec)
+{
+    char slot[CACHE_SLOT_NAME_MAX];
+    struct stat st;
+    unsigned k = rec->failures;
+
+    while (k < CACHE_MAX_FAILURES) {
+        cache_slot_name(name, rec, k, slot);
+        if (fstatat(dirfd, slot, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            break;
+        k++;
+    }
+    return k;
+}
+
+/* Remove rec's failure slots, as a store or a refusal does (cache.c drop_slots): up to 8 missing
+ * names in a row, since a matching password gives its slot back and leaves a hole. */
+static void drop_slots(int dirfd, const char *name, const struct cache_record *rec)
+{
+    char slot[CACHE_SLOT_NAME_MAX];
+    unsigned missing = 0;
+
+    for (unsigned k = 0; k < CACHE_MAX_FAILURES && missing < 8; k++) {
+        cache_slot_name(name, rec, k, slot);
+        missing = unlinkat(dirfd, slot, 0) == 0 ? 0 : missing + 1;
+    }
 }
 
 /* The file's checks as the module makes them (cache.c check_file). NULL, or why not. */
@@ -74,7 +103,7 @@ static const char *file_refused(const struct stat *st, unsigned uid)
 
 /* Read and prove one record. 0 with e filled and *st of the file read, or -1 (reported). */
 static int read_entry(struct walk *w, int dirfd, unsigned uid, const char *name,
-                      struct store_entry *e, struct stat *st)
+                      struct store_entry *e, struct stat *st, struct cache_record *rec_out)
 {
     char buf[CACHE_MAX_RECORD + 1];
     char expected[CACHE_KEY_LEN + 1];
@@ -105,9 +134,11 @@ static int read_entry(struct walk *w, int dirfd, unsigned uid, const char *name,
         problem(w, uid, name, "not touched: its name is not that of its user and config");
         goto out;
     }
-    *e = (struct store_entry){.uid = uid, .confirmed = rec.confirmed, .failures = rec.failures};
+    *e = (struct store_entry){
+        .uid = uid, .confirmed = rec.confirmed, .failures = failures_of(dirfd, name, &rec)};
     memcpy(e->user, rec.user, sizeof(e->user));
     memcpy(e->config_id, rec.config_id, sizeof(e->config_id));
+    *rec_out = rec; /* the caller wipes it; its hash names the record's slots */
     rc = 0;
 out:
     secret_wipe(buf, sizeof(buf));
@@ -116,60 +147,24 @@ out:
     return rc;
 }
 
-/* The record's lock as the module takes it, without creating it (a lock file root created in
- * another uid's store would lock that uid out). fd, -2 when there is no lock file, -1 on
- * failure (reported). */
-static int take_lock(struct walk *w, int dirfd, unsigned uid, const char *name)
-{
-    char lock[CACHE_KEY_LEN + 8];
-    struct stat st;
-    int64_t deadline = clock_now_ms() + LOCK_WAIT_MS;
-    int fd;
-
-    snprintf(lock, sizeof(lock), "%s.lock", name);
-    fd = openat(dirfd, lock, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0 && errno == ENOENT)
-        return -2;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != uid) {
-        problem(w, uid, lock, "not used: not the module's lock file");
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        const struct timespec pause = {0, 10 * 1000000L};
-        if ((errno != EWOULDBLOCK && errno != EINTR) || clock_now_ms() >= deadline) {
-            problem(w, uid, lock, "cannot lock within %d ms; record kept", LOCK_WAIT_MS);
-            close(fd);
-            return -1;
-        }
-        nanosleep(&pause, NULL);
-    }
-    return fd;
-}
-
-/* Remove the record read as *seen, under its lock, if it is still that file. */
+/* Remove the record read as *seen, if it is still that file, then its failure slots. */
 static void remove_entry(struct walk *w, int dirfd, const char *name, const struct store_entry *e,
-                         const struct stat *seen)
+                         const struct stat *seen, const struct cache_record *rec)
 {
     struct stat now;
-    int lock = take_lock(w, dirfd, e->uid, name);
 
-    if (lock == -1)
-        return;
     if (fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0 || now.st_ino != seen->st_ino ||
         now.st_dev != seen->st_dev) {
-        if (lock >= 0)
-            close(lock);
         problem(w, e->uid, name, "replaced while it was being removed; kept");
         return;
     }
-    if (unlinkat(dirfd, name, 0) != 0)
+    if (unlinkat(dirfd, name, 0) != 0) {
         problem(w, e->uid, name, "cannot remove: %s", strerror(errno));
-    else if (w->ops->removed != NULL)
+        return;
+    }
+    drop_slots(dirfd, name, rec);
+    if (w->ops->removed != NULL)
         w->ops->removed(w->ops->arg, e);
-    if (lock >= 0)
-        close(lock);
 }
 
 static void walk_store(struct walk *w, int dirfd, unsigned uid)
@@ -184,6 +179,7 @@ static void walk_store(struct walk *w, int dirfd, unsigned uid)
     }
     while ((de = readdir(d)) != NULL) {
         struct store_entry e;
+        struct cache_record rec;
         struct stat st;
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
             is_module_file(de->d_name))
@@ -192,8 +188,11 @@ static void walk_store(struct walk *w, int dirfd, unsigned uid)
             problem(w, uid, de->d_name, "not touched: not a file the module writes");
             continue;
         }
-        if (read_entry(w, dirfd, uid, de->d_name, &e, &st) == 0 && w->ops->entry(w->ops->arg, &e))
-            remove_entry(w, dirfd, de->d_name, &e, &st);
+        if (read_entry(w, dirfd, uid, de->d_name, &e, &st, &rec) != 0)
+            continue;
+        if (w->ops->entry(w->ops->arg, &e))
+            remove_entry(w, dirfd, de->d_name, &e, &st, &rec);
+        secret_wipe(&rec, sizeof(rec));
     }
     closedir(d);
 }

@@ -1,10 +1,10 @@
 /* mailauth-cache's view of the credential cache's store (layout in src/cache.h): find the records
- * the module wrote, and remove them under the module's own record lock. Tool-only: not part of
- * the module's library. Touches nothing it cannot prove the module wrote: a record must be a
- * regular file reached without following a link, owned by the store's uid, with one link, no
- * access for group or others, at most CACHE_MAX_RECORD bytes, parse as a record, and be named
- * by its own config identity and user (cache_record_name). Anything else is reported, never
- * read further, removed or followed. */
+ * the module wrote, with their failure slots, and remove them as the module does (no lock).
+ * Tool-only: not part of the module's library. Touches nothing it cannot prove the module wrote: a
+ * record must be a regular file reached without following a link, owned by the store's uid, with
+ * one link, no access for group or others, at most CACHE_MAX_RECORD bytes, parse as a record, and
+ * be named by its own config identity and user (cache_record_name). Anything else is reported,
+ * never read further, removed or followed. */
 #ifndef MAILAUTH_CACHE_STORE_H
 #define MAILAUTH_CACHE_STORE_H
 

@@ -1,8 +1,9 @@
 /* mailauth-cache: see and flush the credential cache (pam_mailauth.conf(5), cache section).
  * list shows user, config, age and failure counter of every record, never a hash; forget USER
- * and flush remove records under the module's own lock. Root sees every uid's store, anyone else
- * their effective uid's. The store is walked by tools/cache_store.c, which touches only files it
- * can prove the module wrote. Exit codes are documented in mailauth-cache(8). */
+ * and flush remove records and their failure slots as the module does (it takes no lock). Root sees
+ * every uid's store, anyone else their effective uid's. The store is walked by tools/cache_store.c,
+ * which touches only files it can prove the module wrote. Exit codes are documented in
+ * mailauth-cache(8). */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>

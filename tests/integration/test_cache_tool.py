@@ -1,7 +1,7 @@
 """Issue 20, part 3: mailauth-cache against the real store after real logins (pamtester, the
 module's own cache), and against a store someone tampered with: list shows user, config, age
-and failure counter and never a hash; forget and flush remove only what the module wrote, under
-its lock; symlinks are never followed; exit codes and --json as documented in
+and failure counter and never a hash; forget and flush remove only what the module wrote, with
+its failure slots; symlinks are never followed; exit codes and --json as documented in
 mailauth-cache(8)."""
 import glob
 import json
@@ -116,6 +116,8 @@ def test_flush_removes_everything(logged_in):
     assert code == EXIT_DONE, (out, err)
     assert sorted(e["user"] for e in json.loads(out)["removed"]) == ["alice", "bob"]
     assert records(d) == []
+    # bob's wrong password left a failure slot; it goes with his record
+    assert os.listdir(os.path.join(d, str(os.geteuid()))) == []
     code, out, err = tool("--config", path, "list")
     assert code == EXIT_DONE and "no records" in out
 
