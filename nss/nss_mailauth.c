@@ -128,15 +128,15 @@ static enum nss_status too_small(int *errnop)
 }
 
 static enum nss_status fill_passwd(const char *name, size_t name_len, uint32_t uid, uint32_t gid,
-                                   const char *home, size_t home_len, const char *shell,
-                                   size_t shell_len, struct passwd *pw, char *buf, size_t buflen,
-                                   int *errnop)
+                                   const char *gecos, const char *home, size_t home_len,
+                                   const char *shell, size_t shell_len, struct passwd *pw,
+                                   char *buf, size_t buflen, int *errnop)
 {
     struct space s = {buf, buflen};
 
     pw->pw_name = put_str(&s, name, name_len);
     pw->pw_passwd = put_str(&s, "x", 1);
-    pw->pw_gecos = put_str(&s, "", 0);
+    pw->pw_gecos = put_str(&s, gecos, strlen(gecos));
     pw->pw_dir = put_str(&s, home, home_len);
     pw->pw_shell = put_str(&s, shell, shell_len);
     if (pw->pw_name == NULL || pw->pw_passwd == NULL || pw->pw_gecos == NULL ||
@@ -150,7 +150,7 @@ static enum nss_status fill_passwd(const char *name, size_t name_len, uint32_t u
 static enum nss_status fill_entry(const struct acct_entry *e, struct passwd *pw, char *buf,
                                   size_t buflen, int *errnop)
 {
-    return fill_passwd(e->name, e->name_len, e->uid, e->gid, e->home, e->home_len, e->shell,
+    return fill_passwd(e->name, e->name_len, e->uid, e->gid, "", e->home, e->home_len, e->shell,
                        e->shell_len, pw, buf, buflen, errnop);
 }
 
@@ -161,8 +161,8 @@ static enum nss_status fill_first_login(const char *name, struct passwd *pw, cha
     static const char home[] = "/nonexistent";
     static const char shell[] = "/usr/sbin/nologin";
 
-    return fill_passwd(name, strlen(name), ACCT_NOBODY, ACCT_NOBODY, home, sizeof(home) - 1, shell,
-                       sizeof(shell) - 1, pw, buf, buflen, errnop);
+    return fill_passwd(name, strlen(name), ACCT_NOBODY, ACCT_NOBODY, ACCT_FIRST_LOGIN_GECOS, home,
+                       sizeof(home) - 1, shell, sizeof(shell) - 1, pw, buf, buflen, errnop);
 }
 
 static enum nss_status not_found(int *errnop)

@@ -21,6 +21,8 @@
 #define ACCT_ID_MIN 1000u       /* ids below are the system's */
 #define ACCT_ID_MAX 4294967293u /* (uid_t)-1 and -2 are never account ids */
 #define ACCT_NOBODY 65534u      /* never an account id; the first-login entry's id */
+/* The gecos of the first-login entry the NSS module gives sshd for names it does not know. */
+#define ACCT_FIRST_LOGIN_GECOS "pam_mailauth first login"
 
 enum acct_state { ACCT_ACTIVE, ACCT_LOCKED, ACCT_REMOVED };
 
