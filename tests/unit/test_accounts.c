@@ -104,7 +104,8 @@ static void test_existing_ids(void)
     sys = (struct accounts_sysfiles){p[0], p[1], p[2], p[3], p[4]};
     write_file("passwd", "root:x:0:0::/root:/bin/sh\nold:x:75000:75000::/home/old:/bin/sh\n");
     write_file("group", "root:x:0:\ntoolgroup:x:88000:\n");
-    write_file("login.defs", "UID_MIN 1000\nUID_MAX 60000\nSUB_UID_MIN 300000\nSUB_GID_MIN 300000\n");
+    write_file("login.defs",
+               "UID_MIN 1000\nUID_MAX 60000\nSUB_UID_MIN 300000\nSUB_GID_MIN 300000\n");
     write_file("subuid", "alice:100000:65536\n");
     write_file("subgid", "");
     CHECK(config_accounts_check_range(70000, 74999, &sys, why, sizeof(why)) == 0);
