@@ -19,6 +19,10 @@ check "pam_mailauth.8 installed" "[ -n \"\$(find \"$dest\" -path '*man8/pam_mail
 check "pam_mailauth.conf.5 installed" "[ -n \"\$(find \"$dest\" -path '*man5/pam_mailauth.conf.5')\" ]"
 check "mailauth-probe.8 installed" "[ -n \"\$(find \"$dest\" -path '*man8/mailauth-probe.8')\" ]"
 check "mailauth-probe installed in sbin" "[ -x \"\$(find \"$dest\" -path '*/sbin/mailauth-probe' | head -n 1)\" ]"
+check "libnss_mailauth.so.2 installed, exporting only _nss_mailauth_*" \
+  "[ -z \"\$(nm -D --defined-only \"\$(find \"$dest\" -name libnss_mailauth.so.2 | head -n 1)\" | awk '{print \$3}' | grep -v '^_nss_mailauth_')\" ] && [ -n \"\$(find \"$dest\" -name libnss_mailauth.so.2)\" ]"
+check "mailauth-accounts installed in sbin" "[ -x \"\$(find \"$dest\" -path '*/sbin/mailauth-accounts' | head -n 1)\" ]"
+check "mailauth-accounts.8 installed" "[ -n \"\$(find \"$dest\" -path '*man8/mailauth-accounts.8')\" ]"
 check "example config installed" "[ -n \"\$(find \"$dest\" -name pam_mailauth.conf.example)\" ]"
 check "nothing installed under /etc" "[ ! -e \"$dest/etc\" ]"
 echo "install: $passed passed, $failed failed"
