@@ -4,7 +4,8 @@
  * enumeration snapshot between set*ent and end*ent (glibc serialises those calls), and the
  * registry read only when safe (src/accounts_parse.c: no link, owner root, not group/world
  * writable, size cap). A buffer too small is ERANGE + NSS_STATUS_TRYAGAIN, never a truncated
- * entry. */
+ * entry. The password field is "*" (as SSSD's): "x" would send pam_unix's account check looking
+ * for a shadow entry that does not exist, and refuse the account. */
 #include <errno.h>
 #include <grp.h>
 #include <nss.h>
@@ -135,7 +136,7 @@ static enum nss_status fill_passwd(const char *name, size_t name_len, uint32_t u
     struct space s = {buf, buflen};
 
     pw->pw_name = put_str(&s, name, name_len);
-    pw->pw_passwd = put_str(&s, "x", 1);
+    pw->pw_passwd = put_str(&s, "*", 1);
     pw->pw_gecos = put_str(&s, gecos, strlen(gecos));
     pw->pw_dir = put_str(&s, home, home_len);
     pw->pw_shell = put_str(&s, shell, shell_len);
@@ -227,7 +228,7 @@ static enum nss_status fill_group(const struct acct_entry *e, struct group *gr, 
 
     gr->gr_mem = put_empty_list(&s);
     gr->gr_name = put_str(&s, e->name, e->name_len);
-    gr->gr_passwd = put_str(&s, "x", 1);
+    gr->gr_passwd = put_str(&s, "*", 1);
     if (gr->gr_mem == NULL || gr->gr_name == NULL || gr->gr_passwd == NULL)
         return too_small(errnop);
     gr->gr_gid = e->gid;

@@ -45,6 +45,7 @@ class AccountsSshd:
         self._ld_cache(os.path.dirname(os.path.abspath(nss_module)))
         self.sandbox.pam_service("sshd", "\n".join([
             "auth required %s config=%s" % (module, self.mail_conf),
+            "account required pam_unix.so",
             "account required %s config=%s" % (module, self.mail_conf),
             "session optional pam_mkhomedir.so umask=0077",
             "session required pam_unix.so", ""]))
@@ -168,13 +169,13 @@ def test_first_login_registers_and_the_next_logs_in(acc, method, user):
     uid = acc.uid_of(user)
     assert uid is not None and 70000 <= uid <= 99999, acc.entries()
     got = acc.getent("passwd", user)
-    assert got.stdout.strip() == "%s:x:%d:%d::/home/%s:/bin/bash" % (user, uid, uid, user), got
+    assert got.stdout.strip() == "%s:*:%d:%d::/home/%s:/bin/bash" % (user, uid, uid, user), got
     r = acc.ssh(user, method, MAIL_ONLY[user])
     assert r.returncode == 0, (r.stdout, r.stderr, acc.log_text()[-3000:])
     assert r.stdout == "%s %d %d /home/%s\n" % (user, uid, uid, user)
     st = os.stat(os.path.join(acc.homes, user))
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (uid, uid, 0o700)
-    assert acc.getent("group", user).stdout.strip() == "%s:x:%d:" % (user, uid)
+    assert acc.getent("group", user).stdout.strip() == "%s:*:%d:" % (user, uid)
 
 
 def test_eight_first_logins_at_once_get_eight_uids(acc):

@@ -77,9 +77,9 @@ static void test_lookups(void)
     CHECK(pw.pw_uid == 70000 && pw.pw_gid == 70000);
     CHECK_STR(pw.pw_dir, "/home/alice@example.org");
     CHECK_STR(pw.pw_shell, "/bin/bash");
-    CHECK_STR(pw.pw_passwd, "x");
-    CHECK(found("bob"));    /* locked: still resolves (its files keep their owner) */
-    CHECK(!found("carol")); /* removed: a tombstone */
+    CHECK_STR(pw.pw_passwd, "*"); /* no password here: pam_unix must not look for a shadow entry */
+    CHECK(found("bob"));          /* locked: still resolves (its files keep their owner) */
+    CHECK(!found("carol"));       /* removed: a tombstone */
     CHECK(!uid_found(70002));
     CHECK(!found("nobody-here"));
     CHECK(uid_found(70001));
