@@ -61,7 +61,14 @@ static int check_dir(const char *path, const struct logger *log)
     }
     memcpy(dir, path, len);
     dir[len] = '\0';
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    if (mkdir(dir, 0755) == 0) {
+        /* the caller's umask must not hide the registry from the NSS module in other users'
+         * processes; the umask itself is left alone */
+        if (chmod(dir, 0755) != 0) {
+            log_msg(log, LOG_ERR, "accounts: cannot chmod %s: %s", dir, strerror(errno));
+            return -1;
+        }
+    } else if (errno != EEXIST) {
         log_msg(log, LOG_ERR, "accounts: cannot create %s: %s", dir, strerror(errno));
         return -1;
     }

@@ -150,7 +150,16 @@ static void test_provision(void)
     if (cfg == NULL)
         return;
     unlink(registry);
-    CHECK(provision(cfg, "newbie", &uid) == ACCOUNTS_CREATED && uid == 70000);
+    {
+        /* a strict umask of the calling program: the registry stays readable by everyone */
+        char regdir[300];
+        mode_t old_mask = umask(077);
+        snprintf(regdir, sizeof(regdir), "%s/reg", dir);
+        rmdir(regdir);
+        CHECK(provision(cfg, "newbie", &uid) == ACCOUNTS_CREATED && uid == 70000);
+        umask(old_mask);
+        CHECK(stat(regdir, &st) == 0 && (st.st_mode & 0777) == 0755);
+    }
     CHECK(provision(cfg, "newbie", &uid2) == ACCOUNTS_EXISTED);
     CHECK(provision(cfg, "second@example.org", &uid2) == ACCOUNTS_CREATED && uid2 == 70001);
     CHECK(stat(registry, &st) == 0 && (st.st_mode & 0777) == 0644);
