@@ -3,21 +3,28 @@
 #define PAM_SM_AUTH
 #define PAM_SM_ACCOUNT
 
+#include <errno.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include <security/pam_ext.h>
 #include <security/pam_modules.h>
 
+#include "accounts.h"
 #include "config.h"
 #include "log.h"
 #include "log_field.h"
 #include "mailauth.h"
+#include "util.h"
 
 #define PAM_EXPORT __attribute__((visibility("default")))
+/* pam_set_data key: this handle's login registered the account (pam_sm_acct_mgmt refuses it). */
+#define CREATED_KEY "pam_mailauth_account_created"
 
 struct module_args {
     const char *config_path;
@@ -171,9 +178,24 @@ static const char *remote_host(pam_handle_t *pamh)
     return item;
 }
 
+/* After a server accepted the password (not the cache): register the account
+ * (man/mailauth-accounts.8) within what is left of the login's timeout. */
+static void provision(pam_handle_t *pamh, const struct mailauth_config *cfg, const char *user,
+                      const struct mailauth_report *rep, const struct logger *log, int64_t start_ms)
+{
+    uint32_t uid = 0;
+
+    if (!cfg->accounts.enabled || rep->source != MAILAUTH_SOURCE_SERVER)
+        return;
+    if (accounts_provision(cfg, user, rep->user, start_ms + cfg->timeout_ms, log, &uid) ==
+        ACCOUNTS_CREATED)
+        pam_set_data(pamh, CREATED_KEY, (void *)1, NULL);
+}
+
 static int authenticate(pam_handle_t *pamh, int flags, const struct module_args *a,
                         const struct mailauth_config *cfg)
 {
+    int64_t start_ms = clock_now_ms();
     const struct logger log = {.sink = pam_log_sink, .ctx = pamh, .debug = a->debug};
     struct mailauth_report rep;
     const char *user = NULL;
@@ -196,28 +218,39 @@ static int authenticate(pam_handle_t *pamh, int flags, const struct module_args 
     r = mailauth_check_client(cfg, user, strlen(user), password, strlen(password), &client, &log,
                               &rep);
     log_outcome(pamh, r, &rep);
+    if (r == MAILAUTH_OK)
+        provision(pamh, cfg, user, &rep, &log, start_ms);
     tell_user(pamh, flags, a, r, &rep);
     if (r != MAILAUTH_OK && cfg->fail_delay_ms > 0)
         pam_fail_delay(pamh, (unsigned)cfg->fail_delay_ms * 1000u);
     return to_pam_code(r);
 }
 
+static int load_config(pam_handle_t *pamh, const struct module_args *args,
+                       struct mailauth_config **cfg)
+{
+    const struct logger log = {.sink = pam_log_sink, .ctx = pamh, .debug = args->debug};
+
+    if (!config_path_usable(pamh, args->config_path))
+        return PAM_SERVICE_ERR;
+    if (config_load_file(args->config_path, &log, cfg) != CONFIG_OK) {
+        pam_syslog(pamh, LOG_ERR, "configuration %s is unusable; see the error above",
+                   args->config_path);
+        return PAM_SERVICE_ERR;
+    }
+    return PAM_SUCCESS;
+}
+
 PAM_EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
     struct module_args args;
     struct mailauth_config *cfg = NULL;
-    struct logger log;
     int rc;
 
     parse_args(pamh, argc, argv, &args);
-    log = (struct logger){.sink = pam_log_sink, .ctx = pamh, .debug = args.debug};
-    if (!config_path_usable(pamh, args.config_path))
-        return PAM_SERVICE_ERR;
-    if (config_load_file(args.config_path, &log, &cfg) != CONFIG_OK) {
-        pam_syslog(pamh, LOG_ERR, "configuration %s is unusable; see the error above",
-                   args.config_path);
-        return PAM_SERVICE_ERR;
-    }
+    rc = load_config(pamh, &args, &cfg);
+    if (rc != PAM_SUCCESS)
+        return rc;
     rc = authenticate(pamh, flags, &args, cfg);
     config_free(cfg);
     return rc;
@@ -232,11 +265,65 @@ PAM_EXPORT int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const cha
     return PAM_SUCCESS;
 }
 
+/* sshd's first-login entry for user (the NSS module's placeholder), or no entry at all. */
+static bool only_first_login_entry(const char *user)
+{
+    char buf[4096];
+    struct passwd pw, *pwp = NULL;
+
+    return getpwnam_r(user, &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL &&
+           accounts_is_first_login_entry(pwp);
+}
+
+/* Accounts this module registers: locked ones refused, the login that created one refused
+ * with a word to connect again, sshd's placeholder never let through; others are not ours. */
+static int account_verdict(pam_handle_t *pamh, int flags, const struct module_args *a,
+                           const struct mailauth_config *cfg)
+{
+    const struct logger log = {.sink = pam_log_sink, .ctx = pamh, .debug = a->debug};
+    const void *created = NULL;
+    const char *user = NULL;
+    bool talk = !a->quiet && (flags & PAM_SILENT) == 0;
+
+    if (pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || user == NULL)
+        return PAM_USER_UNKNOWN;
+    if (pam_get_data(pamh, CREATED_KEY, &created) == PAM_SUCCESS && created != NULL) {
+        if (talk)
+            pam_error(pamh, "Your account %s has been created; please connect again.", user);
+        return PAM_PERM_DENIED;
+    }
+    switch (accounts_state(cfg->accounts.registry, user, &log)) {
+    case ACCOUNTS_IS_ACTIVE:
+        return PAM_SUCCESS;
+    case ACCOUNTS_IS_LOCKED:
+        pam_syslog(pamh, LOG_NOTICE, "user=%s account locked (mailauth-accounts); refused", user);
+        return PAM_PERM_DENIED;
+    case ACCOUNTS_UNKNOWN:
+    case ACCOUNTS_UNREADABLE:
+        break;
+    }
+    if (only_first_login_entry(user)) {
+        pam_syslog(pamh, LOG_NOTICE, "user=%s has no account (first-login entry); refused", user);
+        return PAM_PERM_DENIED;
+    }
+    return PAM_IGNORE;
+}
+
 PAM_EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-    (void)pamh;
-    (void)flags;
-    (void)argc;
-    (void)argv;
-    return PAM_IGNORE;
+    struct module_args args;
+    struct mailauth_config *cfg = NULL;
+    int rc;
+
+    parse_args(pamh, argc, argv, &args);
+    /* No configuration at all: nothing is set up, no account is ours. A configuration that
+     * exists but is unusable fails closed: it may have an accounts section. */
+    if (access(args.config_path, F_OK) != 0 && errno == ENOENT)
+        return PAM_IGNORE;
+    rc = load_config(pamh, &args, &cfg);
+    if (rc != PAM_SUCCESS)
+        return rc;
+    rc = cfg->accounts.enabled ? account_verdict(pamh, flags, &args, cfg) : PAM_IGNORE;
+    config_free(cfg);
+    return rc;
 }

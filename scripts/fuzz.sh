@@ -9,7 +9,7 @@ set -uo pipefail
 
 seconds=${1:-20}
 jobs=${JOBS:-2}
-targets=(imap pop3 config session cache_record verdict alert sasl)
+targets=(imap pop3 config session cache_record verdict alert sasl accounts)
 CC=clang build build-fuzz -Dfuzzing=true -Db_sanitize=address,undefined -Db_lundef=false \
     -Dwerror=true || exit 1
 meson compile -C "$ROOT/build-fuzz" "${targets[@]/#/fuzz_}" >/dev/null || exit 1

@@ -74,7 +74,7 @@ expect=(--expect "quick.json:$QUICK" --expect "asan.json:$QUICK"
         --expect "valgrind.json:$(listed build --suite valgrind)"
         --expect "tsan.json:$(listed build --suite concurrency)"
         --expect "clang.txt:clang-build"
-        --expect "fuzz.txt:fuzz_imap,fuzz_pop3,fuzz_config,fuzz_session,fuzz_cache_record,fuzz_verdict,fuzz_alert,fuzz_sasl")
+        --expect "fuzz.txt:fuzz_imap,fuzz_pop3,fuzz_config,fuzz_session,fuzz_cache_record,fuzz_verdict,fuzz_alert,fuzz_sasl,fuzz_accounts")
 meson_stage quick build
 
 stage "system: Debian package, sshd, Apache, pam_faillock (root; leaves the machine as found)"

@@ -46,6 +46,15 @@ static const char *const option_names[] = {
     "offline_grace",
     "hash_cost",
     "max_failures",
+    "accounts",
+    "registry",
+    "uid_min",
+    "uid_max",
+    "home",
+    "shell",
+    "group",
+    "domain_groups",
+    "groups",
     NULL,
 };
 
@@ -117,6 +126,18 @@ static cfg_t *new_parser(void)
         CFG_INT("max_failures", 5, CFGF_NONE),
         CFG_END(),
     };
+    /* The accounts section: config_accounts.c validates and converts it. */
+    cfg_opt_t accounts_opts[] = {
+        CFG_STR("registry", ACCT_REGISTRY_PATH, CFGF_NONE),
+        CFG_INT("uid_min", 70000, CFGF_NONE),
+        CFG_INT("uid_max", 99999, CFGF_NONE),
+        CFG_STR("home", "/home/%u", CFGF_NONE),
+        CFG_STR("shell", "/bin/bash", CFGF_NONE),
+        CFG_STR("group", "private", CFGF_NONE),
+        CFG_STR_LIST("domain_groups", NULL, CFGF_NODEFAULT),
+        CFG_STR_LIST("groups", NULL, CFGF_NODEFAULT),
+        CFG_END(),
+    };
     cfg_opt_t root_opts[] = {
         CFG_FLOAT("timeout", 20.0, CFGF_NONE),
         CFG_FLOAT("connect_timeout", 3.0, CFGF_NONE),
@@ -130,6 +151,7 @@ static cfg_t *new_parser(void)
         CFG_SEC("server", server_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
         /* MULTI so that an absent section is told apart (size 0) and a second one is an error. */
         CFG_SEC("cache", cache_opts, CFGF_MULTI),
+        CFG_SEC("accounts", accounts_opts, CFGF_MULTI),
         CFG_END(),
     };
     cfg_t *cfg = cfg_init(root_opts, CFGF_NONE);
@@ -145,6 +167,7 @@ static cfg_t *new_parser(void)
     cfg_set_validate_func(cfg, "server", config_validate_server);
     cfg_set_validate_func(cfg, "user", config_validate_user);
     cfg_set_validate_func(cfg, "cache", config_validate_cache);
+    cfg_set_validate_func(cfg, "accounts", config_validate_accounts);
     return cfg;
 }
 

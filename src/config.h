@@ -66,6 +66,26 @@ struct config_cache {
     unsigned max_failures;
 };
 
+/* Accounts for mail users (man/mailauth-accounts.8); enabled only with an accounts section. */
+struct config_domain_group {
+    char *domain; /* NULL for the default */
+    char *group;  /* "private" or a local group's name */
+};
+
+struct config_accounts {
+    bool enabled;
+    char *registry;
+    unsigned long uid_min;
+    unsigned long uid_max;
+    char *home; /* template: %u the account name, %d the mail domain */
+    char *shell;
+    char *group; /* primary group: "private" or a local group */
+    struct config_domain_group *domain_groups;
+    size_t n_domain_groups;
+    char **groups; /* extra local groups */
+    size_t n_groups;
+};
+
 /* Hex SHA-256 naming one config: its canonical path and its exact contents (config_file.c). */
 #define CONFIG_IDENTITY_LEN 64
 
@@ -80,6 +100,7 @@ struct mailauth_config {
     struct config_server *servers;
     size_t n_servers;
     struct config_cache cache;
+    struct config_accounts accounts;
     char identity[CONFIG_IDENTITY_LEN + 1]; /* keys the cache: two configs never share entries */
 };
 

@@ -159,6 +159,8 @@ enum config_result config_build(cfg_t *cfg, struct mailauth_config **out)
     c->ca_dir = dup_opt(cfg, "ca_dir", &oom);
     fill_user_policy(cfg_getsec(cfg, "user"), &c->user, &oom);
     fill_cache(cfg, &c->cache, &oom);
+    if (!config_accounts_fill(cfg, &c->accounts))
+        oom = true;
     if (n > 0) {
         c->servers = calloc(n, sizeof(*c->servers));
         if (c->servers == NULL)
@@ -197,6 +199,7 @@ void config_free(struct mailauth_config *cfg)
     free(cfg->ca_file);
     free(cfg->ca_dir);
     free(cfg->cache.dir);
+    config_accounts_free(&cfg->accounts);
     free(cfg->user.append_domain);
     free_list(cfg->user.allowed_domains, cfg->user.n_allowed_domains);
     free_list(cfg->user.deny_users, cfg->user.n_deny_users);

@@ -7,6 +7,7 @@
 
 #include <confuse.h>
 
+#include "accounts_parse.h"
 #include "config.h"
 
 /* The logger of the parse in progress; only valid under the parse lock (config.c). */
@@ -41,6 +42,11 @@ int config_validate_fail_delay(cfg_t *cfg, cfg_opt_t *opt);
 int config_validate_server(cfg_t *cfg, cfg_opt_t *opt);
 int config_validate_user(cfg_t *cfg, cfg_opt_t *opt);
 int config_validate_cache(cfg_t *cfg, cfg_opt_t *opt);
+int config_validate_accounts(cfg_t *cfg, cfg_opt_t *opt); /* config_accounts.c */
+
+/* Fill cfg->accounts from the validated tree; false when out of memory. */
+bool config_accounts_fill(cfg_t *root, struct config_accounts *a);
+void config_accounts_free(struct config_accounts *a);
 
 /* The validated tree as plain structs. CONFIG_OK or CONFIG_ENOMEM. */
 enum config_result config_build(cfg_t *cfg, struct mailauth_config **out);

@@ -25,6 +25,11 @@ check "mailauth-cache installed in sbin" "[ -x \"$cache_tool\" ]"
 # Tool-only code (tools/cache_store.c) is in the tool and not in the module.
 check "store walker in mailauth-cache" "nm \"$cache_tool\" | grep -qw store_walk"
 check "store walker not in the module" "! nm \"$module\" | grep -qw store_walk"
+check "libnss_mailauth.so.2 installed, exporting only _nss_mailauth_*" \
+  "[ -z \"\$(nm -D --defined-only \"\$(find \"$dest\" -name libnss_mailauth.so.2 | head -n 1)\" | awk '{print \$3}' | grep -v '^_nss_mailauth_')\" ] && [ -n \"\$(find \"$dest\" -name libnss_mailauth.so.2)\" ]"
+check "mailauth-accounts installed in sbin" "[ -x \"\$(find \"$dest\" -path '*/sbin/mailauth-accounts' | head -n 1)\" ]"
+check "mailauth-accounts.8 installed" "[ -n \"\$(find \"$dest\" -path '*man8/mailauth-accounts.8')\" ]"
+check "accounts admin code not in the module" "! nm \"$module\" | grep -qw accounts_set_state"
 check "example config installed" "[ -n \"\$(find \"$dest\" -name pam_mailauth.conf.example)\" ]"
 check "nothing installed under /etc" "[ ! -e \"$dest/etc\" ]"
 echo "install: $passed passed, $failed failed"

@@ -269,7 +269,8 @@ class PamRunner:
             stdin = password.encode("utf-8") + b"\n"
         start = time.monotonic()
         items = ["-I", "rhost=" + rhost] if rhost is not None else []
-        proc = subprocess.run(self.wrapper + ["pamtester"] + items + ["mailtest", user, operation],
+        proc = subprocess.run(self.wrapper + ["pamtester"] + items + ["mailtest", user]
+                              + operation.split(),
                               input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               env=env, timeout=timeout or 60 * SCALE)
         elapsed = time.monotonic() - start

@@ -20,6 +20,17 @@ import hostview
 _SCRIPT = r"""
 set -e
 while [ "$1" != "--" ]; do
+    if [ "$1" = "--overlay" ]; then
+        # a writable view of directory $2 whose changes go to $3 (overlayfs work dir $4)
+        mount -t overlay mailauth-overlay -o "lowerdir=$2,upperdir=$3,workdir=$4" "$2"
+        shift 4
+        continue
+    fi
+    if [ "$1" = "--mkdir" ]; then
+        mkdir -p "$2"
+        shift 2
+        continue
+    fi
     if [ "$1" = "--private-run" ]; then
         mount -t tmpfs -o mode=0755 mailauth-run /run
         mkdir -m 0755 /run/sshd
@@ -41,6 +52,7 @@ class Sandbox:
         os.chmod(directory, 0o755)
         self.binds = []
         self.private_run = False
+        self.prepare = []   # --overlay/--mkdir steps, before the binds
 
     def _bind_copy_of_dir(self, target, name):
         copy = os.path.join(self.dir, name)
@@ -88,6 +100,20 @@ class Sandbox:
         for target in ("/etc/passwd", "/etc/shadow", "/etc/group"):
             hostview.replace_entry(self._bind_copy_of_file(target), name)
 
+    def writable_dir(self, target, name, mkdir=()):
+        """target (an existing directory) writable inside the sandbox through an overlay whose
+        changes stay under this sandbox's directory; mkdir: paths to create in it."""
+        upper = os.path.join(self.dir, name + ".upper")
+        work = os.path.join(self.dir, name + ".work")
+        os.makedirs(upper, exist_ok=True)
+        os.makedirs(work, exist_ok=True)
+        self.prepare += ["--overlay", target, upper, work]
+        for path in mkdir:
+            self.prepare += ["--mkdir", path]
+
+    def bind(self, source, target):
+        self.binds.append((source, target))
+
     def with_private_run(self):
         self.private_run = True
 
@@ -96,6 +122,7 @@ class Sandbox:
                 "sandbox"]
         if self.private_run:
             args.append("--private-run")
+        args += self.prepare
         for source, target in self.binds:
             args += [source, target]
         return args + ["--"] + list(command)

@@ -26,6 +26,9 @@ USERS = {
     # quotes, backslashes, spaces and non-ASCII, through HTTP Basic auth
     "webuser": 'q"u\\o\\"te d \u00fcml\u00e4ut \u20ac',
 }
+# Mail users with no local account anywhere: test_sshd_accounts.py registers them.
+MAIL_ONLY = {"mu%d" % i: "mail-only Pa55 %d" % i for i in range(12)}
+USERS.update(MAIL_ONLY)
 
 # Log text of every daemon and pamtester run, for the "password never logged" check.
 LOG_TEXTS = []

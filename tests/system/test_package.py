@@ -25,6 +25,7 @@ from pamrun import RESULTS
 from sandbox import Sandbox
 
 PACKAGE = "libpam-mailauth"
+NSS_PACKAGE = "libnss-mailauth"
 ARCH_TRIPLET = "x86_64-linux-gnu"
 MODULE = "/lib/%s/security/pam_mailauth.so" % ARCH_TRIPLET
 PROFILE = "/usr/share/pam-configs/mailauth"
@@ -48,11 +49,21 @@ SHIPPED = {
 }
 # Files under /etc that the administrator may edit: dpkg must keep their changes.
 CONFFILES = ["/etc/fail2ban/filter.d/pam-mailauth.conf"]
+NSS_MODULE = "/usr/lib/%s/libnss_mailauth.so.2" % ARCH_TRIPLET
+NSS_SHIPPED = {
+    NSS_MODULE,
+    "/usr/sbin/mailauth-accounts",
+    "/usr/share/man/man8/mailauth-accounts.8.gz",
+    "/usr/share/doc/libnss-mailauth/changelog.gz",
+    "/usr/share/doc/libnss-mailauth/copyright",
+}
+NSSWITCH = "/etc/nsswitch.conf"
+REGISTRY_DIR = "/var/lib/pam_mailauth"
 NONINTERACTIVE = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
 
 
-def known_to_dpkg():
-    r = run(["dpkg-query", "-W", "-f", "${Status}", PACKAGE])
+def known_to_dpkg(package=PACKAGE):
+    r = run(["dpkg-query", "-W", "-f", "${Status}", package])
     return r.returncode == 0 and "not-installed" not in r.stdout
 
 
@@ -73,7 +84,9 @@ def debconf_set_profiles(blocks):
 
 
 def host_pam_state():
-    return {"files": snapshot(*STATE_DIRS), "debconf": debconf_pam()}
+    with open(NSSWITCH, "rb") as f:
+        nsswitch = f.read()
+    return {"files": snapshot(*STATE_DIRS), "debconf": debconf_pam(), "nsswitch": nsswitch}
 
 
 def auth_lines(path):
@@ -102,10 +115,12 @@ def package(workdir):
     elapsed = time.monotonic() - start
     assert build.returncode == 0, "dpkg-buildpackage failed:\n" + build.stdout[-6000:]
     debs = sorted(top.glob(PACKAGE + "_*.deb"))
+    nss_debs = sorted(top.glob(NSS_PACKAGE + "_*.deb"))
     changes = sorted(top.glob("*.changes"))
-    assert len(debs) == 1 and len(changes) == 1, sorted(os.listdir(top))
+    assert len(debs) == 1 and len(nss_debs) == 1 and len(changes) == 1, sorted(os.listdir(top))
     print("package built in %.1fs" % elapsed)
-    return {"deb": str(debs[0]), "changes": str(changes[0]), "log": build.stdout}
+    return {"deb": str(debs[0]), "nss_deb": str(nss_debs[0]), "changes": str(changes[0]),
+            "log": build.stdout}
 
 
 def test_build_runs_the_unit_suite_only(package):
@@ -146,6 +161,19 @@ def test_package_contents(package):
         "pam_sm_acct_mgmt", "pam_sm_authenticate", "pam_sm_setcred"], nm
 
 
+def test_nss_package_contents(package):
+    listing = run(["dpkg-deb", "-c", package["nss_deb"]]).stdout
+    files = {line.split()[-1].lstrip(".") for line in listing.splitlines()
+             if not line.startswith("d")}
+    assert files == NSS_SHIPPED, listing
+    scratch = os.path.join(os.path.dirname(package["deb"]), "nss-contents")
+    run(["dpkg-deb", "-x", package["nss_deb"], scratch], check=True)
+    needed = run(["readelf", "-d", scratch + NSS_MODULE]).stdout
+    assert re.findall(r"NEEDED.*\[(.*)\]", needed) == ["libc.so.6"], needed   # libc only
+    nm = run(["nm", "-D", "--defined-only", scratch + NSS_MODULE]).stdout
+    assert all(line.split()[-1].startswith("_nss_mailauth_") for line in nm.splitlines()), nm
+
+
 def test_profile_is_off_and_after_pam_unix():
     with open(os.path.join(SOURCE_ROOT, "debian", "pam-configs", "mailauth")) as f:
         profile = f.read()
@@ -159,8 +187,9 @@ def test_profile_is_off_and_after_pam_unix():
 def install(package):
     """dpkg -i; afterwards purge, and restore /etc/pam.d and /var/lib/pam if anything is off."""
     need("dpkg", "pam-auth-update", "debconf-communicate", "pamtester", "unshare")
-    if known_to_dpkg() or os.path.exists(PROFILE) or os.path.exists(MODULE) or \
-            os.path.exists(CACHE_DIR):
+    if (known_to_dpkg() or known_to_dpkg(NSS_PACKAGE) or os.path.exists(PROFILE)
+            or os.path.exists(MODULE) or os.path.exists(NSS_MODULE)
+            or os.path.exists(REGISTRY_DIR) or os.path.exists(CACHE_DIR)):
         pytest.fail("%s (or its files, or %s) is already on this machine; the test installs and "
                     "purges it, and will not touch an existing installation"
                     % (PACKAGE, CACHE_DIR))
@@ -168,14 +197,19 @@ def install(package):
     for d in STATE_DIRS:
         shutil.copytree(d, saved + d, symlinks=True)
     before = host_pam_state()
-    r = run(["dpkg", "-i", package["deb"]], env=NONINTERACTIVE)
+    r = run(["dpkg", "-i", package["deb"], package["nss_deb"]], env=NONINTERACTIVE)
     try:
         assert r.returncode == 0, "dpkg -i: " + r.stdout
         yield before
     finally:
-        if known_to_dpkg():
-            run(["dpkg", "--purge", PACKAGE], env=NONINTERACTIVE)
+        for p in (NSS_PACKAGE, PACKAGE):
+            if known_to_dpkg(p):
+                run(["dpkg", "--purge", p], env=NONINTERACTIVE)
         after = host_pam_state()
+        if after["nsswitch"] != before["nsswitch"]:
+            with open(NSSWITCH, "wb") as f:
+                f.write(before["nsswitch"])
+        shutil.rmtree(REGISTRY_DIR, ignore_errors=True)
         changed = snapshot_diff(before["files"], after["files"])
         for path in changed:   # last resort: put back what removal did not
             if os.path.lexists(path) and not os.path.isdir(path):
@@ -190,6 +224,8 @@ def install(package):
             changed.append("debconf libpam-runtime/* (%s)" % (
                 "restored" if debconf_pam() == before["debconf"] else "NOT restored"))
             changed += snapshot_diff(before["files"], snapshot(*STATE_DIRS))
+        if after["nsswitch"] != before["nsswitch"]:
+            changed.append(NSSWITCH)
         if changed:
             pytest.fail("restored by hand after the package was purged: %s" % ", ".join(changed))
 
@@ -265,7 +301,60 @@ def test_cache_in_its_default_directory(install, dv, pki, scratch):
     assert [n for n in records if re.fullmatch(r"[0-9a-f]{64}", n)], records
 
 
+def pamtester_ops(sandbox, service, user, password, ops):
+    r = sandbox.run(["pamtester", service, user] + ops, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, input=(password + "\n").encode("utf-8"), timeout=60)
+    out = r.stdout.decode("utf-8", "replace")
+    LOG_TEXTS.append(out)
+    return r.returncode, out
+
+
+def test_new_mail_user_through_common_stacks(install, dv, pki, scratch):
+    """mailauth-accounts(8)'s steps on the host: the profile (common-auth and common-account),
+    nsswitch enable; a mail user no source knows logs in through @include common-*: the first
+    login registers and is refused, the next passes, and the host resolves the name."""
+    user = "mu0"
+    assert run(["getent", "passwd", user]).returncode == 2
+    assert run(["pam-auth-update", "--enable", "mailauth"], env=NONINTERACTIVE).returncode == 0
+    assert "pam_mailauth.so" in open("/etc/pam.d/common-account").read()
+    r = run(["/usr/sbin/mailauth-accounts", "nsswitch", "enable"])
+    assert r.returncode == 0, r.stdout
+    assert run(["/usr/sbin/mailauth-accounts", "nsswitch", "status"]).stdout == "enabled\n"
+    box = Sandbox(os.path.join(scratch, "view"))
+    box.security_file("pam_mailauth.conf", config(
+        pki, server("dv", "imap", hosts("127.0.0.1"), dv.ports["imap"]), head="accounts { }\n"))
+    box.pam_service("mailauth-acct", "@include common-auth\n@include common-account\n")
+    ops = ["authenticate", "acct_mgmt"]
+    rc, out = pamtester_ops(box, "mailauth-acct", user, USERS[user], ops)
+    assert rc != 0 and "successfully authenticated" in out, out
+    assert "has been created; please connect again" in out, out
+    got = run(["getent", "passwd", user]).stdout.split(":")
+    assert got[0] == user and 70000 <= int(got[2]) <= 99999, got
+    rc, out = pamtester_ops(box, "mailauth-acct", user, USERS[user], ops)
+    assert rc == 0 and "account management done" in out, out
+    rc, out = pamtester_ops(box, "mailauth-acct", user, "wrong", ops)
+    assert rc != 0 and "successfully authenticated" not in out, out
+    r = run(["/usr/sbin/mailauth-accounts", "nsswitch", "disable"])
+    assert r.returncode == 0, r.stdout
+    with open(NSSWITCH, "rb") as f:
+        assert f.read() == install["nsswitch"]   # byte for byte
+    assert run(["getent", "passwd", user]).returncode == 2
+    assert run(["pam-auth-update", "--disable", "mailauth"], env=NONINTERACTIVE).returncode == 0
+    # enabled again: removing the package must take the word out of nsswitch.conf itself
+    assert run(["/usr/sbin/mailauth-accounts", "nsswitch", "enable"]).returncode == 0
+
+
 def test_remove_and_purge_restore_everything(install):
+    assert os.path.isdir(REGISTRY_DIR)   # the registry the last test wrote
+    r = run(["dpkg", "--remove", NSS_PACKAGE], env=NONINTERACTIVE)
+    assert r.returncode == 0, r.stdout
+    assert not os.path.exists(NSS_MODULE)
+    with open(NSSWITCH, "rb") as f:
+        assert f.read() == install["nsswitch"]   # prerm disabled it: never a missing module
+    assert os.path.isdir(REGISTRY_DIR)   # removal keeps the registry; purge does not
+    r = run(["dpkg", "--purge", NSS_PACKAGE], env=NONINTERACTIVE)
+    assert r.returncode == 0, r.stdout
+    assert not os.path.exists(REGISTRY_DIR)
     r = run(["dpkg", "--remove", PACKAGE], env=NONINTERACTIVE)
     assert r.returncode == 0, r.stdout
     assert not os.path.exists(MODULE)
@@ -280,3 +369,4 @@ def test_remove_and_purge_restore_everything(install):
     after = host_pam_state()
     assert snapshot_diff(install["files"], after["files"]) == []   # byte for byte
     assert after["debconf"] == install["debconf"]
+    assert after["nsswitch"] == install["nsswitch"]
