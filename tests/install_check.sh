@@ -29,6 +29,7 @@ check "libnss_mailauth.so.2 installed, exporting only _nss_mailauth_*" \
   "[ -z \"\$(nm -D --defined-only \"\$(find \"$dest\" -name libnss_mailauth.so.2 | head -n 1)\" | awk '{print \$3}' | grep -v '^_nss_mailauth_')\" ] && [ -n \"\$(find \"$dest\" -name libnss_mailauth.so.2)\" ]"
 check "mailauth-accounts installed in sbin" "[ -x \"\$(find \"$dest\" -path '*/sbin/mailauth-accounts' | head -n 1)\" ]"
 check "mailauth-accounts.8 installed" "[ -n \"\$(find \"$dest\" -path '*man8/mailauth-accounts.8')\" ]"
+check "probe diagnosis (tool-only) not in the module" "! nm \"$module\" | grep -qw probe_endpoint"
 check "accounts admin code not in the module" "! nm \"$module\" | grep -qw accounts_set_state"
 check "example config installed" "[ -n \"\$(find \"$dest\" -name pam_mailauth.conf.example)\" ]"
 check "nothing installed under /etc" "[ ! -e \"$dest/etc\" ]"
