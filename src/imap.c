@@ -19,22 +19,17 @@
 
 /* ---- pure parsers (unit-tested and fuzzed) ---- */
 
-static bool atom_is(const char *p, size_t n, const char *w)
-{
-    return strlen(w) == n && strncasecmp(p, w, n) == 0;
-}
-
 static enum imap_status status_of(const char *p, size_t n)
 {
-    if (atom_is(p, n, "OK"))
+    if (ascii_word_is(p, n, "OK"))
         return IMAP_ST_OK;
-    if (atom_is(p, n, "NO"))
+    if (ascii_word_is(p, n, "NO"))
         return IMAP_ST_NO;
-    if (atom_is(p, n, "BAD"))
+    if (ascii_word_is(p, n, "BAD"))
         return IMAP_ST_BAD;
-    if (atom_is(p, n, "BYE"))
+    if (ascii_word_is(p, n, "BYE"))
         return IMAP_ST_BYE;
-    if (atom_is(p, n, "PREAUTH"))
+    if (ascii_word_is(p, n, "PREAUTH"))
         return IMAP_ST_PREAUTH;
     return IMAP_ST_NONE;
 }
@@ -164,11 +159,11 @@ void imap_caps_parse(const char *list, size_t len, struct imap_caps *caps)
             i++;
         const char *w = list + start;
         size_t n = i - start;
-        if (atom_is(w, n, "STARTTLS"))
+        if (ascii_word_is(w, n, "STARTTLS"))
             caps->starttls = true;
-        else if (atom_is(w, n, "LOGINDISABLED"))
+        else if (ascii_word_is(w, n, "LOGINDISABLED"))
             caps->logindisabled = true;
-        else if (atom_is(w, n, "AUTH=PLAIN"))
+        else if (ascii_word_is(w, n, "AUTH=PLAIN"))
             caps->auth_plain = true;
         if (n > 5 && strncasecmp(w, "AUTH=", 5) == 0) {
             const struct sasl_mech *m = sasl_mech_by_name(w + 5, n - 5);
@@ -176,13 +171,13 @@ void imap_caps_parse(const char *list, size_t len, struct imap_caps *caps)
                 caps->sasl_mechs |= 1u << m->id;
             if (n > 10 && strncasecmp(w + n - 5, "-PLUS", 5) == 0)
                 caps->sasl_plus = true;
-        } else if (atom_is(w, n, "SASL-IR"))
+        } else if (ascii_word_is(w, n, "SASL-IR"))
             caps->sasl_ir = true;
-        else if (atom_is(w, n, "LITERAL+"))
+        else if (ascii_word_is(w, n, "LITERAL+"))
             caps->literal_plus = true;
-        else if (atom_is(w, n, "LITERAL-"))
+        else if (ascii_word_is(w, n, "LITERAL-"))
             caps->literal_minus = true;
-        else if (atom_is(w, n, "ID"))
+        else if (ascii_word_is(w, n, "ID"))
             caps->id = true;
     }
 }
@@ -355,7 +350,7 @@ static void note_alert(struct imap_session *is, const struct imap_reply *r)
 {
     bool tls = is->s->tls != NULL;
 
-    if (r->code == NULL || r->code_len != 5 || strncasecmp(r->code, "ALERT", 5) != 0 ||
+    if (r->code == NULL || !ascii_word_is(r->code, r->code_len, "ALERT") ||
         (is->out->alert[0] != '\0' && (is->out->alert_tls || !tls)))
         return;
     if (is->out->alert[0] != '\0') {

@@ -88,11 +88,6 @@ out:
     return ok;
 }
 
-static bool word_is(const char *p, size_t n, const char *w)
-{
-    return strlen(w) == n && strncasecmp(p, w, n) == 0;
-}
-
 bool pop3_greeting_offers_xclient(const char *greeting, size_t len)
 {
     const char *close;
@@ -100,7 +95,7 @@ bool pop3_greeting_offers_xclient(const char *greeting, size_t len)
     if (len < 5 || memcmp(greeting, "+OK [", 5) != 0)
         return false;
     close = memchr(greeting + 5, ']', len - 5);
-    return close != NULL && word_is(greeting + 5, (size_t)(close - greeting) - 5, "XCLIENT");
+    return close != NULL && ascii_word_is(greeting + 5, (size_t)(close - greeting) - 5, "XCLIENT");
 }
 
 void pop3_capa_line(const char *line, size_t len, struct pop3_caps *caps)
@@ -111,11 +106,11 @@ void pop3_capa_line(const char *line, size_t len, struct pop3_caps *caps)
     while (i < len && line[i] != ' ')
         i++;
     first_end = i;
-    if (word_is(line, first_end, "USER"))
+    if (ascii_word_is(line, first_end, "USER"))
         caps->user = true;
-    else if (word_is(line, first_end, "STLS"))
+    else if (ascii_word_is(line, first_end, "STLS"))
         caps->stls = true;
-    if (!word_is(line, first_end, "SASL"))
+    if (!ascii_word_is(line, first_end, "SASL"))
         return;
     while (i < len) {
         size_t start;
@@ -124,12 +119,12 @@ void pop3_capa_line(const char *line, size_t len, struct pop3_caps *caps)
         start = i;
         while (i < len && line[i] != ' ')
             i++;
-        if (word_is(line + start, i - start, "PLAIN"))
+        if (ascii_word_is(line + start, i - start, "PLAIN"))
             caps->sasl_plain = true;
         const struct sasl_mech *m = sasl_mech_by_name(line + start, i - start);
         if (m != NULL)
             caps->sasl_mechs |= 1u << m->id;
-        if (i - start > 5 && word_is(line + i - 5, 5, "-PLUS"))
+        if (i - start > 5 && ascii_word_is(line + i - 5, 5, "-PLUS"))
             caps->sasl_plus = true;
     }
 }

@@ -92,3 +92,17 @@ const char *errno_text(int err, char *buf, size_t cap)
 
     return s != NULL ? s : "unknown error";
 }
+
+static char ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+bool ascii_word_is(const char *p, size_t n, const char *w)
+{
+    size_t i = 0;
+
+    while (i < n && w[i] != '\0' && ascii_lower(p[i]) == ascii_lower(w[i]))
+        i++;
+    return i == n && w[i] == '\0';
+}

@@ -20,6 +20,11 @@ void errbuf_clear(struct errbuf *eb);
 
 /* Milliseconds on CLOCK_MONOTONIC; deadlines are absolute values of this clock. */
 int64_t clock_now_ms(void);
+
+/* True when the n bytes at p are exactly the word w, ASCII letters compared without case and
+ * never by the locale's rules (under a Turkish locale strncasecmp makes "LOGIN" and "login"
+ * differ). The one word compare of the protocol and verdict code. */
+bool ascii_word_is(const char *p, size_t n, const char *w);
 /* Milliseconds left until deadline_ms, clamped to [0, INT32_MAX]. */
 int deadline_left_ms(int64_t deadline_ms);
 /* The earlier of two deadlines. */

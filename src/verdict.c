@@ -15,11 +15,6 @@ struct negative_reply {
     size_t text_len;
 };
 
-static bool word_equals(const char *p, size_t n, const char *w)
-{
-    return strlen(w) == n && strncasecmp(p, w, n) == 0;
-}
-
 /* Bytes before the first of stops (a NUL byte is never one: replies are length-bounded). */
 static size_t span_until(const char *p, size_t n, const char *stops)
 {
@@ -63,9 +58,9 @@ static bool parse_imap(const char *p, size_t n, struct negative_reply *nr)
     p += tag + 1;
     n -= tag + 1;
     status = span_until(p, n, " ");
-    if (word_equals(p, status, "BYE"))
+    if (ascii_word_is(p, status, "BYE"))
         nr->bye = true;
-    else if (!word_equals(p, status, "NO"))
+    else if (!ascii_word_is(p, status, "NO"))
         return false;
     p += status;
     n -= status;
@@ -80,7 +75,7 @@ static bool parse_imap(const char *p, size_t n, struct negative_reply *nr)
 static bool code_in(const struct negative_reply *nr, const char *const *codes, size_t count)
 {
     for (size_t i = 0; nr->code != NULL && i < count; i++) {
-        if (word_equals(nr->code, nr->code_len, codes[i]))
+        if (ascii_word_is(nr->code, nr->code_len, codes[i]))
             return true;
     }
     return false;
@@ -142,7 +137,7 @@ static bool text_is_one_of(const struct negative_reply *nr, const char *const *t
 
     free_text(nr, &t, &n);
     for (size_t i = 0; i < count; i++) {
-        if (memchr(t, '\0', n) == NULL && word_equals(t, n, texts[i]))
+        if (memchr(t, '\0', n) == NULL && ascii_word_is(t, n, texts[i]))
             return true;
     }
     return false;

@@ -5,6 +5,7 @@
 #include "imap.h"
 #include "verdict.h"
 #include "sasl.h"
+#include "util.h"
 
 #define S(x) x, strlen(x)
 
@@ -126,8 +127,25 @@ static void test_mechanism_choice(void)
     CHECK(strcmp(imap_mech_name(IMAP_MECH_AUTHENTICATE_PLAIN), "AUTHENTICATE PLAIN") == 0);
 }
 
+/* The one word compare (util.c) the IMAP, POP3 and verdict code use: whole words only, ASCII
+ * case folding only. */
+static void test_word_compare(void)
+{
+    CHECK(ascii_word_is("LOGIN", 5, "login"));
+    CHECK(ascii_word_is("Login", 5, "LOGIN"));
+    CHECK(!ascii_word_is("LOGINX", 6, "LOGIN"));
+    CHECK(!ascii_word_is("LOGIN", 4, "LOGIN"));
+    CHECK(!ascii_word_is("LOG", 3, "LOGIN"));
+    CHECK(ascii_word_is("", 0, ""));
+    CHECK(!ascii_word_is("\xc4\xb0"
+                         "D",
+                         3, "ID")); /* a dotted capital I is not "I" */
+    CHECK(!ascii_word_is("O\0", 2, "O"));
+}
+
 int main(void)
 {
+    test_word_compare();
     test_mechanism_choice();
     test_parse();
     test_caps();
