@@ -1,6 +1,8 @@
-/* The config parser's entry points: libconfuse's option table, the lock its lexer needs, and the
- * sequence text -> tree -> validated structs. Validation lives in config_check.c, conversion in
- * config_build.c, text preprocessing in config_text.c, the safe open in config_file.c. */
+/* The config parser's entry points, the top of the config files: libconfuse's option table and
+ * the sequence file -> text -> tree -> validated structs. Below it, called from here and never
+ * calling back: the safe read and the identity (config_file.c), text preprocessing
+ * (config_text.c), validation (config_check.c, config_accounts.c), conversion (config_build.c),
+ * and the parse in progress with its lock (config_context.c). */
 #include "config_internal.h"
 
 #include <pthread.h>
@@ -8,68 +10,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* libconfuse's lexer keeps its state in process globals (cfg_yyin, cfg_yylineno, ...), so two
- * threads must never parse at once. This lock is the module's only mutable global; it also
- * guards parse_log and parse_name, the logger the libconfuse error callback writes to and the
- * file name it reports (the callback has no context argument). */
-static pthread_mutex_t parse_lock = PTHREAD_MUTEX_INITIALIZER;
-static const struct logger *parse_log;
-static const char *parse_name; /* the file being parsed, for sections libconfuse leaves unnamed */
+/* Every option name of the parser's own table (new_parser below), each once: the one list of
+ * options, so the documentation test (test_manpage) cannot miss one the parser knows. */
+static const char *option_names[CONFIG_MAX_OPTION_NAMES + 1];
+static pthread_once_t option_names_once = PTHREAD_ONCE_INIT;
 
-static const char *const option_names[] = {
-    "timeout",
-    "connect_timeout",
-    "on_reject",
-    "fail_delay",
-    "ca_file",
-    "ca_dir",
-    "user",
-    "lowercase",
-    "append_domain",
-    "strip_domain",
-    "allowed_domains",
-    "deny_users",
-    "server",
-    "protocol",
-    "host",
-    "port",
-    "tls",
-    "verify",
-    "allow_cleartext",
-    "apop",
-    "mechanisms",
-    "forward_client_ip",
-    "domains",
-    "cache",
-    "dir",
-    "ttl",
-    "offline_grace",
-    "hash_cost",
-    "max_failures",
-    "accounts",
-    "registry",
-    "uid_min",
-    "uid_max",
-    "home",
-    "shell",
-    "group",
-    "domain_groups",
-    "groups",
-    NULL,
-};
+static cfg_t *new_parser(void);
 
-const struct logger *config_log(void)
+static void add_option_names(const cfg_opt_t *opts, size_t *n)
 {
-    return parse_log;
+    for (; opts != NULL && opts->name != NULL; opts++) {
+        bool seen = false;
+        for (size_t i = 0; i < *n && !seen; i++)
+            seen = strcmp(option_names[i], opts->name) == 0;
+        if (!seen && *n < CONFIG_MAX_OPTION_NAMES && (option_names[*n] = strdup(opts->name)))
+            (*n)++;
+        if (opts->type == CFGT_SEC)
+            add_option_names(opts->subopts, n);
+    }
 }
 
-const char *config_file_name(void)
+static void collect_option_names(void)
 {
-    return parse_name;
+    cfg_t *cfg = new_parser();
+    size_t n = 0;
+
+    if (cfg != NULL)
+        add_option_names(cfg->opts, &n);
+    cfg_free(cfg);
 }
 
 const char *const *config_option_names(void)
 {
+    pthread_once(&option_names_once, collect_option_names);
     return option_names;
 }
 
@@ -206,13 +179,13 @@ static enum config_result parse_locked(char *buf, size_t len, const char *name,
     cfg->filename = strdup(name);
     open_line = config_blank_comments(buf, len);
     if (open_line > 0) {
-        log_msg(parse_log, LOG_ERR, "%s:%d: section is never closed (missing '}')", name,
+        log_msg(config_log(), LOG_ERR, "%s:%d: section is never closed (missing '}')", name,
                 open_line);
         goto out;
     }
     env_line = config_find_env_reference(buf, len);
     if (env_line > 0) {
-        log_msg(parse_log, LOG_ERR,
+        log_msg(config_log(), LOG_ERR,
                 "%s:%d: \"${\" is not allowed: it would be replaced from the environment, "
                 "which the program calling PAM (su, sudo, ...) controls; write the value itself",
                 name, env_line);
@@ -226,7 +199,7 @@ static enum config_result parse_locked(char *buf, size_t len, const char *name,
     rc = cfg_parse_fp(cfg, fp);
     if (rc == CFG_PARSE_ERROR) {
         if (logged->messages == 0)
-            log_msg(parse_log, LOG_ERR, "%s:%d: syntax error", name, cfg->line);
+            log_msg(config_log(), LOG_ERR, "%s:%d: syntax error", name, cfg->line);
         goto out;
     }
     if (rc != CFG_SUCCESS) {
@@ -236,7 +209,8 @@ static enum config_result parse_locked(char *buf, size_t len, const char *name,
     if (config_check_ca_paths(cfg, NULL, "") != 0 || config_check_global_mechanisms(cfg) != 0)
         goto out;
     if (cfg_size(cfg, "server") == 0) {
-        log_msg(parse_log, LOG_ERR, "%s: no server section: nothing to authenticate against", name);
+        log_msg(config_log(), LOG_ERR, "%s: no server section: nothing to authenticate against",
+                name);
         goto out;
     }
     res = config_build(cfg, out);
@@ -274,13 +248,9 @@ enum config_result config_parse_buffer(const char *buf, size_t len, const char *
         return CONFIG_ENOMEM;
     memcpy(copy, buf, len);
     copy[len] = '\0';
-    pthread_mutex_lock(&parse_lock);
-    parse_log = &counted;
-    parse_name = name;
+    config_context_begin(&counted, name);
     res = parse_locked(copy, len, name, &counter, out);
-    parse_log = NULL;
-    parse_name = NULL;
-    pthread_mutex_unlock(&parse_lock);
+    config_context_end();
     free(copy);
     /* The identity covers the text as written, comments included: any edit is a new config. */
     if (res == CONFIG_OK && config_identity(name, buf, len, (*out)->identity) != 0) {
@@ -288,5 +258,32 @@ enum config_result config_parse_buffer(const char *buf, size_t len, const char *
         *out = NULL;
         res = CONFIG_ENOMEM;
     }
+    return res;
+}
+
+enum config_result config_load_file(const char *path, const struct logger *log,
+                                    struct mailauth_config **out)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    enum config_result res;
+
+    *out = NULL;
+    res = config_read_file(path, log, &buf, &len);
+    if (res != CONFIG_OK)
+        return res;
+    res = config_parse_buffer(buf, len, path, log, out);
+    if (res == CONFIG_OK) {
+        /* The canonical path: one file reached by two spellings is one config. Without it the
+         * path as given (set by config_parse_buffer) still tells two files apart. */
+        char *canon = realpath(path, NULL);
+        if (canon != NULL && config_identity(canon, buf, len, (*out)->identity) != 0) {
+            config_free(*out);
+            *out = NULL;
+            res = CONFIG_ENOMEM;
+        }
+        free(canon);
+    }
+    free(buf);
     return res;
 }

@@ -131,7 +131,9 @@ int config_blank_comments(char *buf, size_t len);
  * tests). */
 int config_find_env_reference(const char *buf, size_t len);
 
-/* The names of every option the parser knows, NULL-terminated (for the documentation test). */
+/* The names of every option the parser knows, NULL-terminated, taken from the parser's own
+ * table (for the documentation test). At most CONFIG_MAX_OPTION_NAMES. */
+#define CONFIG_MAX_OPTION_NAMES 64
 const char *const *config_option_names(void);
 
 const char *protocol_name(enum mail_protocol p);

@@ -1,7 +1,7 @@
 /* Reading the config file safely (pam-u2f's open_safely): no symlink, a regular file, trusted
  * owner, not group/world writable, bounded size. Also the config's identity, which keys the
- * credential cache. */
-#include "config.h"
+ * credential cache. Parsing is config.c's, above this file. */
+#include "config_internal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -32,8 +32,8 @@ int config_identity(const char *name, const char *buf, size_t len,
     return sha256_hex(parts, sizeof(parts) / sizeof(parts[0]), out);
 }
 
-static enum config_result read_safely(const char *path, const struct logger *log, char **buf_out,
-                                      size_t *len_out)
+enum config_result config_read_file(const char *path, const struct logger *log, char **buf_out,
+                                    size_t *len_out)
 {
     enum config_result res = CONFIG_EIO;
     struct stat st;
@@ -91,32 +91,5 @@ static enum config_result read_safely(const char *path, const struct logger *log
 out:
     free(buf);
     close(fd);
-    return res;
-}
-
-enum config_result config_load_file(const char *path, const struct logger *log,
-                                    struct mailauth_config **out)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    enum config_result res;
-
-    *out = NULL;
-    res = read_safely(path, log, &buf, &len);
-    if (res != CONFIG_OK)
-        return res;
-    res = config_parse_buffer(buf, len, path, log, out);
-    if (res == CONFIG_OK) {
-        /* The canonical path: one file reached by two spellings is one config. Without it the
-         * path as given (set by config_parse_buffer) still tells two files apart. */
-        char *canon = realpath(path, NULL);
-        if (canon != NULL && config_identity(canon, buf, len, (*out)->identity) != 0) {
-            config_free(*out);
-            *out = NULL;
-            res = CONFIG_ENOMEM;
-        }
-        free(canon);
-    }
-    free(buf);
     return res;
 }

@@ -10,10 +10,22 @@
 #include "accounts_parse.h"
 #include "config.h"
 
-/* The logger of the parse in progress; only valid under the parse lock (config.c). */
+/* ---- config_context.c: the parse in progress (the files below config.c read it) ---- */
+/* Take the parse lock (libconfuse's lexer is not reentrant) and set the parse's logger and file
+ * name; config_context_end clears them and releases the lock. */
+void config_context_begin(const struct logger *log, const char *name);
+void config_context_end(void);
+/* The logger of the parse in progress; only valid between begin and end. */
 const struct logger *config_log(void);
-/* The name of the file being parsed (set under the parse lock), or NULL. */
+/* The name of the file being parsed, or NULL. */
 const char *config_file_name(void);
+
+/* ---- config_file.c ---- */
+/* Read path as pam-u2f's open_safely does (no symlink, regular file, owner root or the
+ * effective user, not group/world writable, at most CONFIG_MAX_BYTES); *buf_out is
+ * NUL-terminated and the caller's to free. CONFIG_OK, CONFIG_EIO or CONFIG_ENOMEM (logged). */
+enum config_result config_read_file(const char *path, const struct logger *log, char **buf_out,
+                                    size_t *len_out);
 
 /* libconfuse's error callback: "file:line: message" to config_log(). */
 void config_on_cfg_error(cfg_t *cfg, const char *fmt, va_list ap) MA_PRINTF(2, 0);
