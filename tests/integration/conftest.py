@@ -59,6 +59,13 @@ def dv_noapop(workdir, pki):
     d.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_programs(workdir):
+    """The build tree's programs that some cases run as another uid, copied where that uid can
+    execute them: the checkout's parents may be mode 0700 (hostview.share_programs)."""
+    hostview.share_programs(os.path.join(workdir, "bin"))
+
+
 @pytest.fixture(scope="session")
 def module(workdir):
     """The module under test, copied where every uid can load it: the checkout's parents may be

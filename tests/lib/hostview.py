@@ -12,15 +12,30 @@ import os
 import shutil
 
 
-def shared_copy(path, directory):
-    """A copy of the file `path` in `directory` (created 0755 if needed), mode 0644, which any
-    uid can open as long as `directory`'s parents are searchable (the suite's temp dirs are)."""
+def shared_copy(path, directory, mode=0o644):
+    """A copy of the file `path` in `directory` (created 0755 if needed), with `mode` (0755 for a
+    program), which any uid can open as long as `directory`'s parents are searchable (the
+    suite's temp dirs are)."""
     os.makedirs(directory, exist_ok=True)
     os.chmod(directory, 0o755)
     copy = os.path.join(directory, os.path.basename(path))
     shutil.copyfile(path, copy)
-    os.chmod(copy, 0o644)
+    os.chmod(copy, mode)
     return copy
+
+
+# The build tree's programs that cases run as another uid (setpriv to nobody, a su caller):
+# tests/pam_probe, the tools. Each environment variable naming one is pointed at a shared copy.
+SHARED_PROGRAMS = ("MAILAUTH_PAM_PROBE", "MAILAUTH_CACHE_TOOL", "MAILAUTH_PROBE_TOOL",
+                   "MAILAUTH_ACCOUNTS_TOOL")
+
+
+def share_programs(directory):
+    """Point each of SHARED_PROGRAMS that is set at a copy in `directory` (mode 0755)."""
+    for var in SHARED_PROGRAMS:
+        path = os.environ.get(var)
+        if path and os.path.exists(path):
+            os.environ[var] = shared_copy(os.path.abspath(path), directory, 0o755)
 
 
 def with_entry(text, name, line=""):
