@@ -16,6 +16,7 @@ import pytest
 from common import LOG_TEXTS, MAIL_ONLY, need, run, write_root_file
 from dovecot import free_port, wait_port
 from helpers import closed_port, config, hosts, scaled, server
+import hostview
 import sandbox
 from sandbox import Sandbox
 
@@ -151,6 +152,9 @@ def acc(workdir, module, dv, pki):
     need("/usr/sbin/sshd", "ssh", "ssh-keygen", "sshpass", "unshare", "ldconfig", "getent")
     nss = os.environ.get("MAILAUTH_NSS_MODULE")
     assert nss and os.path.exists(nss), "MAILAUTH_NSS_MODULE must name libnss_mailauth.so.2"
+    # The user's session (a registered uid) loads it too: a copy it can read, whatever the
+    # checkout's parents allow (hostview.shared_copy).
+    nss = hostview.shared_copy(os.path.abspath(nss), os.path.join(workdir, "nss"))
     d = AccountsSshd(workdir, module, nss)
     write_root_file(d.mail_conf, mail_config(pki, dv, user='deny_users = {"root", "mu11"}'))
     d.start()
