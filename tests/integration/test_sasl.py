@@ -366,3 +366,40 @@ def test_echoed_decoded_response_not_logged(pam, pki, mech):
     assert "bad response" in text, r
     assert seen["secret"] not in text, (seen, r)
     assert seen["secret"].upper() not in text.upper(), (seen, r)
+
+
+def test_no_next_mechanism_after_a_refused_proof_imap(pam, pki):
+    """Found by the attacker's mutations (main's suite let a fallback after the whole credentials
+    pass): mechanisms = scram-sha-256, plain. The server refuses after SCRAM's client proof went
+    out; that is the verdict, and PLAIN (the password itself, to a server that may be the relay
+    SCRAM protects against) must never follow."""
+    with FakeServer(scram_script(pki, "honest", caps="AUTH=SCRAM-SHA-256 AUTH=PLAIN"),
+                    tls_context=tls12(pki)) as fake:
+        r = pam.run(peer_cfg(pki, fake, ["scram-sha-256", "plain"]), "alice", "not-" + PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_AUTH_ERR", r
+    assert b"PLAIN" not in fake.received.upper(), fake.received
+
+
+def test_no_next_mechanism_after_a_refused_proof_pop3(pam, pki):
+    """The same over POP3 AUTH: -ERR after the client proof, then nothing more but QUIT."""
+    def script(conn):
+        conn.line("+OK ready")
+        assert conn.readline(scaled(5)).strip().upper() == b"CAPA"
+        conn.send("+OK\r\nSASL SCRAM-SHA-256 PLAIN\r\nUSER\r\n.\r\n")
+        first = base64.b64decode(conn.readline(scaled(5)).split()[2]).decode()
+        nonce = dict(a.split("=", 1) for a in first.partition(",,")[2].split(","))["r"] + "srv"
+        conn.line("+ " + base64.b64encode(("r=%s,s=%s,i=4096" % (
+            nonce, base64.b64encode(SALT).decode())).encode()).decode())
+        conn.readline(scaled(5))
+        conn.line("-ERR [AUTH] Authentication failed.")
+        conn.drain(scaled(0.5))
+
+    with FakeServer(script, tls_context=tls12(pki)) as fake:
+        cfg = config(pki, server("peer", "pop3", hosts("localhost"), fake.port, "implicit",
+                                 extra="  mechanisms = {scram-sha-256, plain}\n"),
+                     timeout=scaled(3), connect_timeout=scaled(1))
+        r = pam.run(cfg, "alice", PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_AUTH_ERR", r
+    assert b"PLAIN" not in fake.received.upper(), fake.received
