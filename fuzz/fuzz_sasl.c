@@ -5,8 +5,11 @@
  * - a mechanism whose server must prove itself completes only when the v= it was given equals
  *   the one the oracle computes (so a honest server's proof is accepted, and nothing else is);
  * - no message is longer than SASL_MSG_MAX, a failed run answers nothing more.
- * Input: header byte (bits 0-2 mechanism, bit 3 honest final, bit 4 channel bound), then server
- * messages separated by '\n'. */
+ * Input: header byte (bits 0-2 mechanism, bit 3 honest final, bit 4 channel bound, bit 5 near
+ * honest final), then server messages separated by '\n'. Near honest: the server-final is the
+ * oracle's v= cut to the length the fuzzer's message begins with, then the rest of that message
+ * (a cut, lengthened or extended signature: what no blind mutation could reach). Completion
+ * needs the oracle's whole v= value, followed by nothing or by ",". */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -85,6 +88,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const struct sasl_mech *m = &sasl_mechs[(data[0] & 7) % SASL_MECH_COUNT];
     bool honest = data[0] & 8;
+    bool near = data[0] & 32;
+    unsigned char near_msg[SASL_MSG_MAX];
     sasl_client_begin(&c, m, "user", 4, PASSWORD, 6, (data[0] & 16) ? &ch : NULL, true);
     if (m->initial_response) {
         st = sasl_client_step(&c, NULL, 0);
@@ -100,6 +105,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (server_final && honest && v[0] != '\0') {
             msg = (const uint8_t *)v;
             n = strlen(v);
+        } else if (server_final && near && v[0] != '\0' && n > 0) {
+            size_t cut = msg[0] % (strlen(v) + 1);
+            memcpy(near_msg, v, cut);
+            memcpy(near_msg + cut, msg + 1,
+                   n - 1 < SASL_MSG_MAX - cut ? n - 1 : SASL_MSG_MAX - cut);
+            n = cut + (n - 1 < SASL_MSG_MAX - cut ? n - 1 : SASL_MSG_MAX - cut);
+            msg = near_msg;
         }
         if (n > SASL_MSG_MAX)
             n = SASL_MSG_MAX;
@@ -115,8 +127,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort(); /* the client accepted a server-first the oracle cannot use */
         }
         if (server_final) {
-            bool correct = v[0] != '\0' && n == strlen(v) && memcmp(msg, v, n) == 0;
-            if (st == SASL_DONE && !correct)
+            size_t vl = strlen(v);
+            bool correct = vl > 0 && n == vl && memcmp(msg, v, n) == 0;
+            bool proven =
+                vl > 0 && n >= vl && memcmp(msg, v, vl) == 0 && (n == vl || msg[vl] == ',');
+            if (st == SASL_DONE && !proven)
                 abort(); /* success without the server's valid proof */
             if (correct && st != SASL_DONE)
                 abort(); /* a honest server's proof refused */

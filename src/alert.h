@@ -24,7 +24,8 @@ enum alert_clean_result {
 
 /* Clean server text src[0, len) into dst (cap bytes, always NUL-terminated):
  * 1. a secret of rs (NULL: none) anywhere in the raw text, or one that the cleaning would leave
- *    behind (bytes removed from between its characters), makes the whole text ALERT_SECRET;
+ *    behind (bytes removed from between its characters), makes the whole text ALERT_SECRET; so
+ *    does a broken rs (a secret it could not hold may be in the text), as the log drops it;
  * 2. terminal escape sequences (ESC [ ... final, ESC ] ... BEL or ST, ESC P/X/^/_ ... ST, ESC and
  *    one character), C0 and C1 controls, DEL, invalid or overlong UTF-8, surrogates, and Unicode
  *    format characters that reorder or hide text (bidi controls, zero-width ones, line and

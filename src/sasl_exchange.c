@@ -29,6 +29,34 @@ static void channel_of(const struct stream *s, struct sasl_channel *ch)
     ch->len = len;
 }
 
+/* Arm redaction with the password-derived field of the decoded message, before it leaves: the
+ * CRAM-MD5 digest after the user name, the SCRAM proof after "p=" (material for an offline
+ * guess). The credential sender registers only the wire form (base64); a server that echoes the
+ * decoded response would otherwise put this field in the log. A mechanism that reveals the
+ * password carries it whole, armed from the start (redact_init). A hex digest matches in either
+ * case, as APOP's does. */
+static void arm_decoded(const struct run *r)
+{
+    struct redact_set *rs = r->x->s->redact;
+    const char *m = (const char *)r->c.out;
+    size_t end = r->c.out_len;
+    size_t i = end;
+    bool hex = true;
+
+    if (rs == NULL || r->m->reveals_password || end == 0)
+        return;
+    while (i > 0 && m[i - 1] != ' ' && m[i - 1] != ',')
+        i--;
+    if (end - i > 2 && m[i + 1] == '=')
+        i += 2;
+    while (end > i && m[end - 1] == '=')
+        end--;
+    for (size_t k = i; k < end; k++)
+        hex = hex && ((m[k] >= '0' && m[k] <= '9') || (m[k] >= 'a' && m[k] <= 'f') ||
+                      (m[k] >= 'A' && m[k] <= 'F'));
+    redact_add(rs, m + i, end - i, hex);
+}
+
 /* Send the client's message c->out, base64 ("=" for an empty initial response, RFC 4959), on the
  * command line (first) or alone. The trace never shows its content: the proof and the nonces
  * combined with the server's salt are material for an offline guess. */
@@ -58,8 +86,9 @@ static enum proto_result send_message(struct run *r, bool first)
     else
         snprintf(trace, sizeof(trace), "<%s message %u>", r->m->name, r->c.steps);
     if (r->c.out_secret) {
-        enum cred_part part =
-            (r->secret_begun ? CRED_MORE : CRED_FIRST) | (r->c.out_last ? CRED_LAST : CRED_MORE);
+        enum cred_part part;
+        arm_decoded(r);
+        part = (r->secret_begun ? CRED_MORE : CRED_FIRST) | (r->c.out_last ? CRED_LAST : CRED_MORE);
         r->secret_begun = true;
         sr = first ? stream_send_credential(x->s, &x->out->reason, part, trace, "%s %s %s",
                                             x->command, r->m->name, r->b64)

@@ -331,3 +331,75 @@ def test_probe_shows_the_planned_mechanism(tmp_path, pki, dvs, protocol, port):
                                          protocol=protocol))
     assert r.returncode != 0 and objs, (r, objs)
     assert all(o["mechanism"] == "none" and o["ready"] is False for o in objs), objs
+
+
+@pytest.mark.parametrize("mech", ["cram-md5", "scram-sha-256"])
+def test_echoed_decoded_response_not_logged(pam, pki, mech):
+    """Found by the attacker's review: a server that echoes the client's SASL response decoded
+    (the CRAM-MD5 "user digest", the SCRAM client-final with its p= proof) in its refusal put that
+    offline-guess material into the LOG_NOTICE result line: only the base64 line as sent was
+    registered for redaction. The decoded message and its proof are password-derived forms too."""
+    seen = {}
+
+    def script(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=CRAM-MD5 AUTH=SCRAM-SHA-256] echo")
+        line = conn.readline(scaled(5)).decode().split()
+        tag = line[0]
+        if mech == "cram-md5":
+            conn.line("+ " + base64.b64encode(b"<1896.697170952@postoffice.example>").decode())
+        else:
+            first = base64.b64decode(line[3]).decode().partition(",,")[2]
+            nonce = dict(a.split("=", 1) for a in first.split(","))["r"] + "srv"
+            conn.line("+ " + base64.b64encode(("r=%s,s=%s,i=4096" % (
+                nonce, base64.b64encode(SALT).decode())).encode()).decode())
+        decoded = base64.b64decode(conn.readline(scaled(5))).decode()
+        seen["secret"] = decoded.split(" ")[-1] if mech == "cram-md5" \
+            else decoded.rpartition(",p=")[2]
+        conn.line("%s NO [AUTHENTICATIONFAILED] bad response %s" % (tag, decoded))
+        conn.drain(scaled(0.5))
+
+    with FakeServer(script, tls_context=tls12(pki)) as fake:
+        r = pam.run(peer_cfg(pki, fake, [mech]), "alice", PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_AUTH_ERR", r
+    text = r.log_text()
+    assert "bad response" in text, r
+    assert seen["secret"] not in text, (seen, r)
+    assert seen["secret"].upper() not in text.upper(), (seen, r)
+
+
+def test_no_next_mechanism_after_a_refused_proof_imap(pam, pki):
+    """Found by the attacker's mutations (main's suite let a fallback after the whole credentials
+    pass): mechanisms = scram-sha-256, plain. The server refuses after SCRAM's client proof went
+    out; that is the verdict, and PLAIN (the password itself, to a server that may be the relay
+    SCRAM protects against) must never follow."""
+    with FakeServer(scram_script(pki, "honest", caps="AUTH=SCRAM-SHA-256 AUTH=PLAIN"),
+                    tls_context=tls12(pki)) as fake:
+        r = pam.run(peer_cfg(pki, fake, ["scram-sha-256", "plain"]), "alice", "not-" + PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_AUTH_ERR", r
+    assert b"PLAIN" not in fake.received.upper(), fake.received
+
+
+def test_no_next_mechanism_after_a_refused_proof_pop3(pam, pki):
+    """The same over POP3 AUTH: -ERR after the client proof, then nothing more but QUIT."""
+    def script(conn):
+        conn.line("+OK ready")
+        assert conn.readline(scaled(5)).strip().upper() == b"CAPA"
+        conn.send("+OK\r\nSASL SCRAM-SHA-256 PLAIN\r\nUSER\r\n.\r\n")
+        first = base64.b64decode(conn.readline(scaled(5)).split()[2]).decode()
+        nonce = dict(a.split("=", 1) for a in first.partition(",,")[2].split(","))["r"] + "srv"
+        conn.line("+ " + base64.b64encode(("r=%s,s=%s,i=4096" % (
+            nonce, base64.b64encode(SALT).decode())).encode()).decode())
+        conn.readline(scaled(5))
+        conn.line("-ERR [AUTH] Authentication failed.")
+        conn.drain(scaled(0.5))
+
+    with FakeServer(script, tls_context=tls12(pki)) as fake:
+        cfg = config(pki, server("peer", "pop3", hosts("localhost"), fake.port, "implicit",
+                                 extra="  mechanisms = {scram-sha-256, plain}\n"),
+                     timeout=scaled(3), connect_timeout=scaled(1))
+        r = pam.run(cfg, "alice", PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_AUTH_ERR", r
+    assert b"PLAIN" not in fake.received.upper(), fake.received

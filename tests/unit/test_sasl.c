@@ -180,6 +180,11 @@ static void test_scram_server_proof(void)
     CHECK(scram_final(&rfc7677, "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=,") == SASL_EPROTO);
     CHECK(scram_final(&rfc7677, "v=not base64") == SASL_EPROTO);
     CHECK(scram_final(&rfc7677, "e=invalid-proof") == SASL_ESERVER);
+    /* The right signature cut short (3 and 31 bytes) or with a byte more: the length is part of
+     * the check (a comparison over the server's length alone would take a one-byte guess). */
+    CHECK(scram_final(&rfc7677, "v=6rri") == SASL_EFORGED);
+    CHECK(scram_final(&rfc7677, "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95A==") == SASL_EFORGED);
+    CHECK(scram_final(&rfc7677, "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4A") == SASL_EFORGED);
 
     struct sasl_client c;
     scram_to_final(&c, &rfc7677);
