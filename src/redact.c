@@ -196,6 +196,39 @@ static size_t tail_start(const struct redact_set *rs, const char *src, size_t le
     return at_end < at_cut ? at_end : at_cut;
 }
 
+/* Whether the REDACT_MIN_PIECE bytes at p are a piece of a secret (left bytes available). */
+static bool piece_at(const struct redact_set *rs, const char *p, size_t left)
+{
+    if (left < REDACT_MIN_PIECE)
+        return false;
+    for (size_t k = 0; k < rs->count; k++) {
+        const struct redact_secret *s = &rs->secrets[k];
+        for (size_t j = 0; j + REDACT_MIN_PIECE <= s->len; j++) {
+            if (same(p, s->text + j, REDACT_MIN_PIECE, s->nocase))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Length of the longest proper suffix (REDACT_MIN_TAIL bytes or more) of a secret that starts
+ * the text, or 0. */
+static size_t suffix_at_start(const struct redact_set *rs, const char *src, size_t len)
+{
+    size_t best = 0;
+
+    for (size_t k = 0; k < rs->count; k++) {
+        const struct redact_secret *s = &rs->secrets[k];
+        for (size_t l = s->len - 1; l >= REDACT_MIN_TAIL && l > best && s->len > 0; l--) {
+            if (l <= len && same(src, s->text + s->len - l, l, s->nocase)) {
+                best = l;
+                break;
+            }
+        }
+    }
+    return best;
+}
+
 struct out {
     char *p;
     size_t cap;
@@ -234,14 +267,38 @@ static bool holds_secret(const struct redact_set *rs, const char *text, size_t n
     return false;
 }
 
+/* Mark in covered[0, stop) every byte that belongs to something of rs: a whole secret starting
+ * there, a piece of one (REDACT_MIN_PIECE bytes), or a suffix of one that starts the text. A
+ * secret that starts before stop is covered up to stop, wherever it ends. Each position is
+ * checked once: the cost is bounded by the text's length times the secrets' total length,
+ * whatever a server sends. */
+static void cover_secrets(const struct redact_set *rs, const char *src, size_t len, size_t stop,
+                          bool *covered)
+{
+    size_t suffix = suffix_at_start(rs, src, len);
+
+    for (size_t i = 0; i < stop; i++) {
+        size_t n = secret_at(rs, src + i, len - i);
+        if (n == 0 && piece_at(rs, src + i, len - i))
+            n = REDACT_MIN_PIECE;
+        if (i == 0 && suffix > n)
+            n = suffix;
+        for (size_t j = i; j < i + n && j < stop; j++)
+            covered[j] = true;
+    }
+}
+
 bool redact_text(const struct redact_set *rs, char *dst, size_t cap, const char *src, size_t len,
                  size_t limit)
 {
     struct out o = {.p = dst, .cap = cap};
-    size_t tail = rs != NULL ? tail_start(rs, src, len, limit) : len;
-    size_t stop = len < limit ? len : limit;
-    size_t i = 0;
+    bool covered[REDACT_MAX_KEEP] = {false};
+    size_t tail, stop;
 
+    if (limit > REDACT_MAX_KEEP)
+        limit = REDACT_MAX_KEEP;
+    tail = rs != NULL ? tail_start(rs, src, len, limit) : len;
+    stop = len < limit ? len : limit;
     if (cap == 0)
         return len > limit;
     if (rs != NULL && rs->broken) {
@@ -250,16 +307,15 @@ bool redact_text(const struct redact_set *rs, char *dst, size_t cap, const char 
     }
     if (tail < stop)
         stop = tail;
-    while (i < stop && !o.full) {
-        size_t s = rs != NULL ? secret_at(rs, src + i, len - i) : 0;
-        if (s > 0) {
-            put_mark(&o);
-            i += s;
-        } else {
-            put_byte(&o, (unsigned char)src[i++]);
-        }
+    if (rs != NULL)
+        cover_secrets(rs, src, len, stop, covered);
+    for (size_t i = 0; i < stop && !o.full; i++) {
+        if (!covered[i])
+            put_byte(&o, (unsigned char)src[i]);
+        else if (i == 0 || !covered[i - 1])
+            put_mark(&o); /* one mark for each run of covered bytes */
     }
-    if (tail < len && i <= tail)
+    if (tail < len && (stop == 0 || !covered[stop - 1]))
         put_mark(&o);
     dst[o.n] = '\0';
     if (rs != NULL && holds_secret(rs, dst, o.n)) {

@@ -15,9 +15,15 @@
 #define REDACT_MARK "<redacted>"
 /* How much server text a reason quotes: the first REDACT_EXCERPT bytes of the raw text. */
 #define REDACT_EXCERPT 120
-/* A secret's prefix at the very end of a text (a server that cut its own echo) is removed when
+/* A secret's prefix at the very end of a text (a server that cut its own echo), or its suffix at
+ * the very start of one (the rest of an echo the server wrapped onto a new line), is removed when
  * it is at least this long; shorter ones are too common by chance to tell apart. */
 #define REDACT_MIN_TAIL 3
+/* Anywhere in a text, a run of at least this many bytes that is a piece of a secret is removed
+ * (an echo split, wrapped or cut anywhere); shorter pieces are too common by chance. */
+#define REDACT_MIN_PIECE 6
+/* The most a redact_text call keeps (its limit is lowered to this). */
+#define REDACT_MAX_KEEP 4096
 
 struct redact_secret {
     char *text; /* an owned copy, wiped and freed by redact_wipe */
@@ -55,7 +61,9 @@ void redact_wipe(struct redact_set *rs);
  * 1. every occurrence of a secret of rs (NULL: none) that starts within the first limit bytes
  *    becomes REDACT_MARK, wherever it ends;
  * 2. a prefix (REDACT_MIN_TAIL bytes or more) of a secret that ends the text (a server that cut
- *    its echo) or that would end what is kept (a cut at limit) becomes REDACT_MARK;
+ *    its echo) or that would end what is kept (a cut at limit), and a suffix (as long) of one
+ *    that starts the text (the rest of an echo wrapped onto a new line), become REDACT_MARK;
+ *    anywhere, so does every run made of pieces of REDACT_MIN_PIECE bytes of a secret;
  * 3. only the first limit bytes of src are kept, then every byte that is not printable ASCII
  *    becomes '?'.
  * Should the escaped result still hold a secret (bytes that became '?' next to others), or rs

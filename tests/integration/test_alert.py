@@ -174,8 +174,6 @@ def test_starttls_alert_before_tls_not_shown_after_tls_shown(pam, pki):
         r.log_text(), r
 
 
-@pytest.mark.xfail(strict=True, reason="attacker's review: a suffix of the password that starts "
-                   "a server line is not redacted (only a prefix that ends one is); not fixed")
 def test_echo_split_across_lines_not_logged(pam, pki):
     """A server that echoes LOGIN wrapped over two lines: the first ends with the password's
     first half (removed: a prefix that ends a text), the second begins with the rest, which the

@@ -243,8 +243,29 @@ static void test_escaped_known_ahead(void)
     redact_wipe(&rs);
 }
 
+/* An echo the server split: the rest of the password at the start of a line (after a prefix
+ * that ends the line before, removed by the prefix rule), or a piece of it anywhere. Pieces
+ * shorter than REDACT_MIN_PIECE in the middle of a line are too common to tell apart. */
+static void test_split_echo(void)
+{
+    struct redact_set rs;
+    char out[200];
+
+    redact_init(&rs, &ascii);
+    redact_excerpt(&rs, out, sizeof(out), S("et-pw was not accepted"));
+    CHECK_STR(out, "<redacted> was not accepted");
+    redact_excerpt(&rs, out, sizeof(out), S("* BAD echo cret-pw"));
+    CHECK_STR(out, "* BAD echo <redacted>");
+    redact_excerpt(&rs, out, sizeof(out), S("* BAD 3cret- and s3cre"));
+    CHECK_STR(out, "* BAD <redacted> and <redacted>");
+    redact_excerpt(&rs, out, sizeof(out), S("secret words"));
+    CHECK_STR(out, "secret words");
+    redact_wipe(&rs);
+}
+
 int main(void)
 {
+    test_split_echo();
     test_escaped_known_ahead();
     test_no_capacity_limit();
     test_broken_set_logs_nothing();
