@@ -79,6 +79,7 @@ def module(workdir):
 @pytest.fixture
 def pam(module, workdir, tmp_path):
     os.chmod(tmp_path, 0o755)
+    hostview.searchable_up_to(str(tmp_path), tempfile.gettempdir())
     return pamrun.PamRunner(module, str(tmp_path),
                             preload=os.environ.get("MAILAUTH_PRELOAD"),
                             wrapper=os.environ.get("MAILAUTH_WRAPPER", "").split() or None)

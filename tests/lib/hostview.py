@@ -54,3 +54,18 @@ def replace_entry(path, name, line=""):
         text = f.read()
     with open(path, "w") as f:
         f.write(with_entry(text, name, line))
+
+
+def searchable_up_to(path, top):
+    """Give every directory from path's parent up to (not including) top the search bit for
+    everyone (0711 at least; nothing becomes listable). pytest makes its temp base 0700, and
+    some cases run the module as another real uid (su emulated: real uid 1000, effective 0);
+    under valgrind such a process opens files as its real uid, so the case's service and config
+    files must be reachable by it."""
+    top = os.path.realpath(top)
+    d = os.path.dirname(os.path.realpath(path))
+    while d.startswith(top + os.sep) and d != top:
+        mode = os.stat(d).st_mode & 0o777
+        if mode & 0o111 != 0o111:
+            os.chmod(d, mode | 0o111)
+        d = os.path.dirname(d)
