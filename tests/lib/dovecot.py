@@ -9,10 +9,22 @@ import time
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
 
+# Ports free_port handed out in this process: the kernel may offer a port again once the probing
+# socket is closed, and a server given the same port twice (Cyrus's many services) would answer
+# on another's (a POP3 test once got an IMAP greeting).
+_GIVEN_PORTS = set()
+
+
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, never one this process was given before."""
+    for _ in range(1000):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
+    raise RuntimeError("no fresh free port after 1000 tries")
 
 
 def wait_port(port, host="127.0.0.1", timeout=10.0):
