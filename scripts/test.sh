@@ -6,11 +6,11 @@
 #      and Courier, fake servers, 32-thread test), DESTDIR install check;
 #   2. clang build with -Werror;
 #   3. gcc ASan+UBSan build: the same tests;
-#   4. alongside 3, pamtester under valgrind memcheck for a fixed third of each integration file's
+#   4. alongside 3, pamtester under valgrind memcheck for a fixed quarter of each integration file's
 #      cases (all of them run under ASan; not the Cyrus/Courier interop file: same code paths,
 #      minutes of CI budget), in a /tmp of its own;
 #   5. clang ThreadSanitizer build: the 32-thread test;
-#   6. each libFuzzer target for FUZZ_SECONDS (default 20) from the committed corpus, two at a
+#   6. each libFuzzer target for FUZZ_SECONDS (default 15) from the committed corpus, two at a
 #      time;
 #   and, after stage 1 with the gcc build, the system suite (root): the Debian package, real sshd
 #   and Apache, pam_faillock.
@@ -106,8 +106,8 @@ stage "5/6 ThreadSanitizer: 32 threads with their own PAM handles"
 CC=clang build build-tsan -Db_sanitize=thread -Db_lundef=false -Dwerror=true || exit 1
 TSAN_OPTIONS="halt_on_error=1 exitcode=66" meson_stage tsan build-tsan --suite concurrency
 
-stage "6/6 fuzzing, ${FUZZ_SECONDS:-20}s per target, two at a time"
-bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-20}" 2>&1 | tee "$logs/fuzz.txt" || status=1
+stage "6/6 fuzzing, ${FUZZ_SECONDS:-15}s per target, two at a time"
+bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-15}" 2>&1 | tee "$logs/fuzz.txt" || status=1
 
 stage "summary (whole run $((SECONDS - started)) s)"
 "$PY" "$ROOT/scripts/summarize.py" "${expect[@]}" "$logs"/quick.json "$logs"/system.json \

@@ -88,7 +88,7 @@ def pam(module, workdir, tmp_path):
 def pytest_collection_modifyitems(config, items):
     """MAILAUTH_SAMPLE=i/n keeps, of each test file, the cases whose position in the file is i
     modulo n, and deselects the others (they are counted as deselected, not passed). The
-    valgrind stage uses it: every case runs under ASan+UBSan, and under memcheck a fixed third of
+    valgrind stage uses it: every case runs under ASan+UBSan, and under memcheck a fixed quarter of
     each file's cases, so that every file and most parameters are memchecked within CI's time."""
     sample = os.environ.get("MAILAUTH_SAMPLE")
     if not sample:
