@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -212,21 +211,6 @@ static bool set_peer_name(SSL *ssl, const char *host, bool verify)
     return !verify || SSL_set1_host(ssl, host) == 1;
 }
 
-/* The peer's port (0 for a socket without one, as in tests over a socketpair). */
-static unsigned peer_port(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
-        return 0;
-    if (ss.ss_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *)&ss)->sin_port);
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
-    return 0;
-}
-
 /* Offer a session kept from an earlier login to the same host and port under the same trust
  * (only when verifying: an unverified session is never kept or offered). Without one, or out of
  * memory, the handshake is simply a full one. */
@@ -235,7 +219,7 @@ static void offer_kept_session(struct tls_conn *t, SSL_CTX *ctx, int fd, const c
 {
     if (!opt->verify || (t->resume_host = strdup(host)) == NULL)
         return;
-    t->resume_port = peer_port(fd);
+    t->resume_port = net_peer_port(fd); /* 0 for a socket without one (a socketpair) */
     t->offered = tls_cache_session_take(ctx, host, t->resume_port);
     if (t->offered != NULL && SSL_set_session(t->ssl, t->offered) != 1) {
         SSL_SESSION_free(t->offered);
