@@ -136,20 +136,6 @@ void accounts_txn_end(struct accounts_txn *t)
     t->lock_fd = -1;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static void sync_dir(const char *path)
 {
     char dir[ACCT_MAX_PATH + 1];
@@ -182,7 +168,7 @@ int accounts_txn_commit(struct accounts_txn *t, const char *content, size_t len,
     snprintf(tmp, sizeof(tmp), "%s.tmp", t->path);
     unlink(tmp); /* a leftover of a crash; we hold the lock */
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0644);
-    if (fd < 0 || fchmod(fd, 0644) != 0 || write_all(fd, content, len) != 0 || fsync(fd) != 0) {
+    if (fd < 0 || fchmod(fd, 0644) != 0 || fd_write_all(fd, content, len) != 0 || fsync(fd) != 0) {
         log_msg(log, LOG_ERR, "accounts: cannot write %s: %s", tmp, strerror(errno));
         if (fd >= 0)
             close(fd);

@@ -403,20 +403,6 @@ out:
     return rc;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Replace the record: temp file, fsync, rename. The caller holds the lock. 0, or -1 (logged). */
 static int write_record(struct cache *c, const struct cache_record *rec)
 {
@@ -446,7 +432,7 @@ static int write_record(struct cache *c, const struct cache_record *rec)
              errno_text(errno, ebuf, sizeof(ebuf)));
         goto out;
     }
-    if (write_all(fd, text, (size_t)len) != 0 || fsync(fd) != 0) {
+    if (fd_write_all(fd, text, (size_t)len) != 0 || fsync(fd) != 0) {
         note(c, LOG_ERR, "%s: cannot write: %s; not cached", tmp,
              errno_text(errno, ebuf, sizeof(ebuf)));
         goto out;

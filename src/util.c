@@ -5,6 +5,7 @@
 #include <string.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -105,4 +106,18 @@ bool ascii_word_is(const char *p, size_t n, const char *w)
     while (i < n && w[i] != '\0' && ascii_lower(p[i]) == ascii_lower(w[i]))
         i++;
     return i == n && w[i] == '\0';
+}
+
+int fd_write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }

@@ -25,6 +25,10 @@ int64_t clock_now_ms(void);
  * never by the locale's rules (under a Turkish locale strncasecmp makes "LOGIN" and "login"
  * differ). The one word compare of the protocol and verdict code. */
 bool ascii_word_is(const char *p, size_t n, const char *w);
+
+/* Write all len bytes of p to fd (a file: retried after EINTR and short writes). 0, or -1 with
+ * errno set by write (or 0 after a write that wrote nothing). */
+int fd_write_all(int fd, const char *p, size_t len);
 /* Milliseconds left until deadline_ms, clamped to [0, INT32_MAX]. */
 int deadline_left_ms(int64_t deadline_ms);
 /* The earlier of two deadlines. */
