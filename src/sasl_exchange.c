@@ -206,6 +206,8 @@ static enum proto_result exchange(struct run *r, enum sasl_end *end)
         st = sasl_client_step(&r->c, r->raw, (size_t)n);
         if (st == SASL_DONE) {
             x->out->proof = PROOF_VERIFIED;
+            log_debug(x->log, "%s %s: %s: the server's signature is verified", x->out->address,
+                      x->label, r->m->name);
             r->c.out_len = 0;
             st = SASL_SEND; /* an empty answer asks for the final reply */
         }

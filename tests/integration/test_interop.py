@@ -13,9 +13,18 @@ PAM_AUTH_ERR, as issue 12's rule says.
 Failure pauses are configured away where the server allows it (Cyrus: failedloginpause: 0);
 Courier's 5 s is compiled in, so it has one wrong-password case per mode. test_failure_delays measures
 the real pauses. If a server cannot be started, every test here fails (never skips).
+
+Issue 18's mechanisms (mechanisms = {...}) against the same servers: Cyrus's sasldb variants
+("mech", and "mech12" with TLS 1.2 only) with SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5 and PLAIN
+over IMAP AUTHENTICATE and POP3 AUTH in every TLS mode, a yes needing Cyrus's SCRAM signature
+checked; Courier's "cram" listeners with CRAM-MD5 (authlib userdb hmac-md5pw). Cyrus 3.6 offers
+SCRAM-SHA-256-PLUS but binds only tls-unique, which the module does not speak: that success is
+an xfail with the reason, and a test pins that it is never a yes.
 """
 import os
+import re
 import sys
+import threading
 
 import pytest
 
@@ -316,3 +325,117 @@ def test_failure_delays(pam, pki, cy, co, capsys):
         assert r.elapsed < scaled(25), (label, r)
     with capsys.disabled():
         sys.stdout.write("\nfailure delays (SCALE %g):\n  %s\n" % (SCALE, "\n  ".join(figures)))
+
+
+# ---- Issue 18: SASL mechanisms against Cyrus (sasldb) and Courier (authlib userdb) ----
+
+# SCRAM needs SASLprep, which the module does for ASCII only (pam_mailauth.conf(5), MECHANISMS):
+# the SCRAM cases use erin (every byte IMAP quoting cares about, ASCII) and an ASCII wrong one.
+WRONG_ASCII = "wrong-Pa55 x"
+SASL_MODES = ["imap", "imap+starttls", "imaps", "pop3", "pop3+starttls", "pop3s"]
+SASL_IDS = ["imap", "imap-starttls", "imaps", "pop3", "pop3-stls", "pop3s"]
+PROVED = "srv: %s: the server's signature is verified"
+
+
+def mech_login(pam, pki, ports, service, mech, user, password, timeout=None):
+    block = target(ports, service, extra="  mechanisms = {%s}\n" % mech)
+    return login(pam, pki, block, user, password, timeout=timeout)
+
+
+def sent_only(r, mech):
+    """The module ran `mech` (IMAP AUTHENTICATE, POP3 AUTH), and no other way of logging in."""
+    text = r.log_text()
+    assert re.search(r"C: srv (A\d+ AUTHENTICATE|AUTH) %s( |$)" % re.escape(mech.upper()), text,
+                     re.M), r
+    others = re.findall(r"C: srv (?:A\d+ )?(AUTHENTICATE|AUTH|LOGIN|USER|APOP) (\S+)", text)
+    assert {o for o in others if o[0] in ("AUTHENTICATE", "AUTH")} <= {
+        ("AUTHENTICATE", mech.upper()), ("AUTH", mech.upper())}, r
+    assert not [o for o in others if o[0] in ("LOGIN", "USER", "APOP")], r
+    return text
+
+
+@pytest.mark.parametrize("mech", ["scram-sha-256", "scram-sha-1", "cram-md5", "plain"])
+@pytest.mark.parametrize("service", SASL_MODES, ids=SASL_IDS)
+def test_cyrus_sasl_mechanism(pam, pki, cy, service, mech):
+    """Cyrus 3.6 with its sasldb: each mechanism alone, right and wrong password. For SCRAM a
+    yes needs Cyrus's v= checked (the log says so); a refusal comes before any v=."""
+    scram = mech.startswith("scram")
+    r = mech_login(pam, pki, cy.ports["mech"], service, mech, "erin", INTEROP_USERS["erin"])
+    text = sent_only(expect(r, "PAM_SUCCESS"), mech)
+    assert (PROVED % mech.upper() in text) == scram, r
+    if scram:
+        assert "%s with 4096 iterations" % mech.upper() in text, r
+    r = mech_login(pam, pki, cy.ports["mech"], service, mech, "erin", WRONG_ASCII)
+    text = sent_only(expect(r, "PAM_AUTH_ERR"), mech)
+    assert "authentication failure" in text and PROVED % mech.upper() not in text, r
+
+
+@pytest.mark.parametrize("service", ["imaps", "pop3s"])
+def test_cyrus_scram_under_tls12_with_plus_offered(pam, pki, cy, service):
+    """TLS 1.2, where Cyrus offers SCRAM-SHA-256-PLUS too: plain SCRAM-SHA-256 still works
+    (the GS2 header must not claim a binding the server would take as a downgrade)."""
+    r = mech_login(pam, pki, cy.ports["mech12"], service, "scram-sha-256", "alice",
+                   INTEROP_USERS["alice"])
+    text = sent_only(expect(r, "PAM_SUCCESS"), "scram-sha-256")
+    assert "TLSv1.2" in text and "SCRAM-SHA-256-PLUS" in text and PROVED % "SCRAM-SHA-256" in text
+    expect(mech_login(pam, pki, cy.ports["mech12"], service, "scram-sha-256", "alice",
+                      WRONG_ASCII), "PAM_AUTH_ERR")
+
+
+CYRUS_PLUS = [("mech", "imaps"), ("mech", "imap+starttls"), ("mech", "pop3s"),
+              ("mech12", "imaps"), ("mech12", "pop3s")]
+CYRUS_PLUS_IDS = ["tls13-imaps", "tls13-imap-starttls", "tls13-pop3s", "tls12-imaps",
+                  "tls12-pop3s"]
+CYRUS_TLS_UNIQUE = ("Cyrus 3.6 binds SCRAM-PLUS to tls-unique only (libcyrus_imap hands libsasl2 "
+                    "SSL_get_finished data), which RFC 9266 deprecates and TLS 1.3 lacks; the "
+                    "module binds with tls-exporter (TLS 1.3) or tls-server-end-point (TLS 1.2), "
+                    "so Cyrus answers the client proof with \"bad protocol / cancel\"")
+
+
+@pytest.mark.parametrize("variant,service", CYRUS_PLUS, ids=CYRUS_PLUS_IDS)
+def test_cyrus_scram_plus_is_never_success(pam, pki, cy, variant, service):
+    """Cyrus offers SCRAM-SHA-256-PLUS under TLS but cannot verify either binding the module
+    sends: the right password must not come out as a yes (nor may any v= be taken)."""
+    r = mech_login(pam, pki, cy.ports[variant], service, "scram-sha-256-plus", "erin",
+                   INTEROP_USERS["erin"])
+    text = sent_only(r, "scram-sha-256-plus")
+    assert ("TLSv1.2" if variant == "mech12" else "TLSv1.3") in text, r
+    assert r.code in ("PAM_AUTH_ERR", "PAM_AUTHINFO_UNAVAIL"), r
+    assert "bad protocol / cancel" in text, r
+    assert PROVED % "SCRAM-SHA-256-PLUS" not in text, r
+
+
+@pytest.mark.xfail(strict=True, reason=CYRUS_TLS_UNIQUE)
+@pytest.mark.parametrize("variant,service", CYRUS_PLUS[:1] + CYRUS_PLUS[3:4],
+                         ids=["tls13-imaps", "tls12-imaps"])
+def test_cyrus_scram_plus_right_password(pam, pki, cy, variant, service):
+    r = mech_login(pam, pki, cy.ports[variant], service, "scram-sha-256-plus", "erin",
+                   INTEROP_USERS["erin"])
+    expect(r, "PAM_SUCCESS")
+
+
+@pytest.mark.parametrize("user", ["erin", "uma"])
+@pytest.mark.parametrize("service", SASL_MODES, ids=SASL_IDS)
+def test_courier_cram_md5_right_password(pam, pki, co, service, user):
+    """Courier-IMAP and Courier POP3 with CRAM-MD5 (authlib's userdb hmac-md5pw); CRAM-MD5 has
+    no SASLprep, so the UTF-8 password goes as its bytes."""
+    r = mech_login(pam, pki, co.ports["cram"], service, "cram-md5", user, INTEROP_USERS[user])
+    sent_only(expect(r, "PAM_SUCCESS"), "cram-md5")
+
+
+def test_courier_cram_md5_wrong_password(pam, pki, co):
+    """Every mode at once (Courier pauses 5 s before each refusal): all PAM_AUTH_ERR."""
+    results = {}
+
+    def attempt(service):
+        results[service] = mech_login(pam, pki, co.ports["cram"], service, "cram-md5", "erin",
+                                      WRONG, timeout=SLOW_VERDICT_TIMEOUT)
+
+    threads = [threading.Thread(target=attempt, args=(service,)) for service in SASL_MODES]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == sorted(SASL_MODES), results
+    for service, r in results.items():
+        sent_only(expect(r, "PAM_AUTH_ERR"), "cram-md5")

@@ -9,6 +9,8 @@ programs ask authdaemond over its socket in /run/courier/authdaemon. stop_authda
 Listeners (couriertcpd, one per port), ports[variant][service]:
   normal  imap (STARTTLS offered), imaps, pop3 (STLS offered), pop3s
   tlsreq  imap with IMAP_TLS_REQUIRED=1, pop3 with POP3_TLS_REQUIRED=1
+  cram    imap, imaps, pop3, pop3s also offering CRAM-MD5 (AUTH=CRAM-MD5, POP3AUTH), checked
+          against the userdb's hmac-md5pw
 Courier sleeps 5 s after a failed login (compiled in: there is no setting to shorten it).
 Courier POP3 has no APOP.
 """
@@ -88,31 +90,44 @@ class Courier:
             with open("/etc/" + name) as src, open(self.ns.upper("/etc/" + name), "w") as dst:
                 dst.write(hostview.with_entry(src.read(), "courier", line))
             os.chmod(self.ns.upper("/etc/" + name), 0o644)
-        lines = []
-        for user, password in self.users.items():
+        for user in self.users:
             home = os.path.join(self.d, "home", user)
             for sub in ("", "Maildir", "Maildir/cur", "Maildir/new", "Maildir/tmp"):
                 os.makedirs(os.path.join(home, sub), exist_ok=True)
                 os.chown(os.path.join(home, sub), nobody.pw_uid, nobody.pw_gid)
-            lines.append("%s\tuid=%d|gid=%d|home=%s|mail=%s/Maildir|systempw=%s\n"
-                         % (user, nobody.pw_uid, nobody.pw_gid, home, home, _hash(password)))
-        userdb = os.path.join(etc, "userdb")
-        with open(userdb, "w") as f:
-            f.write("".join(lines))
-        os.chmod(userdb, 0o600)
 
-    def _env(self, service, tls_required):
+    def _write_userdb(self):
+        """systempw (SHA-512 crypt) for LOGIN/USER-PASS, and hmac-md5pw for CRAM-MD5: authlib
+        needs the password's HMAC-MD5 inner and outer contexts, which only its own userdbpw
+        prints (a cleartext equivalent: anyone holding it can answer any challenge)."""
+        nobody = pwd.getpwnam("nobody")
+        lines = []
+        for user, password in self.users.items():
+            home = os.path.join(self.d, "home", user)
+            hmac_md5 = self.ns.run(["/usr/sbin/userdbpw", "-hmac-md5"],
+                                   input=password.encode("utf-8") + b"\n").strip()
+            lines.append("%s\tuid=%d|gid=%d|home=%s|mail=%s/Maildir|systempw=%s|hmac-md5pw=%s\n"
+                         % (user, nobody.pw_uid, nobody.pw_gid, home, home, _hash(password),
+                            hmac_md5))
+        # Written inside the namespace: the overlay is mounted by now.
+        self.ns.run(["sh", "-c", "umask 077 && cat >/etc/courier/userdb"],
+                    input="".join(lines).encode("utf-8"))
+
+    def _env(self, service, variant):
+        tls_required = variant == "tlsreq"
         tls = {"COURIERTLS": COURIERTLS, "TLS_CERTFILE": "/etc/courier/tls.pem",
                "TLS_VERIFYPEER": "NONE", "MAILDIRPATH": "Maildir"}
+        cram = " AUTH=CRAM-MD5" if variant == "cram" else ""
         if service.startswith("imap"):
-            env = {"IMAP_CAPABILITY": IMAP_CAPABILITY,
-                   "IMAP_CAPABILITY_TLS": IMAP_CAPABILITY + " AUTH=PLAIN",
+            env = {"IMAP_CAPABILITY": IMAP_CAPABILITY + cram,
+                   "IMAP_CAPABILITY_TLS": IMAP_CAPABILITY + cram + " AUTH=PLAIN",
                    "IMAP_STARTTLS": "NO" if service == "imaps" else "YES",
                    "IMAP_TLS_REQUIRED": "1" if tls_required else "0",
                    "IMAP_TLS": "1" if service == "imaps" else "0",
                    "IMAP_UMASK": "022", "IMAP_USELOCKS": "1"}
         else:
-            env = {"POP3AUTH": "", "POP3AUTH_TLS": "LOGIN PLAIN",
+            env = {"POP3AUTH": "CRAM-MD5" if cram else "",
+                   "POP3AUTH_TLS": ("CRAM-MD5 " if cram else "") + "LOGIN PLAIN",
                    "POP3_STARTTLS": "NO" if service == "pop3s" else "YES",
                    "POP3_TLS_REQUIRED": "1" if tls_required else "0",
                    "POP3_TLS": "1" if service == "pop3s" else "0"}
@@ -131,7 +146,7 @@ class Courier:
             login = [COURIERTLS, "-server", "-tcpd"] + login
         argv = ["/usr/sbin/couriertcpd", "-address=127.0.0.1", "-maxprocs=40", "-maxperip=100",
                 "-nodnslookup", "-noidentlookup", str(port)] + login
-        self.ns.popen(argv, env=self._env(service, variant == "tlsreq"),
+        self.ns.popen(argv, env=self._env(service, variant),
                       log=os.path.join(self.d, "courier.log"))
         return port
 
@@ -139,10 +154,12 @@ class Courier:
         self._write()
         self.ns.start()
         try:
+            self._write_userdb()
             self.ns.run(["/usr/sbin/makeuserdb"])
             self.start_authdaemon()
             for variant, services in (("normal", ("imap", "imaps", "pop3", "pop3s")),
-                                      ("tlsreq", ("imap", "pop3"))):
+                                      ("tlsreq", ("imap", "pop3")),
+                                      ("cram", ("imap", "imaps", "pop3", "pop3s"))):
                 for service in services:
                     self._listen(variant, service)
             for variant, services in self.ports.items():

@@ -9,6 +9,9 @@ imapd.conf (they share the mail spool and the sasldb):
                                                                  imap pop3
   sa_real   saslauthd with the default pause                      pop3
   tlsreq    allowplaintext: no (login only under TLS), pause 0   imap pop3
+  mech      sasldb, offering SCRAM-SHA-256, SCRAM-SHA-1 (and their imap imaps pop3 pop3s
+            -PLUS under TLS), CRAM-MD5, PLAIN, LOGIN; pause 0
+  mech12    the same, TLS 1.2 only                                imaps pop3s
 The plain ports also offer STARTTLS/STLS (the suite's PKI: a certificate for "localhost").
 saslauthd is a process of its own: stop_saslauthd() is the "auth backend down" outage.
 """
@@ -30,7 +33,15 @@ VARIANTS = {
     "sa": ("failedloginpause: 0\n", ("imap", "pop3")),
     "sa_real": ("", ("pop3",)),
     "tlsreq": ("failedloginpause: 0\n", ("imap", "pop3")),
+    "mech": ("failedloginpause: 0\n", ("imap", "imaps", "pop3", "pop3s")),
+    "mech12": ("failedloginpause: 0\n", ("imaps", "pop3s")),
 }
+# What the "mech" variants offer (sasl_mech_list; the others: PLAIN LOGIN), all checked against
+# the sasldb's cleartext userPassword. Under TLS Cyrus adds the -PLUS variants itself.
+MECH_LIST = "SCRAM-SHA-256 SCRAM-SHA-1 CRAM-MD5 PLAIN LOGIN"
+# "mech12" speaks TLS 1.2 only: the module's SCRAM-PLUS then binds with tls-server-end-point
+# (TLS 1.3: tls-exporter).
+TLS_VERSIONS = {"mech12": "tls1_2"}
 
 IMAPD_CONF = """\
 configdirectory: {d}/lib
@@ -47,14 +58,14 @@ cyrus_group: {group}
 allowplaintext: {plaintext}
 allowapop: yes
 autocreate_quota: 0
-sasl_mech_list: PLAIN LOGIN
+sasl_mech_list: {mechs}
 sasl_pwcheck_method: {pwcheck}
 sasl_auxprop_plugin: sasldb
 sasl_sasldb_path: {sasldb}
 sasl_saslauthd_path: {d}/saslauthd/mux
 tls_server_cert: {d}/tls/cert.pem
 tls_server_key: {d}/tls/key.pem
-tls_versions: tls1_2 tls1_3
+tls_versions: {tls_versions}
 virtdomains: off
 syslog_prefix: cyrus-{variant}
 {extra}"""
@@ -98,6 +109,8 @@ class Cyrus:
                 f.write(IMAPD_CONF.format(
                     d=self.d, realm=REALM, user="nobody", group=group, variant=variant,
                     plaintext="no" if variant == "tlsreq" else "yes",
+                    mechs=MECH_LIST if variant.startswith("mech") else "PLAIN LOGIN",
+                    tls_versions=TLS_VERSIONS.get(variant, "tls1_2 tls1_3"),
                     pwcheck="saslauthd" if variant.startswith("sa") else "auxprop",
                     # With saslauthd nothing can check APOP (no sasldb), yet the greeting
                     # still offers it: the situation issue 12 describes.
