@@ -31,7 +31,7 @@ import pytest
 import courier as courier_lib
 import cyrus as cyrus_lib
 from conftest import USERS
-from helpers import SCALE, config, scaled, server
+from helpers import SCALE, config, privileged_listener, scaled, server
 
 # alice: plain; erin: every byte IMAP quoting cares about, ASCII only (an IMAP quoted string
 # with escapes); bob: the same plus UTF-8 (an IMAP literal); uma: UTF-8 only.
@@ -45,10 +45,28 @@ WRONG = "wrong-Pa55 \u00e9"
 SLOW_VERDICT_TIMEOUT = 5 + scaled(10)
 
 
+def privileged_ports(services):
+    """{service: port} below ip_unprivileged_port_start, or the reason there are none (the
+    test that needs them then fails with it; the others do not depend on them)."""
+    socks = []
+    try:
+        for _ in services:
+            socks.append(privileged_listener())
+        return {service: sock.getsockname()[1] for service, sock in zip(services, socks)}
+    except AssertionError as e:
+        return str(e)
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 @pytest.fixture(scope="module")
 def cy(workdir, pki, dv):
+    priv = privileged_ports(("imap", "pop3"))
     server_ = cyrus_lib.Cyrus(os.path.join(workdir, "cyrus"), INTEROP_USERS, pki["server_cert"],
-                              pki["server_key"], rimap_port=dv.ports["imap"])
+                              pki["server_key"], rimap_port=dv.ports["imap"],
+                              privileged=priv if isinstance(priv, dict) else None)
+    server_.no_privileged_ports = None if isinstance(priv, dict) else priv
     server_.start()
     try:
         yield server_
@@ -445,3 +463,24 @@ def test_courier_cram_md5_wrong_password(pam, pki, co):
     for service, r in results.items():
         sent_only(expect(r, "PAM_AUTH_ERR"), "cram-md5")
 
+
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+def test_cyrus_scram_and_the_cleartext_rule(pam, pki, cy, protocol):
+    """tls = none without allow_cleartext: on a privileged loopback port (only root listens
+    there) SCRAM runs and Cyrus's signature is checked; on a high loopback port (any local user
+    could listen there) nothing derived from the password is sent, not even the mechanism's
+    first message: unavailable."""
+    assert cy.no_privileged_ports is None, cy.no_privileged_ports
+    mechs = "  mechanisms = {scram-sha-256}\n"
+    priv = server("srv", protocol, '"127.0.0.1"', cy.ports["mechpriv"][protocol], extra=mechs,
+                  cleartext=False)
+    assert "allow_cleartext" not in priv
+    r = login(pam, pki, priv, "erin", INTEROP_USERS["erin"])
+    text = sent_only(expect(r, "PAM_SUCCESS"), "scram-sha-256")
+    assert PROVED % "SCRAM-SHA-256" in text, r
+    expect(login(pam, pki, priv, "erin", WRONG_ASCII), "PAM_AUTH_ERR")
+    high = server("srv", protocol, '"127.0.0.1"', cy.ports["mech"][protocol], extra=mechs,
+                  cleartext=False)
+    r = login(pam, pki, high, "erin", INTEROP_USERS["erin"])
+    expect(r, "PAM_AUTHINFO_UNAVAIL")
+    assert not re.search(r"C: srv (A\d+ )?(AUTHENTICATE|AUTH|LOGIN|USER|APOP)\b", r.log_text()), r

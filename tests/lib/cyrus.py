@@ -12,6 +12,7 @@ imapd.conf (they share the mail spool and the sasldb):
   mech      sasldb, offering SCRAM-SHA-256, SCRAM-SHA-1 (and their imap imaps pop3 pop3s
             -PLUS under TLS), CRAM-MD5, PLAIN, LOGIN; pause 0
   mech12    the same, TLS 1.2 only                                imaps pop3s
+  mechpriv  the same on privileged ports given by the caller      imap pop3
 The plain ports also offer STARTTLS/STLS (the suite's PKI: a certificate for "localhost").
 saslauthd is a process of its own: stop_saslauthd() is the "auth backend down" outage.
 """
@@ -75,8 +76,12 @@ class Cyrus:
     """Cyrus(directory, users, cert, key, rimap_port).start(); stop() ends every process and
     the namespace. ports[variant][service] is the TCP port on 127.0.0.1."""
 
-    def __init__(self, directory, users, cert, key, rimap_port):
+    def __init__(self, directory, users, cert, key, rimap_port, privileged=None):
+        """privileged: {"imap": port, "pop3": port} on which the "mechpriv" variant listens
+        (ports below ip_unprivileged_port_start, where the module's cleartext rule exempts
+        loopback); None: no such variant."""
         self.d = directory
+        self.privileged = privileged
         self.users = users
         self.cert = cert
         self.key = key
@@ -103,7 +108,10 @@ class Cyrus:
             os.chmod(dst, 0o600)
         group = "nogroup"
         services = []
-        for variant, (extra, names) in VARIANTS.items():
+        variants = dict(VARIANTS)
+        if self.privileged:
+            variants["mechpriv"] = ("failedloginpause: 0\n", tuple(self.privileged))
+        for variant, (extra, names) in variants.items():
             conf = os.path.join(self.d, "imapd-%s.conf" % variant)
             with open(conf, "w") as f:
                 f.write(IMAPD_CONF.format(
@@ -119,7 +127,7 @@ class Cyrus:
                     extra=extra))
             self.ports[variant] = {}
             for name in names:
-                port = free_port()
+                port = (self.privileged[name] if variant == "mechpriv" else free_port())
                 self.ports[variant][name] = port
                 daemon = "imapd" if name.startswith("imap") else "pop3d"
                 implicit = " -s" if name.endswith("s") else ""
