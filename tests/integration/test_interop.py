@@ -375,14 +375,18 @@ def sent_only(r, mech):
 @pytest.mark.parametrize("mech", ["scram-sha-256", "scram-sha-1", "cram-md5", "plain"])
 @pytest.mark.parametrize("service", SASL_MODES, ids=SASL_IDS)
 def test_cyrus_sasl_mechanism(pam, pki, cy, service, mech):
-    """Cyrus 3.6 with its sasldb: each mechanism alone, right and wrong password. For SCRAM a
-    yes needs Cyrus's v= checked (the log says so); a refusal comes before any v=."""
+    """Cyrus 3.6 with its sasldb: each mechanism alone, right and wrong password (the wrong one
+    in every mode for SCRAM-SHA-256, in one IMAP and one POP3 mode for the others: the CI
+    budget). For SCRAM a yes needs Cyrus's v= checked (the log says so); a refusal comes before
+    any v=."""
     scram = mech.startswith("scram")
     r = mech_login(pam, pki, cy.ports["mech"], service, mech, "erin", INTEROP_USERS["erin"])
     text = sent_only(expect(r, "PAM_SUCCESS"), mech)
     assert (PROVED % mech.upper() in text) == scram, r
     if scram:
         assert "%s with 4096 iterations" % mech.upper() in text, r
+    if mech != "scram-sha-256" and service not in ("imaps", "pop3+starttls"):
+        return
     r = mech_login(pam, pki, cy.ports["mech"], service, mech, "erin", WRONG_ASCII)
     text = sent_only(expect(r, "PAM_AUTH_ERR"), mech)
     assert "authentication failure" in text and PROVED % mech.upper() not in text, r
