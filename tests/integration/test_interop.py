@@ -454,11 +454,15 @@ def test_courier_cram_md5_wrong_password(pam, pki, co):
     """Every mode at once (Courier pauses 5 s before each refusal): all PAM_AUTH_ERR."""
     results = {}
 
-    def attempt(service):
-        results[service] = mech_login(pam, pki, co.ports["cram"], service, "cram-md5", "erin",
-                                      WRONG, timeout=SLOW_VERDICT_TIMEOUT)
+    def attempt(service, path):
+        results[service] = pam.run(None, "erin", WRONG, config_path=path)
 
-    threads = [threading.Thread(target=attempt, args=(service,)) for service in SASL_MODES]
+    # Each its own config file, written before any starts (pam.run would share one).
+    paths = [pam.write_config(config(pki, target(co.ports["cram"], service,
+                                                 extra="  mechanisms = {cram-md5}\n"),
+                                     timeout=SLOW_VERDICT_TIMEOUT), name="cram-%d.conf" % i)
+             for i, service in enumerate(SASL_MODES)]
+    threads = [threading.Thread(target=attempt, args=args) for args in zip(SASL_MODES, paths)]
     for t in threads:
         t.start()
     for t in threads:
