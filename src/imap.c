@@ -348,7 +348,7 @@ static enum proto_result skip_literals(struct imap_session *is, bool more, size_
  * over TLS. */
 static void note_alert(struct imap_session *is, const struct imap_reply *r)
 {
-    bool tls = is->s->tls != NULL;
+    bool tls = stream_tls(is->s) != NULL;
 
     if (r->code == NULL || !ascii_word_is(r->code, r->code_len, "ALERT") ||
         (is->out->alert[0] != '\0' && (is->out->alert_tls || !tls)))

@@ -137,7 +137,7 @@ static bool start_tls(struct probe_ctx *pc)
     pc->cert_failed = sr == STREAM_ECERT;
     if (sr != STREAM_OK)
         return fail(pc, PROBE_STAGE_TLS, "TLS failed");
-    tls_peer_info(pc->s->tls, &pc->pa->tls);
+    tls_peer_info(stream_tls(pc->s), &pc->pa->tls);
     pc->pa->tls_done = true;
     return true;
 }
@@ -400,7 +400,7 @@ static bool connect_address(struct probe_ctx *pc, const struct resolve_addr *ra)
         errbuf_set(&pc->err, "out of memory");
         return fail(pc, PROBE_STAGE_CONNECT, "cannot connect");
     }
-    snprintf(pc->s->address, sizeof(pc->s->address), "%s", w.addr);
+    stream_set_address(pc->s, w.addr);
     return true;
 }
 
