@@ -307,7 +307,7 @@ def test_mechanism_after_refused_login_starts_with_nothing_sent(pam, pki):
     assert "before the credentials were sent" in r.log_text(), r
 
 
-# ---- the probe reports what the login's plan (sasl_plan_next) starts with ----
+# ---- the probe reports the login's plan (plan_login) ----
 
 def run_probe(tmp_path, cfg):
     path = os.path.join(str(tmp_path), "probe.conf")
@@ -325,7 +325,9 @@ def test_probe_shows_the_planned_mechanism(tmp_path, pki, dvs, protocol, port):
                  protocol=protocol)
     r, objs = run_probe(tmp_path, cfg)
     assert r.returncode == 0 and objs, (r, objs)
-    assert all(o["mechanism"] == "SCRAM-SHA-256" for o in objs), objs
+    verb = "AUTHENTICATE" if protocol == "imap" else "AUTH"
+    assert all(o["mechanism"] == verb + " SCRAM-SHA-256" for o in objs), objs
+    assert all([e["sasl"] for e in o["plan"]] == ["SCRAM-SHA-256", "PLAIN"] for o in objs), objs
     # Dovecot 2.3 has no -PLUS: a list of it alone leaves no mechanism, as the login finds.
     r, objs = run_probe(tmp_path, dv_cfg(pki, dvs, ["scram-sha-256-plus"], port=port,
                                          protocol=protocol))
