@@ -880,15 +880,8 @@ static enum proto_result walk_plan(struct imap_session *is, const struct login_p
     for (unsigned i = from; i < p->n; i++) {
         const struct plan_entry *e = &p->e[i];
         bool fell = false;
-        if (w->failed > 0 && e->when == PLAN_WHEN_UNUSABLE)
-            log_msg(is->log, LOG_WARNING,
-                    "%s %s: %s failed before the password was checked (%s); trying %s: this "
-                    "cost %lld ms",
-                    is->out->address, is->t->label, is->out->mechanism, is->out->reason.text,
-                    e->mech != NULL ? e->mech->name : e->name,
-                    (long long)(clock_now_ms() - w->started_ms));
         pr = i == 0 ? forward_client_ip(is, is->caps.id) : PROTO_OK;
-        plan_walk_try(w, e, is->out, clock_now_ms());
+        plan_walk_try(w, e, is->out, is->log, is->t->label, clock_now_ms());
         if (pr == PROTO_OK)
             pr = run_entry(is, e, &fell);
         if (pr == PROTO_OK)
@@ -932,7 +925,7 @@ static enum proto_result pipelined_login(struct imap_session *is)
     if (pr == PROTO_OK)
         pr = forward_client_ip(is, id_before_tls);
     plan_now(is, false, &p);
-    plan_walk_try(&w, &p.e[0], is->out, clock_now_ms());
+    plan_walk_try(&w, &p.e[0], is->out, is->log, is->t->label, clock_now_ms());
     if (pr == PROTO_OK)
         pr = send_login(is, &r);
     if (pr != PROTO_OK)

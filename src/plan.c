@@ -183,8 +183,14 @@ void plan_login(const struct login_target *t, const struct plan_offer *o, const 
 }
 
 void plan_walk_try(struct plan_walk *w, const struct plan_entry *e, struct login_outcome *o,
-                   int64_t now_ms)
+                   const struct logger *log, const char *label, int64_t now_ms)
 {
+    if (w->failed > 0 && e->when == PLAN_WHEN_UNUSABLE)
+        log_msg(log, LOG_WARNING,
+                "%s %s: %s failed before the password was checked (%s); trying %s: this cost "
+                "%lld ms",
+                o->address, label, o->mechanism, o->reason.text,
+                e->mech != NULL ? e->mech->name : e->name, (long long)(now_ms - w->started_ms));
     if (w->failed == 0)
         w->started_ms = now_ms;
     w->last_try_ms = now_ms;

@@ -104,9 +104,11 @@ struct plan_walk {
     char failed_names[PROTO_FALLBACK_MAX];
 };
 
-/* Entry e is about to be tried (now_ms): o->mechanism names it. */
+/* Entry e is about to be tried (now_ms): o->mechanism names it. When it follows an entry that
+ * ended before the password went out (PLAN_WHEN_UNUSABLE), a LOG_WARNING line says which failed,
+ * why (o->reason) and what that has cost so far. label: the server's name. */
 void plan_walk_try(struct plan_walk *w, const struct plan_entry *e, struct login_outcome *o,
-                   int64_t now_ms);
+                   const struct logger *log, const char *label, int64_t now_ms);
 
 /* The entry tried last failed without a verdict on the password (or APOP was refused). */
 void plan_walk_failed(struct plan_walk *w, const struct plan_entry *e);

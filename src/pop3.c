@@ -469,7 +469,7 @@ static enum proto_result after_user_refused(struct pop3_session *ps, const char 
     for (unsigned i = 0; i < p.n; i++) {
         if (p.e[i].when != PLAN_WHEN_USER_REFUSED)
             continue;
-        plan_walk_try(&ps->walk, &p.e[i], ps->out, clock_now_ms());
+        plan_walk_try(&ps->walk, &p.e[i], ps->out, ps->log, ps->t->label, clock_now_ms());
         return try_auth(ps, p.e[i].mech, &caps, &fell);
     }
     if (!caps.user) {
@@ -572,14 +572,7 @@ static enum proto_result walk_plan(struct pop3_session *ps, const struct login_p
     for (unsigned i = 0; i < p->n; i++) {
         const struct plan_entry *e = &p->e[i];
         bool fell;
-        if (ps->walk.failed > 0 && e->when == PLAN_WHEN_UNUSABLE)
-            log_msg(ps->log, LOG_WARNING,
-                    "%s %s: %s failed before the password was checked (%s); trying %s: this "
-                    "cost %lld ms",
-                    ps->out->address, ps->t->label, ps->out->mechanism, ps->out->reason.text,
-                    e->mech != NULL ? e->mech->name : e->name,
-                    (long long)(clock_now_ms() - ps->walk.started_ms));
-        plan_walk_try(&ps->walk, e, ps->out, clock_now_ms());
+        plan_walk_try(&ps->walk, e, ps->out, ps->log, ps->t->label, clock_now_ms());
         r = run_entry(ps, p, i, caps, &fell);
         if (r == PROTO_OK)
             plan_walk_accepted(&ps->walk, ps->out);

@@ -231,6 +231,14 @@ def test_logindisabled_after_starttls_names_the_pipelined_login(probe, pki):
     assert objs[0]["mechanism"] == "LOGIN", objs
     assert [e["method"] for e in objs[0]["plan"]] == ["LOGIN", "AUTHENTICATE PLAIN"], objs
     assert "pipelined LOGIN is refused" in objs[0]["plan"][1]["when"], objs
+    with FakeServer(script) as f:   # the same for people (README shows it)
+        r = probe.run(config(pki, server("f", "imap", hosts("localhost"), f.port, "starttls")))
+    assert r.returncode == READY, r
+    assert "  offered        AUTHENTICATE PLAIN\n" in r.out, r.out
+    assert "  plan           1. LOGIN (first): the default; sent with the CAPABILITY" in r.out, r.out
+    assert "                 2. AUTHENTICATE PLAIN (if the pipelined LOGIN is refused): the " \
+        "server lists" in r.out, r.out
+    assert "  mechanism      LOGIN\n" in r.out, r.out
 
 
 def test_pop3_xclient_in_greeting(probe, pki):
@@ -485,7 +493,12 @@ def test_user_login_reports_what_a_refused_apop_cost(probe, pki):
         cfg = config(pki, server("cy", "pop3", hosts(fake.host), fake.port))
         r, objs = probe.json(cfg, "--user", "alice", stdin=b"s3cret")
     assert r.returncode == READY, (r, r.err)
-    assert objs[-1]["login"]["apop_wasted_ms"] >= 300, objs
+    login = objs[-1]["login"]
+    assert login["apop_wasted_ms"] >= 300, objs
+    # the general fields say the same: the fallback was from APOP, to USER/PASS
+    assert login["fallback_from"] == "APOP" and login["fallback_wasted_ms"] == \
+        login["apop_wasted_ms"], objs
+    assert login["mechanism"] == "USER/PASS" and login["server_proved"] is False, objs
 
 
 def test_user_login_no_server_answers(probe, pki):

@@ -2,6 +2,7 @@
  * of both protocols (as the choosers it replaced decided them) and the mechanisms list. */
 #include <string.h>
 
+#include "capture_log.h"
 #include "check.h"
 #include "plan.h"
 
@@ -194,6 +195,7 @@ static void test_names_and_walk(void)
     struct plan_offer o = {.apop_timestamp = true};
     struct login_outcome out = {0};
     struct plan_walk w = {0};
+    struct logger quiet = {.sink = capture};
     struct login_plan p;
 
     CHECK_STR(plan_method_name(PLAN_IMAP_LOGIN), "LOGIN");
@@ -202,15 +204,16 @@ static void test_names_and_walk(void)
     CHECK(strstr(plan_fallback_advice(PLAN_POP3_APOP), "apop = never") != NULL);
     plan_login(&t, &o, &plain_user, &p);
     /* no fallback: nothing reported */
-    plan_walk_try(&w, &p.e[0], &out, 1000);
+    plan_walk_try(&w, &p.e[0], &out, &quiet, "t", 1000);
     plan_walk_accepted(&w, &out);
     CHECK_STR(out.mechanism, "APOP");
     CHECK(out.fallback_from[0] == '\0' && out.fallback_wasted_ms == 0);
     /* APOP refused (300 ms), a reconnect (50 ms), USER/PASS accepted */
     plan_walk_failed(&w, &p.e[0]);
-    plan_walk_try(&w, &p.e[1], &out, 1300);
+    plan_walk_try(&w, &p.e[1], &out, &quiet, "t", 1300);
     w.extra_ms += 50;
     plan_walk_accepted(&w, &out);
+    CHECK(logged[0] == '\0'); /* APOP refused is no "failed before the password" */
     CHECK_STR(out.mechanism, "USER/PASS");
     CHECK_STR(out.fallback_from, "APOP");
     CHECK(out.fallback_wasted_ms == 350);
@@ -226,12 +229,15 @@ static void test_names_and_walk(void)
     plan_login(&t, &o, &plain_user, &p);
     w = (struct plan_walk){0};
     out = (struct login_outcome){0};
-    plan_walk_try(&w, &p.e[0], &out, 10);
+    plan_walk_try(&w, &p.e[0], &out, &quiet, "t", 10);
     plan_walk_failed(&w, &p.e[0]);
-    plan_walk_try(&w, &p.e[1], &out, 20);
+    plan_walk_try(&w, &p.e[1], &out, &quiet, "t", 20);
     plan_walk_failed(&w, &p.e[1]);
-    plan_walk_try(&w, &p.e[2], &out, 35);
+    plan_walk_try(&w, &p.e[2], &out, &quiet, "t", 35);
     plan_walk_accepted(&w, &out);
+    CHECK(strstr(logged, "SCRAM-SHA-256 failed before the password was checked") != NULL);
+    CHECK(strstr(logged, "trying CRAM-MD5: this cost 10 ms") != NULL);
+    CHECK(strstr(logged, "trying PLAIN: this cost 25 ms") != NULL);
     CHECK_STR(out.fallback_from, "SCRAM-SHA-256, CRAM-MD5");
     CHECK_STR(out.mechanism, "AUTHENTICATE PLAIN");
     CHECK(out.fallback_wasted_ms == 25);
