@@ -11,140 +11,7 @@
 #include "stream.h"
 #include "verdict.h"
 
-/* What one command may be answered with before its tagged reply. Untagged data is legal at any
- * time, but a login needs none: a server that sends more is stalling or attacking, and without a
- * cap a chain of literals (each announcing the next) would never end. */
-#define MAX_UNTAGGED_LINES 1000
-#define MAX_LITERALS 16
-#define MAX_LITERAL_BYTES (256 * 1024)
-
 /* ---- pure parsers (unit-tested and fuzzed) ---- */
-
-static enum imap_status status_of(const char *p, size_t n)
-{
-    if (ascii_word_is(p, n, "OK"))
-        return IMAP_ST_OK;
-    if (ascii_word_is(p, n, "NO"))
-        return IMAP_ST_NO;
-    if (ascii_word_is(p, n, "BAD"))
-        return IMAP_ST_BAD;
-    if (ascii_word_is(p, n, "BYE"))
-        return IMAP_ST_BYE;
-    if (ascii_word_is(p, n, "PREAUTH"))
-        return IMAP_ST_PREAUTH;
-    return IMAP_ST_NONE;
-}
-
-/* A trailing "{N}" announces N bytes of literal data after this line. Returns false when the
- * count is absurd; *has tells whether there is one. */
-static bool find_trailing_literal(const char *line, size_t len, bool *has, size_t *count)
-{
-    size_t i;
-    size_t n = 0;
-
-    *has = false;
-    *count = 0;
-    if (len < 3 || line[len - 1] != '}')
-        return true;
-    i = len - 1;
-    while (i > 0 && line[i - 1] >= '0' && line[i - 1] <= '9')
-        i--;
-    if (i == 0 || line[i - 1] != '{' || i == len - 1)
-        return true; /* "}" without "{digits": just text */
-    for (size_t k = i; k < len - 1; k++) {
-        n = n * 10 + (size_t)(line[k] - '0');
-        if (n > IMAP_MAX_LITERAL)
-            return false;
-    }
-    *has = true;
-    *count = n;
-    return true;
-}
-
-/* After a status word: optional "[code]" then text. */
-static bool parse_code_and_text(const char *p, size_t n, struct imap_reply *r)
-{
-    if (n > 0 && p[0] == '[') {
-        const char *close = memchr(p, ']', n);
-        if (close == NULL)
-            return false;
-        r->code = p + 1;
-        r->code_len = (size_t)(close - p) - 1;
-        n -= (size_t)(close - p) + 1;
-        p = close + 1;
-        if (n > 0 && p[0] == ' ') {
-            p++;
-            n--;
-        }
-    }
-    r->data = p;
-    r->data_len = n;
-    return true;
-}
-
-static bool parse_status_line(const char *p, size_t n, struct imap_reply *r)
-{
-    const char *sp = memchr(p, ' ', n);
-    size_t word = sp != NULL ? (size_t)(sp - p) : n;
-
-    r->status = status_of(p, word);
-    if (r->status == IMAP_ST_NONE) {
-        r->data = p;
-        r->data_len = n;
-        return true;
-    }
-    if (sp == NULL) {
-        r->data = p + n;
-        r->data_len = 0;
-        return true;
-    }
-    return parse_code_and_text(sp + 1, n - word - 1, r);
-}
-
-static bool malformed(struct imap_reply *r)
-{
-    r->kind = IMAP_MALFORMED;
-    return false;
-}
-
-bool imap_parse_reply(const char *line, size_t len, const char *tag, struct imap_reply *r)
-{
-    size_t tag_len = strlen(tag);
-    const char *sp;
-
-    memset(r, 0, sizeof(*r));
-    r->line = line;
-    r->line_len = len;
-    if (len == 0)
-        return malformed(r);
-    if (line[0] == '+' && (len == 1 || line[1] == ' ')) {
-        r->kind = IMAP_CONTINUATION;
-        r->data = len > 2 ? line + 2 : line + len;
-        r->data_len = len > 2 ? len - 2 : 0;
-        return true;
-    }
-    if (!find_trailing_literal(line, len, &r->has_literal, &r->literal_len))
-        return malformed(r);
-    if (len >= 2 && line[0] == '*' && line[1] == ' ') {
-        r->kind = IMAP_UNTAGGED;
-        if (!parse_status_line(line + 2, len - 2, r))
-            return malformed(r);
-        return true;
-    }
-    sp = memchr(line, ' ', len);
-    if (sp == NULL || sp == line)
-        return malformed(r);
-    if ((size_t)(sp - line) != tag_len || memcmp(line, tag, tag_len) != 0) {
-        r->kind = IMAP_OTHER_TAG;
-        return true;
-    }
-    r->kind = IMAP_TAGGED;
-    if (!parse_status_line(sp + 1, len - tag_len - 1, r))
-        return malformed(r);
-    if (r->status != IMAP_ST_OK && r->status != IMAP_ST_NO && r->status != IMAP_ST_BAD)
-        return malformed(r);
-    return true;
-}
 
 void imap_caps_parse(const char *list, size_t len, struct imap_caps *caps)
 {
@@ -241,13 +108,6 @@ size_t imap_quote(const char *s, size_t n, char *out, size_t cap)
 
 /* ---- the dialogue ---- */
 
-/* What untagged data the current command has been answered with so far (read_until). */
-struct untagged_budget {
-    unsigned lines; /* response lines, the parts between literals included */
-    unsigned literals;
-    size_t literal_bytes;
-};
-
 /* A command queued in front of the next one (stream_queue_line), whose reply must be read, in
  * order, before that command's. */
 enum pipelined_kind { PIPELINED_CAPABILITY, PIPELINED_ID };
@@ -264,7 +124,6 @@ struct imap_session {
     struct login_outcome *out;
     struct stream *s;
     struct imap_caps caps;
-    struct untagged_budget budget;
     struct redact_set rs; /* what server text is cleaned of before it is logged */
     unsigned next_tag;
     char tag[16];
@@ -285,51 +144,12 @@ static void new_tag(struct imap_session *is)
     is->bye[0] = '\0';
 }
 
-static enum proto_result over_budget(struct imap_session *is)
-{
-    errbuf_set(&is->out->reason,
-               "server sent more than %d untagged lines or %d literals (%d bytes) without "
-               "answering",
-               MAX_UNTAGGED_LINES, MAX_LITERALS, MAX_LITERAL_BYTES);
-    return PROTO_EPROTO;
-}
-
-/* Skip the literals that follow an untagged line (each continuation line may announce another),
- * within the command's budget. */
-static enum proto_result skip_literals(struct imap_session *is, bool more, size_t count)
-{
-    struct untagged_budget *b = &is->budget;
-
-    while (more) {
-        const char *line;
-        size_t len;
-        enum stream_result sr;
-
-        if (++b->literals > MAX_LITERALS || count > MAX_LITERAL_BYTES - b->literal_bytes ||
-            ++b->lines > MAX_UNTAGGED_LINES)
-            return over_budget(is);
-        b->literal_bytes += count;
-        sr = stream_skip(is->s, count, &is->out->reason);
-        if (sr == STREAM_OK)
-            sr = stream_read_line(is->s, &line, &len, &is->out->reason);
-        if (sr != STREAM_OK)
-            return stream_result_to_proto(sr);
-        /* The response goes on after the literal; only a further literal matters. */
-        if (!find_trailing_literal(line, len, &more, &count)) {
-            errbuf_set(&is->out->reason, "literal of more than %d bytes in a reply",
-                       IMAP_MAX_LITERAL);
-            return PROTO_EPROTO;
-        }
-    }
-    return PROTO_OK;
-}
-
 /* An [ALERT] response code (RFC 9051 7.1) in any reply: its text, cleaned, for the user. The
  * first one of the dialogue is kept, unless it came in clear (before STARTTLS) and this one
  * over TLS. */
 static void note_alert(struct imap_session *is, const struct imap_reply *r)
 {
-    bool tls = is->s->tls != NULL;
+    bool tls = stream_tls(is->s) != NULL;
 
     if (r->code == NULL || !ascii_word_is(r->code, r->code_len, "ALERT") ||
         (is->out->alert[0] != '\0' && (is->out->alert_tls || !tls)))
@@ -348,9 +168,10 @@ static void note_alert(struct imap_session *is, const struct imap_reply *r)
                 is->t->label, is->out->address);
 }
 
-/* Untagged data: note BYE, take CAPABILITY, skip literals that follow the line. */
-static enum proto_result absorb_untagged(struct imap_session *is, const struct imap_reply *r)
+/* Untagged data (the reader skips its literals): note BYE and [ALERT], take CAPABILITY. */
+static void absorb_untagged(void *ctx, const struct imap_reply *r)
 {
+    struct imap_session *is = ctx;
     const char *list;
     size_t list_len;
 
@@ -373,7 +194,6 @@ static enum proto_result absorb_untagged(struct imap_session *is, const struct i
         is->caps = (struct imap_caps){0};
         imap_caps_parse(list, list_len, &is->caps);
     }
-    return skip_literals(is, r->has_literal, r->literal_len);
 }
 
 static enum proto_result connection_lost(struct imap_session *is, enum stream_result sr)
@@ -390,59 +210,16 @@ static enum proto_result connection_lost(struct imap_session *is, enum stream_re
     return stream_result_to_proto(sr);
 }
 
-/* A reply that began before its command went out (stream_line_is_stale): the server sent it
- * before it could know the command, so it answers nothing; pipelined, injected or confused,
- * it is never taken as the answer, and the dialogue cannot go on. */
-static enum proto_result stale_reply(struct imap_session *is, const char *what, const char *line,
-                                     size_t len)
-{
-    char q[160];
-
-    stream_excerpt(is->s, q, sizeof(q), line, len);
-    errbuf_set(&is->out->reason,
-               "server sent \"%s\" before %s went out: not a reply to it (pipelined or injected)",
-               q, what);
-    return PROTO_EPROTO;
-}
-
-/* Read until something other than untagged data arrives: a continuation (when want_cont) or
- * the tagged reply to is->tag, sent after the command went out. Anything else is a protocol
- * error; so is more untagged data than the budget allows. */
+/* Read until the tagged reply to tag (or a continuation, when want_cont) with the one IMAP reader
+ * (imap_reply.c); a close in place of it may be explained by a BYE that came before. */
 static enum proto_result read_tagged(struct imap_session *is, const char *tag, const char *what,
                                      bool want_cont, struct imap_reply *r)
 {
-    const char *line;
-    size_t len;
-    char q[160];
+    enum stream_result failure;
+    enum proto_result pr = imap_read_tagged(is->s, tag, what, want_cont, absorb_untagged, is, r,
+                                            &failure, &is->out->reason);
 
-    is->budget = (struct untagged_budget){0};
-    while (is->budget.lines++ < MAX_UNTAGGED_LINES) {
-        enum stream_result sr = stream_read_line(is->s, &line, &len, &is->out->reason);
-        enum proto_result pr;
-        if (sr != STREAM_OK)
-            return connection_lost(is, sr);
-        imap_parse_reply(line, len, tag, r);
-        switch (r->kind) {
-        case IMAP_UNTAGGED:
-            pr = absorb_untagged(is, r);
-            if (pr != PROTO_OK)
-                return pr;
-            continue;
-        case IMAP_TAGGED:
-            return stream_line_is_stale(is->s) ? stale_reply(is, what, line, len) : PROTO_OK;
-        case IMAP_CONTINUATION:
-            if (want_cont)
-                return stream_line_is_stale(is->s) ? stale_reply(is, what, line, len) : PROTO_OK;
-            break;
-        case IMAP_OTHER_TAG:
-        case IMAP_MALFORMED:
-            break;
-        }
-        stream_excerpt(is->s, q, sizeof(q), line, len);
-        errbuf_set(&is->out->reason, "unexpected reply to %s: \"%s\"", what, q);
-        return PROTO_EPROTO;
-    }
-    return over_budget(is);
+    return failure != STREAM_OK ? connection_lost(is, failure) : pr;
 }
 
 /* The reply to a pipelined CAPABILITY replaces whatever was known: it must be OK and list

@@ -7,43 +7,8 @@
 #include <stddef.h>
 
 #include "log.h"
+#include "imap_reply.h"
 #include "proto.h"
-
-#define IMAP_MAX_LITERAL (64 * 1024)
-
-enum imap_kind {
-    IMAP_UNTAGGED,     /* "* ..." */
-    IMAP_CONTINUATION, /* "+" or "+ ..." */
-    IMAP_TAGGED,       /* our tag */
-    IMAP_OTHER_TAG,    /* somebody else's tag: never ours to act on */
-    IMAP_MALFORMED,
-};
-
-enum imap_status {
-    IMAP_ST_NONE, /* untagged data ("* CAPABILITY ...", "* 3 EXISTS") */
-    IMAP_ST_OK,
-    IMAP_ST_NO,
-    IMAP_ST_BAD,
-    IMAP_ST_BYE,
-    IMAP_ST_PREAUTH,
-};
-
-struct imap_reply {
-    const char *line; /* the whole line parsed */
-    size_t line_len;
-    enum imap_kind kind;
-    enum imap_status status;
-    const char *code; /* response code without brackets ("CAPABILITY IMAP4rev1 ..."), or NULL */
-    size_t code_len;
-    const char *data; /* for untagged data: text after "* "; otherwise text after the status */
-    size_t data_len;
-    bool has_literal; /* the line ends with {N}: N more bytes follow before the line goes on */
-    size_t literal_len;
-};
-
-/* Parse one server line (CRLF removed). tag is ours ("A2"). Returns false only when the line is
- * malformed (kind is then IMAP_MALFORMED). Pointers in r point into line. */
-bool imap_parse_reply(const char *line, size_t len, const char *tag, struct imap_reply *r);
 
 struct imap_caps {
     bool known;

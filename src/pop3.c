@@ -16,17 +16,6 @@
 
 /* ---- pure parsers (unit-tested and fuzzed) ---- */
 
-enum pop3_reply pop3_reply_classify(const char *line, size_t len)
-{
-    if (len >= 3 && memcmp(line, "+OK", 3) == 0 && (len == 3 || line[3] == ' '))
-        return POP3_REPLY_OK;
-    if (len >= 4 && memcmp(line, "-ERR", 4) == 0 && (len == 4 || line[4] == ' '))
-        return POP3_REPLY_ERR;
-    if (len >= 1 && line[0] == '+' && (len == 1 || line[1] == ' '))
-        return POP3_REPLY_CONT;
-    return POP3_REPLY_INVALID;
-}
-
 bool pop3_apop_timestamp(const char *greeting, size_t len, char *out, size_t cap)
 {
     const char *lt = memchr(greeting, '<', len);
@@ -146,44 +135,10 @@ struct pop3_session {
     struct plan_walk walk; /* the plan's entries tried so far (plan.h) */
 };
 
-/* Read one line of the answer to the command what. Every POP3 line after the greeting answers
- * the last command, and POP3 has no unsolicited data that could be skipped: a line that began
- * before the command went out (stream_line_is_stale) was sent ahead of time, pipelined or
- * injected, and is no answer to it. PROTO_EPROTO then; the dialogue cannot go on. */
-static enum proto_result read_answer_line(struct pop3_session *ps, const char *what,
-                                          const char **line, size_t *len)
-{
-    enum stream_result r = stream_read_line(ps->s, line, len, &ps->out->reason);
-    char q[160];
-
-    if (r != STREAM_OK)
-        return stream_result_to_proto(r);
-    if (!stream_line_is_stale(ps->s))
-        return PROTO_OK;
-    stream_excerpt(ps->s, q, sizeof(q), *line, *len);
-    errbuf_set(&ps->out->reason,
-               "server sent \"%s\" before %s went out: not a reply to it (pipelined or injected)",
-               q, what);
-    return PROTO_EPROTO;
-}
-
-/* Read one status reply. PROTO_OK with *kind set, or the stream failure. An unrecognised reply
- * is PROTO_EPROTO: only a well-formed +OK may ever count as success. */
 static enum proto_result read_reply(struct pop3_session *ps, const char *what,
                                     enum pop3_reply *kind, const char **line, size_t *len)
 {
-    enum proto_result r = read_answer_line(ps, what, line, len);
-    char q[160];
-
-    if (r != PROTO_OK)
-        return r;
-    *kind = pop3_reply_classify(*line, *len);
-    if (*kind == POP3_REPLY_INVALID) {
-        stream_excerpt(ps->s, q, sizeof(q), *line, *len);
-        errbuf_set(&ps->out->reason, "unexpected reply to %s: \"%s\"", what, q);
-        return PROTO_EPROTO;
-    }
-    return PROTO_OK;
+    return pop3_read_reply(ps->s, what, kind, line, len, &ps->out->reason);
 }
 
 /* Judge an -ERR to a login step (verdict.c decides what it means; the reason says so).
@@ -331,6 +286,11 @@ static enum proto_result try_apop(struct pop3_session *ps)
     return r == PROTO_OK ? credential_reply(ps, "APOP") : r;
 }
 
+static void take_capa_line(void *ctx, const char *line, size_t len)
+{
+    pop3_capa_line(line, len, ctx);
+}
+
 /* CAPA, multi-line, dot-terminated. */
 static enum proto_result read_capa(struct pop3_session *ps, struct pop3_caps *caps)
 {
@@ -347,20 +307,7 @@ static enum proto_result read_capa(struct pop3_session *ps, struct pop3_caps *ca
     if (kind != POP3_REPLY_OK)
         return PROTO_OK; /* no CAPA: no capabilities known */
     caps->known = true;
-    for (int i = 0; i < CAPA_MAX_LINES; i++) {
-        r = read_answer_line(ps, "CAPA", &line, &len);
-        if (r != PROTO_OK)
-            return r;
-        if (len == 1 && line[0] == '.')
-            return PROTO_OK;
-        if (len > 0 && line[0] == '.') {
-            line++;
-            len--;
-        }
-        pop3_capa_line(line, len, caps);
-    }
-    errbuf_set(&ps->out->reason, "CAPA reply longer than %d lines", CAPA_MAX_LINES);
-    return PROTO_EPROTO;
+    return pop3_read_body(ps->s, "CAPA", CAPA_MAX_LINES, take_capa_line, caps, &ps->out->reason);
 }
 
 /* AUTH through the one SASL driver (sasl_exchange.c): "+ base64" continues, +OK or -ERR ends

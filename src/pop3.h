@@ -6,18 +6,10 @@
 #include <stddef.h>
 
 #include "log.h"
+#include "pop3_reply.h"
 #include "proto.h"
 
-enum pop3_reply {
-    POP3_REPLY_OK,      /* "+OK" alone or followed by a space */
-    POP3_REPLY_ERR,     /* "-ERR" alone or followed by a space */
-    POP3_REPLY_CONT,    /* "+" alone or "+ ..." (SASL continuation) */
-    POP3_REPLY_INVALID, /* anything else, "+OKAY" included */
-};
-
 #define POP3_APOP_TIMESTAMP_MAX 256
-
-enum pop3_reply pop3_reply_classify(const char *line, size_t len);
 
 /* Find the APOP timestamp in a greeting: "<...@...>", printable ASCII, exactly one '@' with
  * something on both sides, at most POP3_APOP_TIMESTAMP_MAX bytes. Anything else (the

@@ -172,7 +172,7 @@ static bool start_tls(struct probe_ctx *pc)
     pc->cert_failed = sr == STREAM_ECERT;
     if (sr != STREAM_OK)
         return fail(pc, PROBE_STAGE_TLS, "TLS failed");
-    tls_peer_info(pc->s->tls, &pc->pa->tls);
+    tls_peer_info(stream_tls(pc->s), &pc->pa->tls);
     pc->pa->tls_done = true;
     return true;
 }
@@ -187,37 +187,45 @@ static void imap_take_caps(struct probe_ctx *pc, struct probe_text *dst, const c
     text_set(dst, list, len);
 }
 
-/* Send "Pn verb" and read up to its tagged reply, taking untagged CAPABILITY data into dst. */
+/* Untagged data while waiting for a reply: CAPABILITY data (or a [CAPABILITY] code) is kept. */
+struct probe_untagged {
+    struct probe_ctx *pc;
+    struct probe_text *dst;
+};
+
+static void imap_untagged(void *ctx, const struct imap_reply *r)
+{
+    struct probe_untagged *u = ctx;
+    const char *list = NULL;
+    size_t len = 0;
+
+    if (r->status == IMAP_ST_NONE)
+        list = imap_capability_list(r->data, r->data_len, &len);
+    else if (r->code != NULL)
+        list = imap_capability_list(r->code, r->code_len, &len);
+    if (list != NULL)
+        imap_take_caps(u->pc, u->dst, list, len);
+}
+
+/* Send "Pn verb" and read up to its tagged reply with the login's reader (imap_read_tagged:
+ * stale replies refused, literals skipped, the same budget), taking CAPABILITY data into dst. */
 static bool imap_command(struct probe_ctx *pc, enum probe_stage stage, const char *verb,
                          struct probe_text *dst, enum imap_status *status)
 {
     char cmd[64], tag[16];
+    struct probe_untagged u = {.pc = pc, .dst = dst};
+    struct imap_reply r;
+    enum stream_result failure;
 
     snprintf(tag, sizeof(tag), "P%u", ++pc->next_tag);
     snprintf(cmd, sizeof(cmd), "%s %s", tag, verb);
     if (!send_command(pc, stage, cmd))
         return false;
-    for (int i = 0; i < PROBE_MAX_LINES; i++) {
-        const char *line, *list;
-        size_t len, list_len;
-        struct imap_reply r;
-
-        if (!read_line(pc, stage, verb, &line, &len))
-            return false;
-        imap_parse_reply(line, len, tag, &r);
-        if (r.kind == IMAP_TAGGED) {
-            *status = r.status;
-            return true;
-        }
-        if (r.kind != IMAP_UNTAGGED || r.has_literal) {
-            errbuf_set(&pc->err, "unexpected reply to %s", verb);
-            return fail(pc, stage, "protocol error");
-        }
-        if ((list = imap_capability_list(r.data, r.data_len, &list_len)) != NULL)
-            imap_take_caps(pc, dst, list, list_len);
-    }
-    errbuf_set(&pc->err, "more than %d lines in reply to %s", PROBE_MAX_LINES, verb);
-    return fail(pc, stage, "protocol error");
+    if (imap_read_tagged(pc->s, tag, verb, false, imap_untagged, &u, &r, &failure, &pc->err) !=
+        PROTO_OK)
+        return fail(pc, stage, failure != STREAM_OK ? verb : "protocol error");
+    *status = r.status;
+    return true;
 }
 
 static bool imap_capabilities(struct probe_ctx *pc, struct probe_text *dst)
@@ -322,45 +330,52 @@ static bool pop3_greeting(struct probe_ctx *pc)
     return true;
 }
 
-/* CAPA: an -ERR is no failure (a login needs no CAPA), a broken listing is. */
+static void pop3_take_capa_line(void *ctx, const char *line, size_t len)
+{
+    struct probe_untagged *u = ctx;
+
+    pop3_capa_line(line, len, &u->pc->pcaps);
+    text_append(u->dst, line, len);
+}
+
+/* CAPA with the login's readers (stale lines refused, dot-unstuffed): an -ERR is no failure (a
+ * login needs no CAPA), a broken listing is. */
 static bool pop3_capa(struct probe_ctx *pc, struct probe_text *dst)
 {
+    struct probe_untagged u = {.pc = pc, .dst = dst};
+    enum pop3_reply kind;
     const char *line;
     size_t len;
 
     pc->pcaps = (struct pop3_caps){0};
     pc->pcaps_known = false;
-    if (!send_command(pc, PROBE_STAGE_CAPABILITIES, "CAPA") ||
-        !read_line(pc, PROBE_STAGE_CAPABILITIES, "CAPA", &line, &len))
+    if (!send_command(pc, PROBE_STAGE_CAPABILITIES, "CAPA"))
         return false;
-    if (pop3_reply_classify(line, len) != POP3_REPLY_OK) {
+    if (pop3_read_reply(pc->s, "CAPA", &kind, &line, &len, &pc->err) != PROTO_OK)
+        return fail(pc, PROBE_STAGE_CAPABILITIES, "CAPA");
+    if (kind != POP3_REPLY_OK) {
         text_set(dst, line, len);
         return true;
     }
     dst->len = 0;
-    for (int i = 0; i < PROBE_MAX_LINES; i++) {
-        if (!read_line(pc, PROBE_STAGE_CAPABILITIES, "CAPA", &line, &len))
-            return false;
-        if (len == 1 && line[0] == '.') {
-            pc->pcaps_known = dst->seen = true;
-            return true;
-        }
-        pop3_capa_line(line, len, &pc->pcaps);
-        text_append(dst, line, len);
-    }
-    errbuf_set(&pc->err, "CAPA reply longer than %d lines", PROBE_MAX_LINES);
-    return fail(pc, PROBE_STAGE_CAPABILITIES, "protocol error");
+    if (pop3_read_body(pc->s, "CAPA", PROBE_MAX_LINES, pop3_take_capa_line, &u, &pc->err) !=
+        PROTO_OK)
+        return fail(pc, PROBE_STAGE_CAPABILITIES, "CAPA");
+    pc->pcaps_known = dst->seen = true;
+    return true;
 }
 
 static bool pop3_stls(struct probe_ctx *pc)
 {
+    enum pop3_reply kind;
     const char *line;
     size_t len;
 
-    if (!send_command(pc, PROBE_STAGE_TLS, "STLS") ||
-        !read_line(pc, PROBE_STAGE_TLS, "STLS", &line, &len))
+    if (!send_command(pc, PROBE_STAGE_TLS, "STLS"))
         return false;
-    if (pop3_reply_classify(line, len) != POP3_REPLY_OK) {
+    if (pop3_read_reply(pc->s, "STLS", &kind, &line, &len, &pc->err) != PROTO_OK)
+        return fail(pc, PROBE_STAGE_TLS, "STLS");
+    if (kind != POP3_REPLY_OK) {
         errbuf_set(&pc->err, "the server refused STLS; tls = starttls sends nothing");
         return fail(pc, PROBE_STAGE_TLS, "no STLS");
     }
@@ -411,7 +426,7 @@ static bool connect_address(struct probe_ctx *pc, const struct resolve_addr *ra)
         errbuf_set(&pc->err, "out of memory");
         return fail(pc, PROBE_STAGE_CONNECT, "cannot connect");
     }
-    snprintf(pc->s->address, sizeof(pc->s->address), "%s", w.addr);
+    stream_set_address(pc->s, w.addr);
     return true;
 }
 

@@ -2,7 +2,8 @@
  * name and, for every address the walk could connect to, connect, read the greeting, ask for
  * capabilities before and after TLS, and judge whether a login would send the password and with
  * which mechanism. Never sends anything derived from a password. Uses the login path's own
- * pieces (stream, tls, the cleartext rule, the mechanism choice) so it cannot disagree with it. */
+ * pieces (stream, tls, the reply readers, the cleartext rule, the mechanism choice) so it
+ * cannot disagree with it. */
 #ifndef MAILAUTH_PROBE_H
 #define MAILAUTH_PROBE_H
 

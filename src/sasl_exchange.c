@@ -21,7 +21,7 @@ struct run {
 static void channel_of(const struct stream *s, struct sasl_channel *ch)
 {
     size_t len = 0;
-    enum tls_cb_kind k = tls_channel_binding(s->tls, ch->data, sizeof(ch->data), &len);
+    enum tls_cb_kind k = tls_channel_binding(stream_tls(s), ch->data, sizeof(ch->data), &len);
 
     ch->type = k == TLS_CB_EXPORTER           ? SASL_CB_TLS_EXPORTER
                : k == TLS_CB_SERVER_END_POINT ? SASL_CB_TLS_SERVER_END_POINT
@@ -37,7 +37,7 @@ static void channel_of(const struct stream *s, struct sasl_channel *ch)
  * case, as APOP's does. */
 static void arm_decoded(const struct run *r)
 {
-    struct redact_set *rs = r->x->s->redact;
+    struct redact_set *rs = stream_redact_set(r->x->s);
     const char *m = (const char *)r->c.out;
     size_t end = r->c.out_len;
     size_t i = end;
@@ -107,16 +107,17 @@ static enum proto_result send_message(struct run *r, bool first)
 static enum proto_result read_reply(struct run *r, bool *cont, long *raw_len)
 {
     const struct sasl_exchange *x = r->x;
-    const struct logger *saved = x->s->log;
-    struct logger quiet = saved != NULL ? *saved : (struct logger){0};
+    struct logger quiet = {0};
+    const struct logger *saved = stream_swap_logger(x->s, &quiet);
     const char *data = NULL;
     size_t len = 0;
     enum proto_result pr;
 
+    if (saved != NULL)
+        quiet = *saved;
     quiet.debug = false;
-    x->s->log = &quiet;
     pr = x->proto->read(x->ctx, cont, &data, &len);
-    x->s->log = saved;
+    stream_swap_logger(x->s, saved);
     *raw_len = 0;
     if (pr == PROTO_OK && !*cont) {
         char q[160];
@@ -239,7 +240,7 @@ enum proto_result sasl_exchange_run(const struct sasl_exchange *x, const struct 
     struct sasl_channel ch = {0};
     enum proto_result pr;
 
-    if (x->s->tls != NULL)
+    if (stream_tls(x->s) != NULL)
         channel_of(x->s, &ch);
     r.c.max_iterations = x->max_iterations;
     sasl_client_begin(&r.c, m, c->user, c->user_len, c->password, c->password_len, &ch,

@@ -11,6 +11,38 @@
 #include "net.h"
 #include "policy.h"
 
+struct stream {
+    int fd;
+    struct tls_conn *tls;
+    const struct login_target *target;
+    const struct logger *log;
+    struct login_outcome *outcome; /* credential progress is recorded here (stream_open_login) */
+    int64_t deadline_ms;
+    char address[80];
+    /* The secrets to keep out of traces and excerpts of server text; NULL: none. Every
+     * credential line sent adds its wire form (stream_send_credential). */
+    struct redact_set *redact;
+    /* Stale input: in_total counts every byte the server sent (read into buf); fence is its
+     * value when the last command went out, after everything already readable was read. A
+     * line that starts below the fence was sent before the server could have seen that
+     * command, so it cannot be the reply to it (line_stale). */
+    uint64_t in_total;
+    uint64_t fence;
+    bool line_stale;
+    /* Lines queued by stream_queue_line, CRLF-terminated, that go out in front of the next
+     * command in the same write. */
+    char queued[STREAM_MAX_QUEUED];
+    size_t queued_len;
+    /* When the last piece of a mechanism's credentials went out, while their verdict is awaited
+     * (no other command since); 0 otherwise. A timeout or close then says so. */
+    int64_t verdict_since_ms;
+    size_t start, end; /* unread bytes are buf[start, end) */
+    size_t buf_used;   /* high-water mark of buf, what stream_close must wipe */
+    size_t line_used;  /* likewise for line */
+    char buf[2 * STREAM_MAX_LINE];
+    char line[STREAM_MAX_LINE + 1];
+};
+
 enum proto_result stream_result_to_proto(enum stream_result r)
 {
     switch (r) {
@@ -657,8 +689,7 @@ enum proto_result stream_open_login(const struct login_target *t, struct redact_
     if (r != STREAM_OK)
         return stream_result_to_proto(r);
     snprintf(o->address, sizeof(o->address), "%s", (*out)->address);
-    (*out)->outcome = o;
-    (*out)->redact = rs;
+    stream_arm_login(*out, o, rs);
     return PROTO_OK;
 }
 
@@ -723,4 +754,38 @@ void stream_close(struct stream *s)
     secret_wipe(s->buf, s->buf_used);
     secret_wipe(s->line, s->line_used);
     free(s);
+}
+
+struct tls_conn *stream_tls(const struct stream *s)
+{
+    return s->tls;
+}
+
+const char *stream_address(const struct stream *s)
+{
+    return s->address;
+}
+
+void stream_set_address(struct stream *s, const char *address)
+{
+    snprintf(s->address, sizeof(s->address), "%s", address);
+}
+
+struct redact_set *stream_redact_set(const struct stream *s)
+{
+    return s->redact;
+}
+
+const struct logger *stream_swap_logger(struct stream *s, const struct logger *log)
+{
+    const struct logger *previous = s->log;
+
+    s->log = log;
+    return previous;
+}
+
+void stream_arm_login(struct stream *s, struct login_outcome *o, struct redact_set *rs)
+{
+    s->outcome = o;
+    s->redact = rs;
 }

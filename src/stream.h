@@ -40,37 +40,9 @@ enum cred_part {
     CRED_MORE = 0, /* a piece in between */
 };
 
-struct stream {
-    int fd;
-    struct tls_conn *tls;
-    const struct login_target *target;
-    const struct logger *log;
-    struct login_outcome *outcome; /* credential progress is recorded here (stream_open_login) */
-    int64_t deadline_ms;
-    char address[80];
-    /* The secrets to keep out of traces and excerpts of server text; NULL: none. Every
-     * credential line sent adds its wire form (stream_send_credential). */
-    struct redact_set *redact;
-    /* Stale input: in_total counts every byte the server sent (read into buf); fence is its
-     * value when the last command went out, after everything already readable was read. A
-     * line that starts below the fence was sent before the server could have seen that
-     * command, so it cannot be the reply to it (line_stale). */
-    uint64_t in_total;
-    uint64_t fence;
-    bool line_stale;
-    /* Lines queued by stream_queue_line, CRLF-terminated, that go out in front of the next
-     * command in the same write. */
-    char queued[STREAM_MAX_QUEUED];
-    size_t queued_len;
-    /* When the last piece of a mechanism's credentials went out, while their verdict is awaited
-     * (no other command since); 0 otherwise. A timeout or close then says so. */
-    int64_t verdict_since_ms;
-    size_t start, end; /* unread bytes are buf[start, end) */
-    size_t buf_used;   /* high-water mark of buf, what stream_close must wipe */
-    size_t line_used;  /* likewise for line */
-    char buf[2 * STREAM_MAX_LINE];
-    char line[STREAM_MAX_LINE + 1];
-};
+/* One connection; its fields are stream.c's own (the accessors below are what the protocols need).
+ */
+struct stream;
 
 /* Connect to target (every resolved address until one accepts), or take over target->conn, the
  * connection the walk's race established, and, for implicit TLS, run the handshake. deadline_ms
@@ -177,6 +149,25 @@ bool stream_may_send_credentials(const struct stream *s, struct errbuf *err);
 /* The same rule with its reason either way (mailauth-probe shows it): why says which part of the
  * rule decided, whether it allows ("over TLS", ...) or refuses. */
 bool stream_credentials_rule(const struct stream *s, struct errbuf *why);
+
+/* The TLS connection under the stream, NULL while it is plaintext. */
+struct tls_conn *stream_tls(const struct stream *s);
+
+/* The peer's address as logs show it ("[::1]:143"). */
+const char *stream_address(const struct stream *s);
+
+/* Name the peer for logs (a stream_attach caller that knows better than the socket). */
+void stream_set_address(struct stream *s, const char *address);
+
+/* The secrets kept out of traces and excerpts; NULL: none. */
+struct redact_set *stream_redact_set(const struct stream *s);
+
+/* Swap the logger (a step whose trace must stay quieter); returns the previous one. */
+const struct logger *stream_swap_logger(struct stream *s, const struct logger *log);
+
+/* Arm an attached stream as stream_open_login does: credential progress recorded in o (may be
+ * NULL), redaction with rs (kept, not copied; may be NULL). */
+void stream_arm_login(struct stream *s, struct login_outcome *o, struct redact_set *rs);
 
 void stream_close(struct stream *s);
 

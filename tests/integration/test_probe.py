@@ -255,6 +255,55 @@ def test_pop3_xclient_in_greeting(probe, pki):
     assert objs[0]["forwarding"] == "XCLIENT" and objs[0]["mechanism"] == "USER/PASS", objs
 
 
+def _imap_caps_after_a_literal(conn):
+    conn.line("* OK fake without capabilities")
+    tag = conn.expect("P1 CAPABILITY").split(b" ")[0].decode()
+    conn.send("* 1 FETCH (BODY[] {5}\r\nhello)\r\n")
+    conn.line("* CAPABILITY IMAP4rev1 AUTH=PLAIN")
+    conn.line(tag + " OK done")
+    conn.drain(scaled(1))
+
+
+def _imap_reply_sent_before_the_command(conn):
+    # One write: the tagged reply is in the client's buffer before its command goes out.
+    conn.send("* OK fake without capabilities\r\n* CAPABILITY IMAP4rev1\r\nP1 OK early\r\n")
+    conn.expect("P1 CAPABILITY")
+    conn.drain(scaled(1))
+
+
+def _pop3_capa_sent_before_the_command(conn):
+    conn.send("+OK fake\r\n+OK\r\nUSER\r\n.\r\n")
+    conn.expect("CAPA")
+    conn.drain(scaled(1))
+
+
+def _pop3_capa_dot_stuffed(conn):
+    conn.line("+OK fake")
+    conn.expect("CAPA")
+    conn.send("+OK\r\nUSER\r\n..X-DOT-STUFFED\r\n.\r\n")
+    conn.drain(scaled(1))
+
+
+@pytest.mark.parametrize("protocol,script,code,shown", [
+    ("imap", _imap_caps_after_a_literal, READY, "AUTH=PLAIN"),
+    ("imap", _imap_reply_sent_before_the_command, CAPS, "before CAPABILITY went out"),
+    ("pop3", _pop3_capa_sent_before_the_command, CAPS, "before CAPA went out"),
+    ("pop3", _pop3_capa_dot_stuffed, READY, "USER; .X-DOT-STUFFED"),
+])
+def test_replies_read_with_the_login_readers(probe, pki, protocol, script, code, shown):
+    """Issue 18: the probe reads replies with the login's own readers (imap_read_tagged,
+    pop3_read_reply/pop3_read_body): literals in untagged data are skipped, a reply that began
+    before its command went out is no reply, multi-line replies are dot-unstuffed. The probe's
+    own dialogue failed the literal, took both early replies and showed the stuffed dot."""
+    with FakeServer(script) as f:
+        r, objs = probe.json(config(pki, server("f", protocol, hosts(f.host), f.port)))
+    assert r.returncode == code, (r, objs)
+    o = objs[0]
+    assert shown in (o["verdict"] if code != READY else o["capabilities_before_tls"]), o
+    if code != READY:
+        assert o["failed_stage"] == "capabilities", o
+
+
 # ---- what is wrong, in plain words, with its exit code ----
 
 def test_wrong_certificate_name(probe, dv, pki):

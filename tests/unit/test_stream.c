@@ -45,7 +45,7 @@ static int open_pair(struct pair *p, bool allow_cleartext, int64_t deadline_ms)
         close(p->peer);
         return -1;
     }
-    p->s->outcome = &p->o;
+    stream_arm_login(p->s, &p->o, NULL);
     return 0;
 }
 
@@ -361,7 +361,7 @@ static void test_trace_is_redacted(void)
         return;
     }
     redact_init(&rs, &c);
-    p.s->redact = &rs;
+    stream_arm_login(p.s, &p.o, &rs);
     logged[0] = '\0';
     snprintf(line, sizeof(line), "* BYE you said %s\r\n", pw);
     peer_says(&p, line);
@@ -391,7 +391,7 @@ static void test_credential_wire_form_is_redacted(void)
         return;
     }
     redact_init(&rs, NULL); /* nothing known ahead: only what the sender registers */
-    p.s->redact = &rs;
+    stream_arm_login(p.s, &p.o, &rs);
     CHECK(stream_send_credential(p.s, &err, CRED_WHOLE, "a1 LOGIN alice <redacted>",
                                  "a1 LOGIN alice %s", "\"Tr0ub\\\"&3\\\\ \"") == STREAM_OK);
     stream_excerpt(p.s, out, sizeof(out), S("a1 NO you sent Tr0ub\\\"&3\\\\ !"));
