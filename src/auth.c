@@ -104,16 +104,20 @@ static void note_attempt(struct mailauth_report *rep, const struct login_target 
                  o->reason.text[0] != '\0' ? o->reason.text : proto_result_name(o->result));
 }
 
-/* The server cannot check APOP (Cyrus with saslauthd advertises it all the same): every login
- * pays its failure delay, and leaves a failed login in the server's log. Say what it costs. */
-static void note_apop_waste(struct mailauth_report *rep, const struct login_target *t,
-                            const struct login_outcome *o, const struct logger *log)
+/* The server advertises a method it cannot run for this user (Cyrus with saslauthd and APOP,
+ * Dovecot with hashed passwords and SCRAM or CRAM-MD5): every login pays the failure, and leaves
+ * a failed login in the server's log. Say which and what it costs. */
+static void note_fallback(struct mailauth_report *rep, const struct login_target *t,
+                          const struct login_outcome *o, const struct logger *log)
 {
-    rep->apop_wasted_ms = o->apop_wasted_ms;
+    snprintf(rep->fallback_from, sizeof(rep->fallback_from), "%s", o->fallback_from);
+    rep->fallback_wasted_ms = o->fallback_wasted_ms;
+    rep->fallback_advice = o->fallback_advice;
     log_msg(log, LOG_NOTICE,
-            "server \"%s\" %s: APOP refused but USER/PASS accepted: set apop = never for this "
-            "server to save %ld ms per login",
-            t->label, o->address, o->apop_wasted_ms);
+            "server \"%s\" %s: %s refused but %s accepted: %s to save %ld ms per login", t->label,
+            o->address, o->fallback_from, o->mechanism,
+            o->fallback_advice != NULL ? o->fallback_advice : "change the configuration",
+            o->fallback_wasted_ms);
 }
 
 static enum proto_result try_target(const struct login_target *t, const struct login_creds *c,
@@ -221,8 +225,12 @@ static enum proto_result login_on(struct walk_ctx *wc, struct walk_conn *conn,
         o.local_failure = true; /* our own rule, not the server's: it answered */
     record_attempt(wc, &t, &o);
     note_alert(wc, &t, &o);
-    if (r == PROTO_OK && o.apop_wasted_ms > 0)
-        note_apop_waste(wc->rep, &t, &o, wc->log);
+    if (r == PROTO_OK || r == PROTO_EAUTHFAIL) {
+        snprintf(wc->rep->mechanism, sizeof(wc->rep->mechanism), "%s", o.mechanism);
+        wc->rep->proof = o.proof;
+    }
+    if (r == PROTO_OK && o.fallback_wasted_ms > 0)
+        note_fallback(wc->rep, &t, &o, wc->log);
     return r;
 }
 

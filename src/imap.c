@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "alert.h"
+#include "plan.h"
 #include "redact.h"
 #include "sasl_exchange.h"
 #include "stream.h"
@@ -103,26 +104,6 @@ size_t imap_quote(const char *s, size_t n, char *out, size_t cap)
     out[o++] = '"';
     out[o] = '\0';
     return o;
-}
-
-enum imap_mech imap_choose_mechanism(const struct imap_caps *caps)
-{
-    if (!caps->logindisabled)
-        return IMAP_MECH_LOGIN;
-    return caps->auth_plain ? IMAP_MECH_AUTHENTICATE_PLAIN : IMAP_MECH_NONE;
-}
-
-const char *imap_mech_name(enum imap_mech m)
-{
-    switch (m) {
-    case IMAP_MECH_LOGIN:
-        return "LOGIN";
-    case IMAP_MECH_AUTHENTICATE_PLAIN:
-        return "AUTHENTICATE PLAIN";
-    case IMAP_MECH_NONE:
-        return "none";
-    }
-    return "?";
 }
 
 /* ---- the dialogue ---- */
@@ -629,112 +610,118 @@ static enum proto_result authenticate_with(struct imap_session *is, const struct
     return judge(is, what, r);
 }
 
-/* mechanisms = ...: the configured mechanisms the server offers, in the configured order; on to
- * the next one only while none has had the whole password (MECHANISMS in pam_mailauth.conf(5)).
- * What a fallback cost is logged, as for APOP. */
-static enum proto_result authenticate_configured(struct imap_session *is)
+/* What the plan (plan.c) is made from: the capabilities as known now, the credentials' form. */
+static void plan_now(const struct imap_session *is, bool caps_known, struct login_plan *p)
 {
-    enum proto_result pr = PROTO_EINSECURE;
-    int64_t started = clock_now_ms();
-    const char *failed = NULL;
+    const struct plan_offer o = {
+        .caps_known = caps_known && is->caps.known,
+        .logindisabled = is->caps.logindisabled,
+        .sasl_mechs = is->caps.sasl_mechs,
+    };
+    const struct plan_user u = {
+        .has_space = memchr(is->c->user, ' ', is->c->user_len) != NULL,
+        .quotable = imap_can_quote(is->c->user, is->c->user_len) &&
+                    imap_can_quote(is->c->password, is->c->password_len),
+    };
 
-    const struct sasl_mech *m;
-
-    for (unsigned i = 0; (m = sasl_plan_next(is->t->mechanisms, is->t->n_mechanisms,
-                                             is->caps.sasl_mechs, i, &i)) != NULL;
-         i++) {
-        bool fell = false;
-        if (failed != NULL)
-            log_msg(is->log, LOG_WARNING,
-                    "%s %s: %s failed before the password was checked (%s); trying %s: this "
-                    "cost %lld ms",
-                    is->out->address, is->t->label, failed, is->out->reason.text, m->name,
-                    (long long)(clock_now_ms() - started));
-        pr = failed == NULL ? forward_client_ip(is, is->caps.id) : PROTO_OK;
-        if (pr == PROTO_OK)
-            pr = authenticate_with(is, m, &fell);
-        if (pr == PROTO_OK || !fell)
-            return pr;
-        failed = m->name;
-    }
-    if (failed == NULL)
-        errbuf_set(&is->out->reason,
-                   "server offers none of the configured mechanisms; password not sent");
-    return pr;
+    plan_login(is->t, &o, &u, p);
 }
 
-/* With LOGINDISABLED: AUTHENTICATE PLAIN when offered. */
-static enum proto_result authenticate(struct imap_session *is, bool may_forward)
-{
-    enum proto_result pr;
-    bool fell;
-
-    if (imap_choose_mechanism(&is->caps) == IMAP_MECH_NONE) {
-        errbuf_set(&is->out->reason, "server has LOGINDISABLED and does not offer AUTH=PLAIN");
-        return PROTO_EINSECURE;
-    }
-    pr = may_forward ? forward_client_ip(is, is->caps.id) : PROTO_OK;
-    if (pr == PROTO_OK)
-        pr = authenticate_with(is, sasl_mech_by_name("PLAIN", 5), &fell);
-    return pr;
-}
-
-/* LOGIN, or AUTHENTICATE PLAIN under LOGINDISABLED, with the capabilities known. */
-static enum proto_result authenticate_known(struct imap_session *is)
+/* One entry of the plan; *fell: it ended before the password went whole, so the next entry may
+ * be tried. */
+static enum proto_result run_entry(struct imap_session *is, const struct plan_entry *e, bool *fell)
 {
     struct imap_reply r;
     enum proto_result pr;
 
-    if (is->t->n_mechanisms > 0)
-        return authenticate_configured(is);
-    if (imap_choose_mechanism(&is->caps) != IMAP_MECH_LOGIN)
-        return authenticate(is, true);
-    pr = forward_client_ip(is, is->caps.id);
-    if (pr == PROTO_OK)
-        pr = send_login(is, &r);
+    *fell = false;
+    if (e->method == PLAN_IMAP_AUTHENTICATE)
+        return authenticate_with(is, e->mech, fell);
+    pr = send_login(is, &r);
     return pr == PROTO_OK ? judge(is, "LOGIN", &r) : pr;
 }
 
-/* True when LOGIN needs no literal: it then reads the same whatever the capabilities say. */
-static bool login_is_quotable(const struct imap_session *is)
+/* The plan's entries from entry from on: to the next one only while none has had the whole
+ * password (MECHANISMS in pam_mailauth.conf(5)), and what a fallback cost goes into the outcome
+ * (the walk logs it, as for APOP). The client address goes out in front of the first command
+ * unless it already went (pipelined). */
+static enum proto_result walk_plan(struct imap_session *is, const struct login_plan *p,
+                                   unsigned from, struct plan_walk *w)
 {
-    return imap_can_quote(is->c->user, is->c->user_len) &&
-           imap_can_quote(is->c->password, is->c->password_len);
+    enum proto_result pr = PROTO_EINSECURE;
+
+    if (from >= p->n) {
+        errbuf_set(&is->out->reason, "%s; password not sent", p->none);
+        return PROTO_EINSECURE;
+    }
+    for (unsigned i = from; i < p->n; i++) {
+        const struct plan_entry *e = &p->e[i];
+        bool fell = false;
+        pr = i == 0 ? forward_client_ip(is, is->caps.id) : PROTO_OK;
+        plan_walk_try(w, e, is->out, is->log, is->t->label, clock_now_ms());
+        if (pr == PROTO_OK)
+            pr = run_entry(is, e, &fell);
+        if (pr == PROTO_OK)
+            plan_walk_accepted(w, is->out);
+        if (pr == PROTO_OK || !fell)
+            return pr;
+        plan_walk_failed(w, e);
+    }
+    return pr;
+}
+
+/* True when the connection is over TLS from STARTTLS and the plan starts with LOGIN pipelined
+ * behind the capability re-query (plan.c decides). */
+static bool plan_pipelines(const struct imap_session *is)
+{
+    struct login_plan p;
+
+    if (is->t->tls != TLS_MODE_STARTTLS)
+        return false;
+    plan_now(is, false, &p);
+    return p.n > 0 && p.e[0].pipelined;
 }
 
 /* After STARTTLS, over the verified channel: CAPABILITY (ID) LOGIN in one write, the capability
  * re-query costing no round trip. Only LOGIN's form is fixed in advance (quoted strings, no
- * literal: the caller checks), so nothing the new capabilities say can change the bytes sent; they
+ * literal: the plan checks), so nothing the new capabilities say can change the bytes sent; they
  * still decide what LOGIN's answer means. An OK is the server's own verdict on the whole
  * credentials and stands. A NO or BAD from a server that now lists LOGINDISABLED is no verdict
- * (it refused the command, not necessarily the password): the login goes on as it would have
- * without pipelining, with AUTHENTICATE PLAIN or, if not offered, no answer (PROTO_EINSECURE).
- * Whether to send ID can only be judged from the capabilities seen before TLS; its reply never
- * decides anything (read_pipelined). */
+ * (it refused the command, not necessarily the password; the plan marks the entry so): the
+ * login goes on with the plan's next entry (AUTHENTICATE PLAIN) or, if none, no answer
+ * (PROTO_EINSECURE). Whether to send ID can only be judged from the capabilities seen before
+ * TLS; its reply never decides anything (read_pipelined). */
 static enum proto_result pipelined_login(struct imap_session *is)
 {
     struct imap_reply r;
+    struct login_plan p;
+    struct plan_walk w = {0};
     bool id_before_tls = is->caps.id;
     enum proto_result pr = pipeline(is, PIPELINED_CAPABILITY, NULL);
 
     if (pr == PROTO_OK)
         pr = forward_client_ip(is, id_before_tls);
+    plan_now(is, false, &p);
+    plan_walk_try(&w, &p.e[0], is->out, is->log, is->t->label, clock_now_ms());
     if (pr == PROTO_OK)
         pr = send_login(is, &r);
     if (pr != PROTO_OK)
         return pr;
     is->caps = is->tls_caps;
-    if (imap_choose_mechanism(&is->caps) == IMAP_MECH_LOGIN || r.status == IMAP_ST_OK)
+    plan_now(is, true, &p);
+    if (!p.e[0].refusal_no_verdict || r.status == IMAP_ST_OK)
         return judge(is, "LOGIN", &r);
     log_debug(is->log,
               "%s %s: LOGIN not taken and the server lists LOGINDISABLED after TLS; "
               "no verdict from it",
               is->out->address, is->t->label);
-    return authenticate(is, false);
+    return walk_plan(is, &p, 1, &w);
 }
 
 static enum proto_result login(struct imap_session *is)
 {
+    struct login_plan p;
+    struct plan_walk w = {0};
     enum proto_result pr;
 
     pr = stream_open_login(is->t, &is->rs, clock_now_ms() + is->t->timeout_ms, is->log, &is->s,
@@ -750,11 +737,14 @@ static enum proto_result login(struct imap_session *is)
      * keeps a login that could not be finished from starting at all (no user name in clear). */
     if (!stream_may_send_credentials(is->s, &is->out->reason))
         return PROTO_EINSECURE;
-    if (is->t->tls == TLS_MODE_STARTTLS && login_is_quotable(is) && is->t->n_mechanisms == 0)
+    if (plan_pipelines(is))
         return pipelined_login(is);
     if (is->t->tls == TLS_MODE_STARTTLS || !is->caps.known)
         pr = ask_capabilities(is);
-    return pr == PROTO_OK ? authenticate_known(is) : pr;
+    if (pr != PROTO_OK)
+        return pr;
+    plan_now(is, true, &p);
+    return walk_plan(is, &p, 0, &w);
 }
 
 enum proto_result imap_login(const struct login_target *t, const struct login_creds *c,

@@ -41,19 +41,6 @@ bool imap_can_quote(const char *s, size_t n);
  * Returns the length, or 0 if it does not fit or s cannot be quoted. */
 size_t imap_quote(const char *s, size_t n, char *out, size_t cap);
 
-/* Which command a login uses once the capabilities are known (pure, so the probe tool reports
- * exactly what a login does): LOGIN unless LOGINDISABLED, then AUTHENTICATE PLAIN if offered,
- * else nothing is sent. */
-enum imap_mech {
-    IMAP_MECH_LOGIN,
-    IMAP_MECH_AUTHENTICATE_PLAIN,
-    IMAP_MECH_NONE,
-};
-
-enum imap_mech imap_choose_mechanism(const struct imap_caps *caps);
-
-const char *imap_mech_name(enum imap_mech m);
-
 /* Log in with one IMAP server address. Fills out (result, address, reason). */
 enum proto_result imap_login(const struct login_target *t, const struct login_creds *c,
                              const struct logger *log, struct login_outcome *out);

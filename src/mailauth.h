@@ -38,10 +38,17 @@ struct mailauth_report {
     bool local_failure;
     enum mailauth_source source;
     long cache_age_s; /* source cache/offline: seconds since a server confirmed the password */
-    /* Accepted by a POP3 server through USER/PASS after it refused APOP for the same password:
-     * the ms that APOP attempt cost (set apop = never for that server to save them). 0 otherwise.
-     * Logged at LOG_NOTICE by the walk; a probe tool prints it from here. */
-    long apop_wasted_ms;
+    /* The login method of the deciding attempt ("LOGIN", "AUTH SCRAM-SHA-256"; "" when no
+     * server decided) and whether that server proved it knows the password (SCRAM v=). */
+    char mechanism[PROTO_MECH_NAME_MAX];
+    enum server_proof proof;
+    /* Accepted after other methods failed for the same password (login_outcome.fallback_from:
+     * APOP refused then USER/PASS; a SASL mechanism advertised but not run for this user, then
+     * a later one): which, what they cost in ms, and what to configure to save that ("" / 0 /
+     * NULL otherwise). Logged at LOG_NOTICE by the walk; a probe tool prints it from here. */
+    char fallback_from[PROTO_FALLBACK_MAX];
+    long fallback_wasted_ms;
+    const char *fallback_advice;
     /* What a server asked to be shown to the user (an IMAP [ALERT]), received over TLS and
      * cleaned (alert.h: printable UTF-8, no secret, cut); "" when none. An alert received in
      * clear is logged and never lands here. The last attempt that sent one wins. */

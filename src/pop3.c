@@ -6,6 +6,7 @@
 
 #include <openssl/evp.h>
 
+#include "plan.h"
 #include "redact.h"
 #include "sasl_exchange.h"
 #include "stream.h"
@@ -118,35 +119,6 @@ void pop3_capa_line(const char *line, size_t len, struct pop3_caps *caps)
     }
 }
 
-enum pop3_mech pop3_first_mechanism(enum apop_mode apop, bool have_timestamp, bool user_has_space)
-{
-    if (apop != APOP_NEVER && have_timestamp && !user_has_space)
-        return POP3_MECH_APOP;
-    return apop == APOP_ONLY ? POP3_MECH_NONE : POP3_MECH_USER_PASS;
-}
-
-enum pop3_mech pop3_mechanism_after_user_refused(const struct pop3_caps *caps)
-{
-    if (caps->user)
-        return POP3_MECH_USER_PASS;
-    return caps->sasl_plain ? POP3_MECH_AUTH_PLAIN : POP3_MECH_NONE;
-}
-
-const char *pop3_mech_name(enum pop3_mech m)
-{
-    switch (m) {
-    case POP3_MECH_APOP:
-        return "APOP";
-    case POP3_MECH_USER_PASS:
-        return "USER/PASS";
-    case POP3_MECH_AUTH_PLAIN:
-        return "AUTH PLAIN";
-    case POP3_MECH_NONE:
-        return "none";
-    }
-    return "?";
-}
-
 /* ---- the dialogue ---- */
 
 struct pop3_session {
@@ -160,7 +132,7 @@ struct pop3_session {
     bool have_timestamp;
     bool offers_xclient; /* the greeting carried [XCLIENT] (never used: see note_no_xclient) */
     char timestamp[POP3_APOP_TIMESTAMP_MAX + 1];
-    long apop_cost_ms; /* APOP refused: its round trip and any reconnect it caused */
+    struct plan_walk walk; /* the plan's entries tried so far (plan.h) */
 };
 
 static enum proto_result read_reply(struct pop3_session *ps, const char *what,
@@ -334,6 +306,7 @@ static enum proto_result read_capa(struct pop3_session *ps, struct pop3_caps *ca
         return r;
     if (kind != POP3_REPLY_OK)
         return PROTO_OK; /* no CAPA: no capabilities known */
+    caps->known = true;
     return pop3_read_body(ps->s, "CAPA", CAPA_MAX_LINES, take_capa_line, caps, &ps->out->reason);
 }
 
@@ -401,55 +374,33 @@ static enum proto_result try_auth(struct pop3_session *ps, const struct sasl_mec
     return refused(ps, what, reply.line, reply.len);
 }
 
-static enum proto_result try_auth_plain(struct pop3_session *ps)
+/* What the plan (plan.c) is made from: the greeting, CAPA when it was read, the user name. */
+static void plan_now(const struct pop3_session *ps, const struct pop3_caps *caps,
+                     struct login_plan *p)
 {
-    bool fell;
+    const struct plan_offer o = {
+        .caps_known = caps->known,
+        .sasl_mechs = caps->sasl_mechs,
+        .pop3_user = caps->user,
+        .apop_timestamp = ps->have_timestamp,
+    };
+    const struct plan_user u = {
+        .has_space = memchr(ps->c->user, ' ', ps->c->user_len) != NULL,
+    };
 
-    return try_auth(ps, sasl_mech_by_name("PLAIN", 5), NULL, &fell);
-}
-
-/* mechanisms = ...: as in IMAP (imap.c: authenticate_configured), after CAPA over the channel
- * the password will travel on. */
-static enum proto_result auth_configured(struct pop3_session *ps)
-{
-    struct pop3_caps caps = {0};
-    enum proto_result r = read_capa(ps, &caps);
-    int64_t started = clock_now_ms();
-    const char *failed = NULL;
-
-    if (r != PROTO_OK)
-        return r;
-    const struct sasl_mech *m;
-
-    for (unsigned i = 0; (m = sasl_plan_next(ps->t->mechanisms, ps->t->n_mechanisms,
-                                             caps.sasl_mechs, i, &i)) != NULL;
-         i++) {
-        bool fell = false;
-        if (failed != NULL)
-            log_msg(ps->log, LOG_WARNING,
-                    "%s %s: %s failed before the password was checked (%s); trying %s: this "
-                    "cost %lld ms",
-                    ps->out->address, ps->t->label, failed, ps->out->reason.text, m->name,
-                    (long long)(clock_now_ms() - started));
-        r = try_auth(ps, m, &caps, &fell);
-        if (r == PROTO_OK || !fell)
-            return r;
-        failed = m->name;
-    }
-    if (failed == NULL) {
-        errbuf_set(&ps->out->reason,
-                   "server offers none of the configured mechanisms; password not sent");
-        r = PROTO_EINSECURE;
-    }
-    return r;
+    plan_login(ps->t, &o, &u, p);
 }
 
 /* USER was refused. Not a verdict when the server said why it would not look (TLS required,
- * try later) or hung up; if it has no USER command but SASL PLAIN, use that instead. */
+ * try later) or hung up; otherwise CAPA, and the plan made with it says what follows: AUTH PLAIN
+ * when it lists SASL PLAIN and no USER; nothing when it lists neither (no verdict); the refusal
+ * stands when it lists USER. */
 static enum proto_result after_user_refused(struct pop3_session *ps, const char *line, size_t len)
 {
     struct pop3_caps caps = {0};
+    struct login_plan p;
     char q[160];
+    bool fell;
     enum verdict v = judge_err(ps, "USER", line, len, stream_peer_closed(ps->s), false);
     enum proto_result r;
 
@@ -461,14 +412,16 @@ static enum proto_result after_user_refused(struct pop3_session *ps, const char 
         return verdict_to_proto(judge_err(ps, "USER", line, len, true, false));
     if (r != PROTO_OK)
         return r;
-    switch (pop3_mechanism_after_user_refused(&caps)) {
-    case POP3_MECH_AUTH_PLAIN:
-        return try_auth_plain(ps);
-    case POP3_MECH_NONE:
+    plan_now(ps, &caps, &p);
+    for (unsigned i = 0; i < p.n; i++) {
+        if (p.e[i].when != PLAN_WHEN_USER_REFUSED)
+            continue;
+        plan_walk_try(&ps->walk, &p.e[i], ps->out, ps->log, ps->t->label, clock_now_ms());
+        return try_auth(ps, p.e[i].mech, &caps, &fell);
+    }
+    if (!caps.user) {
         errbuf_set(&ps->out->reason, "server refused USER (\"%s\") and offers no SASL PLAIN", q);
         return PROTO_EPROTO;
-    default:
-        break;
     }
     errbuf_set(&ps->out->reason, "server refused the user name (USER): \"%s\"", q);
     return PROTO_EAUTHFAIL;
@@ -501,7 +454,7 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
         stream_close(ps->s);
         ps->s = NULL;
         r = open_for_credentials(ps);
-        ps->apop_cost_ms += (long)(clock_now_ms() - began);
+        ps->walk.extra_ms += (long)(clock_now_ms() - began);
         if (r == PROTO_OK)
             r = send_user(ps, &kind, &line, &len);
     }
@@ -519,40 +472,79 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
     return r == PROTO_OK ? credential_reply(ps, "PASS") : r;
 }
 
+/* APOP was refused: if the plan's next entry is USER/PASS (apop = auto), the refusal was of
+ * APOP, not of the password, and describes nothing from here on. */
+static bool apop_falls_back(struct pop3_session *ps, const struct login_plan *p, unsigned i)
+{
+    if (i + 1 >= p->n || p->e[i + 1].when != PLAN_WHEN_APOP_REFUSED)
+        return false;
+    log_debug(ps->log, "%s %s: APOP refused; trying USER/PASS (%s)", ps->out->address, ps->t->label,
+              ps->out->reason.text);
+    errbuf_clear(&ps->out->reason);
+    return true;
+}
+
+/* One entry of the plan; *fell: the next entry may be tried. */
+static enum proto_result run_entry(struct pop3_session *ps, const struct login_plan *p, unsigned i,
+                                   const struct pop3_caps *caps, bool *fell)
+{
+    const struct plan_entry *e = &p->e[i];
+    enum proto_result r;
+
+    *fell = false;
+    switch (e->method) {
+    case PLAN_POP3_APOP:
+        r = try_apop(ps);
+        *fell = r == PROTO_EAUTHFAIL && apop_falls_back(ps, p, i);
+        return r;
+    case PLAN_POP3_USER_PASS:
+        return try_user_pass(ps, ps->walk.failed > 0);
+    default:
+        return try_auth(ps, e->mech, caps, fell);
+    }
+}
+
+/* The plan's entries in order: on to the next one only on the entry's rule (plan.h: a SASL
+ * mechanism that ended before the password went whole, APOP refused under apop = auto). What a
+ * fallback cost goes into the outcome; the walk logs it (auth.c). */
+static enum proto_result walk_plan(struct pop3_session *ps, const struct login_plan *p,
+                                   const struct pop3_caps *caps)
+{
+    enum proto_result r = PROTO_EINSECURE;
+
+    if (p->n == 0) {
+        errbuf_set(&ps->out->reason, "%s; password not sent", p->none);
+        return PROTO_EINSECURE;
+    }
+    for (unsigned i = 0; i < p->n; i++) {
+        const struct plan_entry *e = &p->e[i];
+        bool fell;
+        plan_walk_try(&ps->walk, e, ps->out, ps->log, ps->t->label, clock_now_ms());
+        r = run_entry(ps, p, i, caps, &fell);
+        if (r == PROTO_OK)
+            plan_walk_accepted(&ps->walk, ps->out);
+        if (r == PROTO_OK || !fell)
+            return r;
+        plan_walk_failed(&ps->walk, e);
+    }
+    return r;
+}
+
+/* With mechanisms = ..., CAPA over the channel the password will travel on first: the plan
+ * needs the server's SASL list. The default login needs none (read only if USER is refused). */
 static enum proto_result login(struct pop3_session *ps)
 {
-    bool apop_refused = false;
-    enum pop3_mech mech;
-    int64_t apop_began;
+    struct pop3_caps caps = {0};
+    struct login_plan p;
     enum proto_result r = open_for_credentials(ps);
 
     if (r != PROTO_OK)
         return r;
     note_no_xclient(ps);
-    if (ps->t->n_mechanisms > 0)
-        return auth_configured(ps);
-    mech = pop3_first_mechanism(ps->t->apop, ps->have_timestamp,
-                                memchr(ps->c->user, ' ', ps->c->user_len) != NULL);
-    if (mech == POP3_MECH_APOP) {
-        apop_began = clock_now_ms();
-        r = try_apop(ps);
-        if (r != PROTO_EAUTHFAIL || ps->t->apop == APOP_ONLY)
-            return r;
-        ps->apop_cost_ms = (long)(clock_now_ms() - apop_began);
-        log_debug(ps->log, "%s %s: APOP refused; trying USER/PASS (%s)", ps->out->address,
-                  ps->t->label, ps->out->reason.text);
-        /* The refusal was of APOP, not of the password: it describes nothing from here on. */
-        errbuf_clear(&ps->out->reason);
-        apop_refused = true;
-    } else if (mech == POP3_MECH_NONE) {
-        errbuf_set(&ps->out->reason,
-                   "apop = only but the greeting carries no usable APOP timestamp");
-        return PROTO_EINSECURE;
-    }
-    r = try_user_pass(ps, apop_refused);
-    if (r == PROTO_OK && apop_refused)
-        ps->out->apop_wasted_ms = ps->apop_cost_ms > 0 ? ps->apop_cost_ms : 1;
-    return r;
+    if (ps->t->n_mechanisms > 0 && (r = read_capa(ps, &caps)) != PROTO_OK)
+        return r;
+    plan_now(ps, &caps, &p);
+    return walk_plan(ps, &p, &caps);
 }
 
 enum proto_result pop3_login(const struct login_target *t, const struct login_creds *c,
@@ -568,7 +560,6 @@ enum proto_result pop3_login(const struct login_target *t, const struct login_cr
     enum proto_result r;
 
     errbuf_clear(&out->reason);
-    out->apop_wasted_ms = 0;
     snprintf(out->address, sizeof(out->address), "%s:%u", t->host, t->port);
     redact_init(&ps.rs, c);
     r = login(&ps);

@@ -27,6 +27,7 @@ bool pop3_apop_digest(const char *timestamp, const char *password, size_t passwo
 bool pop3_greeting_offers_xclient(const char *greeting, size_t len);
 
 struct pop3_caps {
+    bool known; /* a CAPA listing was read (set by the reader, not pop3_capa_line) */
     bool user;
     bool stls;
     bool sasl_plain;
@@ -36,27 +37,6 @@ struct pop3_caps {
 
 /* Fold one CAPA response line into caps. */
 void pop3_capa_line(const char *line, size_t len, struct pop3_caps *caps);
-
-/* Which mechanism a login starts with (pure, so the probe tool reports exactly what a login
- * does). The login path follows pop3_first_mechanism; a refused USER falls back by
- * pop3_mechanism_after_user_refused. */
-enum pop3_mech {
-    POP3_MECH_APOP,      /* APOP with the greeting's timestamp */
-    POP3_MECH_USER_PASS, /* USER, then PASS */
-    POP3_MECH_AUTH_PLAIN,
-    POP3_MECH_NONE, /* apop = only and no usable timestamp, or nothing offered: nothing sent */
-};
-
-/* APOP when it is allowed (apop != never), the greeting carried a well-formed timestamp and the
- * user name has no space (it would split APOP's arguments); with apop = only and no usable
- * APOP, NONE; otherwise USER/PASS. */
-enum pop3_mech pop3_first_mechanism(enum apop_mode apop, bool have_timestamp, bool user_has_space);
-
-/* After USER was refused (not "try later"): AUTH PLAIN when CAPA lists SASL PLAIN and no USER,
- * NONE when it lists neither, USER_PASS when USER is listed (the refusal then stands). */
-enum pop3_mech pop3_mechanism_after_user_refused(const struct pop3_caps *caps);
-
-const char *pop3_mech_name(enum pop3_mech m);
 
 /* Log in with one POP3 server address. Fills out (result, address, reason). */
 enum proto_result pop3_login(const struct login_target *t, const struct login_creds *c,

@@ -8,6 +8,7 @@
 #include "imap.h"
 #include "mailauth.h"
 #include "net.h"
+#include "plan.h"
 #include "pop3.h"
 #include "resolve.h"
 #include "sasl/mech.h"
@@ -32,17 +33,51 @@ struct probe_ctx {
     const char *no_mechanism; /* why a login would have no mechanism, or NULL */
 };
 
-/* mechanisms = ...: what the login's plan (sasl_plan_next) starts with for what is offered. */
-static void planned_mechanism(struct probe_ctx *pc, unsigned offered)
+/* What the server offers, in the plan's names: the non-SASL methods, then the SASL mechanisms of
+ * the table. */
+static void describe_offer(struct probe_address *pa, const struct plan_offer *o)
 {
-    unsigned at;
-    const struct sasl_mech *m =
-        sasl_plan_next(pc->pa->target.mechanisms, pc->pa->target.n_mechanisms, offered, 0, &at);
+    size_t used = 0;
+    bool imap = pa->target.protocol == PROTOCOL_IMAP;
 
-    pc->no_mechanism = NULL;
-    pc->pa->mechanism = m != NULL ? m->name : "none";
-    if (m == NULL)
-        pc->no_mechanism = "the server offers none of the configured mechanisms";
+    pa->offered[0] = '\0';
+    if (imap && !o->logindisabled)
+        used += (size_t)snprintf(pa->offered, sizeof(pa->offered), "%s ",
+                                 plan_method_name(PLAN_IMAP_LOGIN));
+    if (!imap && o->apop_timestamp)
+        used += (size_t)snprintf(pa->offered, sizeof(pa->offered), "%s ",
+                                 plan_method_name(PLAN_POP3_APOP));
+    if (!imap && (!o->caps_known || o->pop3_user) && used < sizeof(pa->offered))
+        used += (size_t)snprintf(pa->offered + used, sizeof(pa->offered) - used, "%s ",
+                                 plan_method_name(PLAN_POP3_USER_PASS));
+    for (size_t k = 0; k < SASL_MECH_COUNT && used < sizeof(pa->offered); k++)
+        if ((o->sasl_mechs & (1u << sasl_mechs[k].id)) != 0)
+            used +=
+                (size_t)snprintf(pa->offered + used, sizeof(pa->offered) - used, "%s %s ",
+                                 plan_method_name(imap ? PLAN_IMAP_AUTHENTICATE : PLAN_POP3_AUTH),
+                                 sasl_mechs[k].name);
+    used = strlen(pa->offered);
+    if (used > 0)
+        pa->offered[used - 1] = '\0';
+}
+
+/* The login's own plan (plan.c) for what the server offers: the probe shows it whole, and its
+ * first entry is what a login sends first. The password is not known here: an IMAP login is
+ * planned as if it could be quoted (as nearly every password can). */
+static void plan_address(struct probe_ctx *pc, const struct plan_offer *o)
+{
+    const char *user = pc->opt->user;
+    const struct plan_user u = {
+        .has_space = user != NULL && strchr(user, ' ') != NULL,
+        .quotable = user == NULL || imap_can_quote(user, strlen(user)),
+    };
+    struct probe_address *pa = pc->pa;
+
+    plan_login(&pa->target, o, &u, &pa->plan);
+    pa->plan_known = true;
+    describe_offer(pa, o);
+    pa->mechanism = pa->plan.n > 0 ? pa->plan.e[0].name : "none";
+    pc->no_mechanism = pa->plan.usable ? NULL : pa->plan.none;
 }
 
 const char *probe_stage_name(enum probe_stage s)
@@ -266,18 +301,9 @@ static bool imap_probe(struct probe_ctx *pc)
         return false;
     pa->forwarding_known = true;
     pa->forwarding = pc->icaps.id;
-    pa->mechanism = imap_mech_name(imap_choose_mechanism(&pc->icaps));
-    /* After STARTTLS a login sends LOGIN with the new CAPABILITY in one write (imap.c,
-     * pipelined_login) before it can see LOGINDISABLED; only when that is not taken does it
-     * fall back. */
-    if (starttls && imap_choose_mechanism(&pc->icaps) == IMAP_MECH_AUTHENTICATE_PLAIN)
-        pa->mechanism = "AUTHENTICATE PLAIN (after a LOGIN pipelined behind STARTTLS's "
-                        "CAPABILITY, sent when user name and password can be quoted, is not "
-                        "taken)";
-    if (imap_choose_mechanism(&pc->icaps) == IMAP_MECH_NONE)
-        pc->no_mechanism = "the server has LOGINDISABLED and does not offer AUTH=PLAIN";
-    if (pa->target.n_mechanisms > 0)
-        planned_mechanism(pc, pc->icaps.sasl_mechs);
+    plan_address(pc, &(const struct plan_offer){.caps_known = pc->icaps.known,
+                                                .logindisabled = pc->icaps.logindisabled,
+                                                .sasl_mechs = pc->icaps.sasl_mechs});
     return true;
 }
 
@@ -356,18 +382,6 @@ static bool pop3_stls(struct probe_ctx *pc)
     return start_tls(pc);
 }
 
-static const char *pop3_mechanism(struct probe_ctx *pc)
-{
-    const char *user = pc->opt->user;
-    enum pop3_mech m = pop3_first_mechanism(pc->pa->target.apop, pc->have_timestamp,
-                                            user != NULL && strchr(user, ' ') != NULL);
-
-    if (m == POP3_MECH_USER_PASS && pc->pcaps_known &&
-        pop3_mechanism_after_user_refused(&pc->pcaps) == POP3_MECH_AUTH_PLAIN)
-        return "USER/PASS, then AUTH PLAIN (CAPA lists SASL PLAIN and no USER)";
-    return pop3_mech_name(m);
-}
-
 static bool pop3_probe(struct probe_ctx *pc)
 {
     struct probe_address *pa = pc->pa;
@@ -383,13 +397,10 @@ static bool pop3_probe(struct probe_ctx *pc)
     if (stop_here(pc, PROBE_STAGE_CAPABILITIES))
         return false;
     pa->forwarding_known = true;
-    pa->mechanism = pop3_mechanism(pc);
-    if (strcmp(pa->mechanism, "none") == 0)
-        pc->no_mechanism = "apop = only but the greeting carries no usable APOP timestamp";
-    if (pa->target.n_mechanisms > 0) {
-        pc->no_mechanism = NULL;
-        planned_mechanism(pc, pc->pcaps_known ? pc->pcaps.sasl_mechs : 0);
-    }
+    plan_address(pc, &(const struct plan_offer){.caps_known = pc->pcaps_known,
+                                                .sasl_mechs = pc->pcaps.sasl_mechs,
+                                                .pop3_user = pc->pcaps.user,
+                                                .apop_timestamp = pc->have_timestamp});
     return true;
 }
 

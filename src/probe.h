@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "plan.h"
 #include "proto.h"
 #include "tls.h"
 
@@ -52,7 +53,11 @@ struct probe_address {
     bool credentials_checked;
     bool credentials_allowed; /* the cleartext rule's answer for this connection */
     char credentials_reason[256];
-    const char *mechanism; /* NULL: not determined */
+    /* The login's plan for what the server offers (plan.h), when the probe got that far. */
+    bool plan_known;
+    struct login_plan plan;
+    char offered[256];     /* the login methods the server offers, in the plan's names */
+    const char *mechanism; /* the plan's first entry, "none"; NULL: not determined */
     bool forwarding_known;
     bool forwarding; /* IMAP ID / POP3 XCLIENT offered */
     enum probe_stage failed;

@@ -14,6 +14,10 @@ enum tls_mode { TLS_MODE_IMPLICIT, TLS_MODE_STARTTLS, TLS_MODE_NONE };
 enum apop_mode { APOP_AUTO, APOP_NEVER, APOP_ONLY };
 
 /* Outcome of one login dialogue with one server address. */
+/* Room for a login method's name ("AUTHENTICATE SCRAM-SHA-256-PLUS"), NUL included (plan.h). */
+#define PROTO_MECH_NAME_MAX 40
+/* Room for the names of the methods a fallback went past ("SCRAM-SHA-256, CRAM-MD5"). */
+#define PROTO_FALLBACK_MAX 64
 /* Room for a server's alert to the user, cleaned (alert.h), NUL included. */
 #define PROTO_ALERT_MAX 256
 
@@ -98,10 +102,16 @@ struct login_outcome {
      * network: a deadline of the module's clock, memory, descriptors, its own TLS setup, a
      * command it refused to send. Such a failure is no evidence that the server is down. */
     bool local_failure;
-    /* POP3: APOP was refused and USER/PASS then accepted the same password, so the server
-     * cannot check APOP (e.g. Cyrus with saslauthd): what the APOP attempt cost, in ms (its
-     * failure delay and any reconnect). 0 otherwise. */
-    long apop_wasted_ms;
+    /* The plan entry (plan.h) tried last: "LOGIN", "AUTH SCRAM-SHA-256"; "" before any. */
+    char mechanism[PROTO_MECH_NAME_MAX];
+    /* A fallback that ended in success: the methods that failed first ("APOP": refused, and
+     * USER/PASS then accepted the same password, so the server cannot check APOP, e.g. Cyrus
+     * with saslauthd; "SCRAM-SHA-256": advertised but not run for this user, e.g. Dovecot with
+     * hashed passwords), what they cost in ms (failure delays, any reconnect), and what to
+     * configure to save it. "" / 0 / NULL otherwise. */
+    char fallback_from[PROTO_FALLBACK_MAX];
+    long fallback_wasted_ms;
+    const char *fallback_advice;
     /* The first IMAP [ALERT] of the dialogue, cleaned by alert_clean ("" when none came or it
      * held a secret), and whether it came over TLS: only then may the user see it (RFC 9051
      * 7.1: an alert received in clear SHOULD be ignored). */

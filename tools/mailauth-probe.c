@@ -111,6 +111,22 @@ static void human_tls(const struct tls_peer_info *ti, bool verify)
     put_str("verified", line);
 }
 
+/* What the server offers and the login's plan for it, one entry a line, with its reason. */
+static void human_plan(const struct probe_address *pa)
+{
+    char line[512];
+
+    put_str("offered", pa->offered[0] != '\0' ? pa->offered : "nothing a login could use");
+    for (unsigned i = 0; i < pa->plan.n; i++) {
+        const struct plan_entry *e = &pa->plan.e[i];
+        snprintf(line, sizeof(line), "%u. %s (%s): %s", i + 1, e->name, plan_when_text(e->when),
+                 e->reason);
+        put_str(i == 0 ? "plan" : "", line);
+    }
+    if (!pa->plan.usable)
+        put_str(pa->plan.n == 0 ? "plan" : "", pa->plan.none);
+}
+
 static void human_report(void *ctx, const struct probe_address *pa)
 {
     char line[160];
@@ -142,6 +158,8 @@ static void human_report(void *ctx, const struct probe_address *pa)
         put_str("password", pa->credentials_allowed ? "would be sent" : "would NOT be sent");
     if (pa->credentials_checked)
         put_str("  because", pa->credentials_reason);
+    if (pa->plan_known)
+        human_plan(pa);
     if (pa->mechanism != NULL)
         put_str("mechanism", pa->mechanism);
     if (pa->forwarding_known && pa->target.protocol == PROTOCOL_IMAP) {
@@ -194,6 +212,36 @@ static void json_tls(const struct tls_peer_info *ti, bool second_look)
     putchar('}');
 }
 
+/* "offered": the methods as one string; "plan": its entries in order; "plan_none": why no
+ * entry can bring a verdict (null when one can); all null when the probe did not get there. */
+static void json_plan(const struct probe_address *pa)
+{
+    if (!pa->plan_known) {
+        printf(",\"offered\":null,\"plan\":null,\"plan_none\":null");
+        return;
+    }
+    json_key_str("offered", pa->offered, strlen(pa->offered), true);
+    printf(",\"plan\":[");
+    for (unsigned i = 0; i < pa->plan.n; i++) {
+        const struct plan_entry *e = &pa->plan.e[i];
+        const char *when = plan_when_text(e->when);
+        printf("%s{", i > 0 ? "," : "");
+        json_key_str("method", e->name, strlen(e->name), false);
+        if (e->mech != NULL)
+            json_key_str("sasl", e->mech->name, strlen(e->mech->name), true);
+        else
+            printf(",\"sasl\":null");
+        json_key_str("when", when, strlen(when), true);
+        json_key_str("reason", e->reason, strlen(e->reason), true);
+        putchar('}');
+    }
+    putchar(']');
+    if (pa->plan.usable)
+        printf(",\"plan_none\":null");
+    else
+        json_key_str("plan_none", pa->plan.none, strlen(pa->plan.none), true);
+}
+
 static void json_report(void *ctx, const struct probe_address *pa)
 {
     const char *fwd = pa->target.protocol == PROTOCOL_IMAP ? "ID" : "XCLIENT";
@@ -229,6 +277,7 @@ static void json_report(void *ctx, const struct probe_address *pa)
         json_key_str("mechanism", pa->mechanism, strlen(pa->mechanism), true);
     else
         printf(",\"mechanism\":null");
+    json_plan(pa);
     if (pa->forwarding_known)
         printf(",\"forwarding\":%s%s%s", pa->forwarding ? "\"" : "false", pa->forwarding ? fwd : "",
                pa->forwarding ? "\"" : "");
@@ -473,20 +522,65 @@ static bool read_password(const char *user, char *buf, size_t cap, size_t *len)
 
 /* ---- the login ---- */
 
+/* Whether the server that decided proved it knows the password (SCRAM v=), in words. */
+static const char *proof_name(const struct mailauth_report *rep)
+{
+    if (rep->mechanism[0] == '\0')
+        return "no server decided";
+    switch (rep->proof) {
+    case PROOF_VERIFIED:
+        return "verified";
+    case PROOF_PENDING:
+        return "not verified";
+    case PROOF_NOT_REQUIRED:
+        break;
+    }
+    return "none (the mechanism has no server proof)";
+}
+
+/* apop_wasted_ms: the fallback cost when it was APOP's (kept for scripts written before the
+ * fallback covered SASL mechanisms; mailauth-probe(8)). */
+static long apop_wasted_ms(const struct mailauth_report *rep)
+{
+    return strcmp(rep->fallback_from, plan_method_name(PLAN_POP3_APOP)) == 0
+               ? rep->fallback_wasted_ms
+               : 0;
+}
+
+static void json_login(enum mailauth_result r, const struct mailauth_report *rep)
+{
+    const char *proof = proof_name(rep);
+
+    printf("{\"login\":{");
+    json_key_str("user", rep->user, strlen(rep->user), false);
+    json_key_str("result", mailauth_result_name(r), strlen(mailauth_result_name(r)), true);
+    json_key_str("server", rep->label, strlen(rep->label), true);
+    json_key_str("address", rep->address, strlen(rep->address), true);
+    json_key_str("source", mailauth_source_name(rep->source),
+                 strlen(mailauth_source_name(rep->source)), true);
+    json_key_str("reason", rep->reason, strlen(rep->reason), true);
+    if (rep->mechanism[0] != '\0')
+        json_key_str("mechanism", rep->mechanism, strlen(rep->mechanism), true);
+    else
+        printf(",\"mechanism\":null");
+    if (rep->mechanism[0] != '\0')
+        printf(",\"server_proved\":%s", rep->proof == PROOF_VERIFIED ? "true" : "false");
+    else
+        printf(",\"server_proved\":null");
+    json_key_str("server_proof", proof, strlen(proof), true);
+    if (rep->fallback_from[0] != '\0')
+        json_key_str("fallback_from", rep->fallback_from, strlen(rep->fallback_from), true);
+    else
+        printf(",\"fallback_from\":null");
+    printf(",\"fallback_wasted_ms\":%ld", rep->fallback_wasted_ms);
+    printf(",\"elapsed_ms\":%ld,\"apop_wasted_ms\":%ld}}\n", rep->elapsed_ms, apop_wasted_ms(rep));
+}
+
 static void print_login(const struct options *o, enum mailauth_result r,
                         const struct mailauth_report *rep)
 {
     if (o->json) {
-        printf("{\"login\":{");
-        json_key_str("user", rep->user, strlen(rep->user), false);
-        json_key_str("result", mailauth_result_name(r), strlen(mailauth_result_name(r)), true);
-        json_key_str("server", rep->label, strlen(rep->label), true);
-        json_key_str("address", rep->address, strlen(rep->address), true);
-        json_key_str("source", mailauth_source_name(rep->source),
-                     strlen(mailauth_source_name(rep->source)), true);
-        json_key_str("reason", rep->reason, strlen(rep->reason), true);
-        printf(",\"elapsed_ms\":%ld,\"apop_wasted_ms\":%ld}}\n", rep->elapsed_ms,
-               rep->apop_wasted_ms);
+        json_login(r, rep);
         return;
     }
     printf("login as \"");
@@ -500,10 +594,14 @@ static void print_login(const struct options *o, enum mailauth_result r,
     printf(" (answer from %s, %ld ms)\n", mailauth_source_name(rep->source), rep->elapsed_ms);
     if (r != MAILAUTH_OK)
         put_str("reason", rep->reason);
-    if (rep->apop_wasted_ms > 0) /* the module logs the same advice at LOG_NOTICE */
-        printf("  note: APOP refused but USER/PASS accepted: set apop = never for this server to "
-               "save %ld ms per login\n",
-               rep->apop_wasted_ms);
+    if (rep->mechanism[0] != '\0')
+        put_str("mechanism", rep->mechanism);
+    put_str("server proof", proof_name(rep));
+    if (rep->fallback_wasted_ms > 0) /* the module logs the same advice at LOG_NOTICE */
+        printf("  note: %s refused but %s accepted: %s to save %ld ms per login\n",
+               rep->fallback_from, rep->mechanism,
+               rep->fallback_advice != NULL ? rep->fallback_advice : "change the configuration",
+               rep->fallback_wasted_ms);
 }
 
 static int login(const struct options *o, const struct mailauth_config *cfg)

@@ -107,13 +107,6 @@ extern const struct sasl_mech sasl_mechs[SASL_MECH_COUNT];
 /* The row whose advertised (or configured) name is [name, name+len), case-insensitive; NULL. */
 const struct sasl_mech *sasl_mech_by_name(const char *name, size_t len);
 
-/* The plan of a configured list (mechanisms = ...; enum sasl_mech_id values, in order): the
- * first entry at or after from that the server offers (bit 1 << id of offered), with its index
- * in *at; NULL when none is left. The login (imap.c, pop3.c) walks it, falling back to the next
- * entry; the probe (probe.c) reports its first entry: both from this one function. */
-const struct sasl_mech *sasl_plan_next(const unsigned char *list, unsigned n, unsigned offered,
-                                       unsigned from, unsigned *at);
-
 /* Start a run of m for user/password. channel may be NULL. */
 void sasl_client_begin(struct sasl_client *c, const struct sasl_mech *m, const char *user,
                        size_t user_len, const char *password, size_t password_len,

@@ -6,7 +6,7 @@
 
 #include <openssl/crypto.h>
 
-/* Strongest first: this is also the order a plan prefers when the configuration names no list. */
+/* Strongest first. */
 const struct sasl_mech sasl_mechs[SASL_MECH_COUNT] = {
     {SASL_MECH_SCRAM_SHA_256_PLUS, "SCRAM-SHA-256-PLUS", "scram-sha-256-plus", true, false, true,
      true, true, sasl_scram_step},
@@ -26,21 +26,6 @@ const struct sasl_mech *sasl_mech_by_name(const char *name, size_t len)
         const struct sasl_mech *m = &sasl_mechs[i];
         if (strlen(m->name) == len && strncasecmp(m->name, name, len) == 0)
             return m;
-    }
-    return NULL;
-}
-
-const struct sasl_mech *sasl_plan_next(const unsigned char *list, unsigned n, unsigned offered,
-                                       unsigned from, unsigned *at)
-{
-    for (unsigned i = from; i < n; i++) {
-        for (size_t k = 0; k < SASL_MECH_COUNT; k++) {
-            const struct sasl_mech *m = &sasl_mechs[k];
-            if ((unsigned)m->id == list[i] && (offered & (1u << m->id)) != 0) {
-                *at = i;
-                return m;
-            }
-        }
     }
     return NULL;
 }

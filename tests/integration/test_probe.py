@@ -226,7 +226,19 @@ def test_logindisabled_after_starttls_names_the_pipelined_login(probe, pki):
         r, objs = probe.json(config(pki, server("f", "imap", hosts("localhost"), f.port,
                                                 "starttls")))
     assert r.returncode == READY, (r, objs)
-    assert objs[0]["mechanism"].startswith("AUTHENTICATE PLAIN (after a LOGIN pipelined"), objs
+    # the login sends LOGIN first, pipelined behind the CAPABILITY; its NO is no verdict under
+    # LOGINDISABLED, so AUTHENTICATE PLAIN follows (the plan says both, in order)
+    assert objs[0]["mechanism"] == "LOGIN", objs
+    assert [e["method"] for e in objs[0]["plan"]] == ["LOGIN", "AUTHENTICATE PLAIN"], objs
+    assert "pipelined LOGIN is refused" in objs[0]["plan"][1]["when"], objs
+    with FakeServer(script) as f:   # the same for people (README shows it)
+        r = probe.run(config(pki, server("f", "imap", hosts("localhost"), f.port, "starttls")))
+    assert r.returncode == READY, r
+    assert "  offered        AUTHENTICATE PLAIN\n" in r.out, r.out
+    assert "  plan           1. LOGIN (first): the default; sent with the CAPABILITY" in r.out, r.out
+    assert "                 2. AUTHENTICATE PLAIN (if the pipelined LOGIN is refused): the " \
+        "server lists" in r.out, r.out
+    assert "  mechanism      LOGIN\n" in r.out, r.out
 
 
 def test_pop3_xclient_in_greeting(probe, pki):
@@ -530,7 +542,12 @@ def test_user_login_reports_what_a_refused_apop_cost(probe, pki):
         cfg = config(pki, server("cy", "pop3", hosts(fake.host), fake.port))
         r, objs = probe.json(cfg, "--user", "alice", stdin=b"s3cret")
     assert r.returncode == READY, (r, r.err)
-    assert objs[-1]["login"]["apop_wasted_ms"] >= 300, objs
+    login = objs[-1]["login"]
+    assert login["apop_wasted_ms"] >= 300, objs
+    # the general fields say the same: the fallback was from APOP, to USER/PASS
+    assert login["fallback_from"] == "APOP" and login["fallback_wasted_ms"] == \
+        login["apop_wasted_ms"], objs
+    assert login["mechanism"] == "USER/PASS" and login["server_proved"] is False, objs
 
 
 def test_user_login_no_server_answers(probe, pki):
@@ -664,3 +681,92 @@ def test_user_non_ascii_password_from_stdin(probe, dv, pki):
                   stdin=pw.encode("utf-8") + b"\n")
     assert r.returncode == READY, (r, r.err)
     assert pw.encode("utf-8") not in r.stdout + r.stderr
+
+
+# ---- the probe and the login cannot disagree (issue 18: one plan, plan_login) ----
+
+LOGIN_VERBS = {"LOGIN", "AUTHENTICATE", "APOP", "USER", "AUTH"}
+
+
+def shape_server(protocol, greeting, caps, caps_tls=None, ctx=None, seen=None):
+    """A server of a given shape that records, per connection, the first login command it
+    received, in the plan's names ("LOGIN", "AUTHENTICATE PLAIN", "APOP", "USER/PASS",
+    "AUTH SCRAM-SHA-256"). LOGIN, USER/PASS, APOP and PLAIN are accepted; every other SASL
+    mechanism is refused before any credential (a first AUTH/AUTHENTICATE is all it looks at)."""
+    def script(conn):
+        conn.line(greeting)
+        tls = False
+        first = None
+        while True:
+            raw = conn.readline(scaled(10))
+            if raw is None:
+                break
+            words = raw.decode("utf-8", "replace").split(" ")
+            tag, words = (words[0], words[1:]) if protocol == "imap" else ("", words)
+            verb = words[0].upper()
+            ok, no = (tag + " OK", tag + " NO") if protocol == "imap" else ("+OK", "-ERR")
+            if first is None and verb in LOGIN_VERBS:
+                first = {"USER": "USER/PASS"}.get(verb, verb)
+                if verb in ("AUTHENTICATE", "AUTH"):
+                    first += " " + words[1].upper()
+            listing = caps_tls if tls and caps_tls is not None else caps
+            if verb == "CAPABILITY":
+                conn.line("* CAPABILITY " + listing)
+                conn.line(ok + " done")
+            elif verb == "CAPA":
+                conn.send("+OK\r\n" + "".join(c + "\r\n" for c in listing) + ".\r\n")
+            elif verb in ("STARTTLS", "STLS"):
+                conn.line(ok + " begin TLS")
+                conn.start_tls(ctx)
+                tls = True
+            elif verb in ("LOGOUT", "QUIT"):
+                conn.line(ok + " bye")
+                break
+            elif verb == "ID":
+                conn.line("* ID NIL")
+                conn.line(ok + " ID")
+            elif verb in ("LOGIN", "USER", "PASS", "APOP") or \
+                    (verb in ("AUTHENTICATE", "AUTH") and words[1].upper() == "PLAIN"):
+                if len(words) == 2 and verb in ("AUTHENTICATE", "AUTH"):
+                    conn.line("+ ")
+                    conn.readline(scaled(10))
+                conn.line(ok + " welcome")
+            else:
+                conn.line(no + " [AUTHENTICATIONFAILED] not for you")
+        if first is not None:
+            seen.append(first)
+    return script
+
+
+@pytest.mark.parametrize("protocol,tls,greeting,caps,caps_tls,extra,first", [
+    ("imap", "none", "* OK ready", "IMAP4rev1 AUTH=PLAIN", None, "", "LOGIN"),
+    ("imap", "none", "* OK ready", "IMAP4rev1 LOGINDISABLED AUTH=PLAIN", None, "",
+     "AUTHENTICATE PLAIN"),
+    ("imap", "none", "* OK ready", "IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=CRAM-MD5", None,
+     "  mechanisms = {scram-sha-256, cram-md5, plain}\n", "AUTHENTICATE CRAM-MD5"),
+    ("imap", "starttls", "* OK ready", "IMAP4rev1 STARTTLS", "IMAP4rev1 LOGINDISABLED AUTH=PLAIN",
+     "", "LOGIN"),
+    ("imap", "starttls", "* OK ready", "IMAP4rev1 STARTTLS", "IMAP4rev1 SASL-IR AUTH=PLAIN",
+     "  mechanisms = {plain}\n", "AUTHENTICATE PLAIN"),
+    ("pop3", "none", "+OK ready <1.2@host>", ["USER"], None, "", "APOP"),
+    ("pop3", "none", "+OK ready <1.2@host>", ["USER"], None, "  apop = never\n", "USER/PASS"),
+    ("pop3", "none", "+OK ready", ["SASL PLAIN"], None, "", "USER/PASS"),
+    ("pop3", "starttls", "+OK ready <1.2@host>", ["STLS", "USER"],
+     ["USER", "SASL PLAIN SCRAM-SHA-256"], "  mechanisms = {scram-sha-256, plain}\n",
+     "AUTH SCRAM-SHA-256"),
+])
+def test_probe_first_entry_is_what_the_login_sends(probe, pki, protocol, tls, greeting, caps,
+                                                   caps_tls, extra, first):
+    """The probe's plan and the login's come from one function: for each server shape the
+    probe's first entry is the first login command the module sent (the server's record)."""
+    ctx = tls_server_context(pki["server_cert"], pki["server_key"])
+    seen = []
+    with FakeServer(shape_server(protocol, greeting, caps, caps_tls, ctx, seen)) as f:
+        cfg = config(pki, server("f", protocol, hosts("localhost" if tls != "none" else f.host),
+                                 f.port, tls, extra=extra))
+        r, objs = probe.json(cfg, "--user", "alice", stdin=b"s3cret")
+    assert seen == [first], (seen, objs, r.err)   # one login, no command from the probe's look
+    assert objs[0]["mechanism"] == first, objs
+    assert objs[0]["plan"][0]["method"] == first and objs[0]["plan"][0]["reason"], objs
+    assert objs[0]["offered"], objs
+    assert objs[-1]["login"]["mechanism"] is not None, objs

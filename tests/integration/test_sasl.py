@@ -84,6 +84,12 @@ def test_dovecot_hashed_password_falls_back(pam, pki, dvs, protocol, port):
     assert r.code == "PAM_SUCCESS", r.log_text()
     assert "SCRAM-SHA-256 failed before the password was checked" in r.log_text(), r
     assert "trying PLAIN: this cost" in r.log_text(), r
+    # the walk's advice (LOG_NOTICE), as for APOP: which mechanism, what it cost, what to change
+    verb = "AUTHENTICATE" if protocol == "imap" else "AUTH"
+    m = re.search(r"SCRAM-SHA-256 refused but %s PLAIN accepted: leave the refused mechanism out "
+                  r"of mechanisms for this server, or store passwords it can use to save (\d+) ms "
+                  r"per login" % verb, r.log_text())
+    assert m and int(m.group(1)) >= 1, r.log_text()
     r = pam.run(cfg, "henry", "wrong-pw")
     assert r.code == "PAM_AUTH_ERR", r
 
@@ -307,7 +313,7 @@ def test_mechanism_after_refused_login_starts_with_nothing_sent(pam, pki):
     assert "before the credentials were sent" in r.log_text(), r
 
 
-# ---- the probe reports what the login's plan (sasl_plan_next) starts with ----
+# ---- the probe reports the login's plan (plan_login) ----
 
 def run_probe(tmp_path, cfg):
     path = os.path.join(str(tmp_path), "probe.conf")
@@ -325,7 +331,9 @@ def test_probe_shows_the_planned_mechanism(tmp_path, pki, dvs, protocol, port):
                  protocol=protocol)
     r, objs = run_probe(tmp_path, cfg)
     assert r.returncode == 0 and objs, (r, objs)
-    assert all(o["mechanism"] == "SCRAM-SHA-256" for o in objs), objs
+    verb = "AUTHENTICATE" if protocol == "imap" else "AUTH"
+    assert all(o["mechanism"] == verb + " SCRAM-SHA-256" for o in objs), objs
+    assert all([e["sasl"] for e in o["plan"]] == ["SCRAM-SHA-256", "PLAIN"] for o in objs), objs
     # Dovecot 2.3 has no -PLUS: a list of it alone leaves no mechanism, as the login finds.
     r, objs = run_probe(tmp_path, dv_cfg(pki, dvs, ["scram-sha-256-plus"], port=port,
                                          protocol=protocol))
@@ -403,3 +411,37 @@ def test_no_next_mechanism_after_a_refused_proof_pop3(pam, pki):
     assert not fake.errors, fake.errors
     assert r.code == "PAM_AUTH_ERR", r
     assert b"PLAIN" not in fake.received.upper(), fake.received
+
+
+def run_probe_user(tmp_path, cfg, user, password):
+    path = os.path.join(str(tmp_path), "probe.conf")
+    with open(path, "w") as f:
+        f.write(cfg)
+    os.chmod(path, 0o644)
+    r = subprocess.run([os.environ["MAILAUTH_PROBE_TOOL"], "--config", path, "--json", "--user",
+                        user], input=password.encode(), capture_output=True, timeout=scaled(60))
+    return r, [json.loads(line) for line in r.stdout.decode().splitlines()]
+
+
+@pytest.mark.parametrize("protocol,port", [("imap", "imaps"), ("pop3", "pop3s")])
+def test_probe_user_reports_fallback_and_proof(tmp_path, pki, dvs, protocol, port):
+    """--user through the module's own entry point: which mechanism decided, whether the server
+    proved it knows the password, and what a SCRAM fallback cost (henry's hash cannot run SCRAM:
+    Dovecot advertises it and fails it)."""
+    verb = "AUTHENTICATE" if protocol == "imap" else "AUTH"
+    cfg = dv_cfg(pki, dvs, ["scram-sha-256", "plain"], port=port, protocol=protocol)
+    r, objs = run_probe_user(tmp_path, cfg, "alice", SASL_USERS["alice"])
+    login = objs[-1]["login"]
+    assert r.returncode == 0 and login["result"] == "accepted", (r, objs)
+    assert login["mechanism"] == verb + " SCRAM-SHA-256", login
+    assert login["server_proved"] is True and login["server_proof"] == "verified", login
+    assert login["fallback_from"] is None and login["fallback_wasted_ms"] == 0, login
+    assert login["apop_wasted_ms"] == 0, login
+    r, objs = run_probe_user(tmp_path, cfg, "henry", SASL_USERS["henry"])
+    login = objs[-1]["login"]
+    assert r.returncode == 0 and login["result"] == "accepted", (r, objs)
+    assert login["mechanism"] == verb + " PLAIN" and login["server_proved"] is False, login
+    assert login["fallback_from"] == "SCRAM-SHA-256" and login["fallback_wasted_ms"] >= 1, login
+    assert login["apop_wasted_ms"] == 0, login   # the alias is APOP's alone
+    # the probe's plan for the address said so beforehand
+    assert [e["method"] for e in objs[0]["plan"]] == [verb + " SCRAM-SHA-256", verb + " PLAIN"]

@@ -114,19 +114,6 @@ static void test_sasl_plain(void)
     CHECK(sasl_plain_encode(&c, out, 10) == 0);
 }
 
-/* The choice the login path and the probe share. */
-static void test_mechanism_choice(void)
-{
-    struct imap_caps c = {.known = true, .auth_plain = true};
-
-    CHECK(imap_choose_mechanism(&c) == IMAP_MECH_LOGIN);
-    c.logindisabled = true;
-    CHECK(imap_choose_mechanism(&c) == IMAP_MECH_AUTHENTICATE_PLAIN);
-    c.auth_plain = false;
-    CHECK(imap_choose_mechanism(&c) == IMAP_MECH_NONE);
-    CHECK(strcmp(imap_mech_name(IMAP_MECH_AUTHENTICATE_PLAIN), "AUTHENTICATE PLAIN") == 0);
-}
-
 /* The one word compare (util.c) the IMAP, POP3 and verdict code use: whole words only, ASCII
  * case folding only. */
 static void test_word_compare(void)
@@ -146,7 +133,6 @@ static void test_word_compare(void)
 int main(void)
 {
     test_word_compare();
-    test_mechanism_choice();
     test_parse();
     test_caps();
     test_quote();

@@ -96,26 +96,6 @@ static void test_capa(void)
     CHECK(!c.user);
 }
 
-/* The choice the login path and the probe share. */
-static void test_mechanism_choice(void)
-{
-    struct pop3_caps sasl_only = {.sasl_plain = true};
-    struct pop3_caps user = {.user = true, .sasl_plain = true};
-    struct pop3_caps none = {0};
-
-    CHECK(pop3_first_mechanism(APOP_AUTO, true, false) == POP3_MECH_APOP);
-    CHECK(pop3_first_mechanism(APOP_AUTO, true, true) == POP3_MECH_USER_PASS);
-    CHECK(pop3_first_mechanism(APOP_AUTO, false, false) == POP3_MECH_USER_PASS);
-    CHECK(pop3_first_mechanism(APOP_NEVER, true, false) == POP3_MECH_USER_PASS);
-    CHECK(pop3_first_mechanism(APOP_ONLY, true, false) == POP3_MECH_APOP);
-    CHECK(pop3_first_mechanism(APOP_ONLY, false, false) == POP3_MECH_NONE);
-    CHECK(pop3_first_mechanism(APOP_ONLY, true, true) == POP3_MECH_NONE);
-    CHECK(pop3_mechanism_after_user_refused(&sasl_only) == POP3_MECH_AUTH_PLAIN);
-    CHECK(pop3_mechanism_after_user_refused(&user) == POP3_MECH_USER_PASS);
-    CHECK(pop3_mechanism_after_user_refused(&none) == POP3_MECH_NONE);
-    CHECK(strcmp(pop3_mech_name(POP3_MECH_APOP), "APOP") == 0);
-}
-
 static void test_greeting_xclient(void)
 {
     CHECK(pop3_greeting_offers_xclient(S("+OK [XCLIENT] Dovecot (Debian) ready. <1.2@vm>")));
@@ -132,7 +112,6 @@ static void test_greeting_xclient(void)
 
 int main(void)
 {
-    test_mechanism_choice();
     test_classify();
     test_unavailable_codes();
     test_timestamp();

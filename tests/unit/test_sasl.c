@@ -31,24 +31,6 @@ static void test_table(void)
     }
 }
 
-/* The plan: configured order, skipping what is not offered, resumable after a fallback. */
-static void test_plan(void)
-{
-    const unsigned char list[] = {SASL_MECH_SCRAM_SHA_256_PLUS, SASL_MECH_SCRAM_SHA_256,
-                                  SASL_MECH_PLAIN};
-    unsigned offered =
-        1u << SASL_MECH_SCRAM_SHA_256 | 1u << SASL_MECH_PLAIN | 1u << SASL_MECH_LOGIN;
-    unsigned at = 99;
-    const struct sasl_mech *m = sasl_plan_next(list, 3, offered, 0, &at);
-
-    CHECK(m != NULL && m->id == SASL_MECH_SCRAM_SHA_256 && at == 1);
-    m = sasl_plan_next(list, 3, offered, at + 1, &at);
-    CHECK(m != NULL && m->id == SASL_MECH_PLAIN && at == 2);
-    CHECK(sasl_plan_next(list, 3, offered, at + 1, &at) == NULL);
-    CHECK(sasl_plan_next(list, 1, offered, 0, &at) == NULL); /* -PLUS only, not offered */
-    CHECK(sasl_plan_next(list, 0, ~0u, 0, &at) == NULL);
-}
-
 static void test_b64(void)
 {
     unsigned char out[16];
@@ -311,7 +293,6 @@ int main(void)
 {
     test_gate();
     test_table();
-    test_plan();
     test_b64();
     test_saslprep();
     test_plain_login();
