@@ -42,9 +42,10 @@ struct mailauth_report {
      * the ms that APOP attempt cost (set apop = never for that server to save them). 0 otherwise.
      * Logged at LOG_NOTICE by the walk; a probe tool prints it from here. */
     long apop_wasted_ms;
-    /* What a server asked to be shown to the user (an IMAP [ALERT]), received over TLS and
-     * cleaned (alert.h: printable UTF-8, no secret, cut); "" when none. An alert received in
-     * clear is logged and never lands here. The last attempt that sent one wins. */
+    /* What a server asked to be shown to the user (an IMAP [ALERT], POP3 [AUTH] or [SYS/PERM]
+     * text: verdict_pop3_user_text), received over TLS and cleaned (alert.h: printable UTF-8,
+     * no secret, cut); "" when none. An alert received in clear is logged and never lands here.
+     * The last attempt that sent one wins. */
     char alert[PROTO_ALERT_MAX];
 };
 
