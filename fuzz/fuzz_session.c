@@ -10,7 +10,8 @@
  * did not finish), the server half-closes. Each chunk leaves in one send (one TLS record), so
  * what the client sees as sent before its command is exactly what the server sent before it.
  *   header[0]: bit 0 POP3 (else IMAP); bits 1-2 apop mode; bit 3 UTF-8 password;
- *              bits 4-5 TLS: 1 implicit, 2 STARTTLS/STLS, else none
+ *              bits 4-5 TLS: 1 implicit, 2 STARTTLS/STLS, else none; bit 6 cram-md5 in the
+ *              mechanisms list (alone, or after the SCRAM pair of header[1] bit 7)
  *   header[1]: bit 0 TLS storm (KeyUpdates before every chunk; renegotiation requests with
  *              bit 1); bit 1 TLS 1.2 only; bit 2 a password longer than an excerpt;
  *              bit 3 a non-ASCII user name (an IMAP literal); bit 6 a password holding '"',
@@ -20,6 +21,11 @@
  *              fuzzer listens on a high loopback port: the cleartext rule then refuses); bit 7
  *              mechanisms = {scram-sha-256, scram-sha-1}, a list of only proof-checking
  *              mechanisms
+ * Markers in a chunk stand for what a server that echoes would send but the fuzzer cannot know
+ * (the client's nonce is random): "%F" becomes a SCRAM server-first message for the client's
+ * nonce (base64 of r=<client nonce>fz,s=<salt>,i=64), so the client goes on to its proof;
+ * "%D" the client's last message base64-decoded (an echo of the CRAM-MD5 response or the SCRAM
+ * client-final, proof included); "%E" the client's last line as it came.
  *
  * Both sides are recorded and the oracles check the rules from the transcript, independently of
  * the client's own bookkeeping:
@@ -45,7 +51,14 @@
  *   the login command; a POP3 XCLIENT line never goes (see the late lines above);
  * - no log line (the debug logger is on) holds the password, its base64 forms, the base64 of
  *   the SASL PLAIN blob, its IMAP-escaped form (a quoted string's inside) or the APOP digest
- *   the client sent. */
+ *   the client sent; nor (after the login, from an independent model: RFC 2195 and RFC 5802 on
+ *   OpenSSL's HMAC and PBKDF2, not src/sasl) the CRAM-MD5 digest of any challenge the server
+ *   sent or the one the client sent, in hex (either case) or as the base64 response, nor the
+ *   SCRAM ClientProof, ClientKey or SaltedPassword (base64 or hex) or the base64 client-final
+ *   message; the reason holds none of them either;
+ * - a list with cram-md5 alone: neither the password nor its PLAIN or LOGIN form on the wire;
+ * - a SCRAM ClientProof on the wire is the one RFC 5802 gives for the test password and the
+ *   transcript (SHA-1 or SHA-256). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -65,6 +78,7 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -165,6 +179,13 @@ struct iteration {
     bool forward;    /* a client address is to be forwarded */
     bool cleartext;  /* allow_cleartext */
     bool scram_only; /* mechanisms = {scram-sha-256, scram-sha-1} */
+    bool cram_only;  /* mechanisms = {cram-md5} */
+    /* The SCRAM exchange the "%F" marker answered: the client's first message without its GS2
+     * header, and the server-first message sent for it (the model needs both). */
+    char scram_bare[1024];
+    size_t scram_bare_len;
+    char scram_server_first[1200];
+    size_t scram_server_first_len;
     const uint8_t *chunk[MAX_CHUNKS + 1];
     size_t chunk_len[MAX_CHUNKS + 1];
     size_t n_chunks;
@@ -287,11 +308,141 @@ static void storm(struct peer *p)
     ERR_clear_error();
 }
 
+/* ---- markers: what an echoing server would send (see the top) ---- */
+
+#define SCRAM_SALT_B64 "ZnV6ei1zYWx0LTE2Ynl0ZQ==" /* "fuzz-salt-16byte" */
+#define SCRAM_ITERATIONS 64 /* few: the server side gives up after IDLE_MS of silence */
+
+/* Strict base64 (padded, a multiple of 4) of text[0, len) into out (cap bytes); the decoded
+ * length, or -1. */
+static long b64_decode(const uint8_t *text, size_t len, uint8_t *out, size_t cap)
+{
+    int n;
+    size_t pad = 0;
+
+    if (len == 0 || len % 4 != 0 || len / 4 * 3 > cap || len > INT32_MAX)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = text[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/' || (c == '=' && i + 2 >= len)))
+            return -1;
+    }
+    while (pad < 2 && text[len - 1 - pad] == '=')
+        pad++;
+    n = EVP_DecodeBlock(out, text, (int)len);
+    return n < 0 || (size_t)n < pad ? -1 : (long)((size_t)n - pad);
+}
+
+/* The line of cli[0, end) that ends at end (CR LF removed): *len bytes at the return value. */
+static const uint8_t *line_before(const uint8_t *cli, size_t end, size_t *len)
+{
+    size_t s;
+
+    while (end > 0 && (cli[end - 1] == '\n' || cli[end - 1] == '\r'))
+        end--;
+    s = end;
+    while (s > 0 && cli[s - 1] != '\n')
+        s--;
+    *len = end - s;
+    return cli + s;
+}
+
+/* A client line's last word (after the last space), base64-decoded into out; -1 if it is not
+ * base64. */
+static long decode_last_word(const uint8_t *line, size_t len, uint8_t *out, size_t cap)
+{
+    size_t s = len;
+
+    while (s > 0 && line[s - 1] != ' ')
+        s--;
+    return b64_decode(line + s, len - s, out, cap);
+}
+
+/* The client's most recent SCRAM client-first message on this connection: sets it.scram_bare
+ * (the message after its GS2 header) and returns the nonce in it (r=...), or NULL. */
+static const char *client_nonce(const struct conn_log *l, size_t *nonce_len)
+{
+    static uint8_t msg[2048];
+    const char *found = NULL;
+
+    for (size_t end = l->cli_len; end > 0 && found == NULL;) {
+        size_t len;
+        const uint8_t *line = line_before(l->cli, end, &len);
+        long n = decode_last_word(line, len, msg, sizeof(msg) - 1);
+        end = (size_t)(line - l->cli);
+        if (n < 5 || (msg[0] != 'n' && msg[0] != 'y' && msg[0] != 'p'))
+            continue;
+        msg[n] = '\0';
+        const char *bare = strchr((const char *)msg, ',');
+        bare = bare != NULL ? strchr(bare + 1, ',') : NULL;
+        const char *r = bare != NULL ? strstr(bare, ",r=") : NULL;
+        if (r == NULL || strlen(bare + 1) >= sizeof(it.scram_bare))
+            continue;
+        it.scram_bare_len = strlen(bare + 1);
+        memcpy(it.scram_bare, bare + 1, it.scram_bare_len);
+        found = r + 3;
+        *nonce_len = strcspn(found, ",");
+    }
+    return found;
+}
+
+/* Append what marker m stands for to out (at *o, cap bytes); false when there is nothing to
+ * put there yet (the marker then stays as it is). */
+static bool expand_marker(const struct conn_log *l, char m, uint8_t *out, size_t *o, size_t cap)
+{
+    static uint8_t buf[2048];
+    size_t len, nonce_len = 0;
+    const uint8_t *line = line_before(l->cli, l->cli_len, &len);
+    long n = -1;
+
+    if (m == 'E') {
+        memcpy(buf, line, len < sizeof(buf) ? len : sizeof(buf));
+        n = (long)(len < sizeof(buf) ? len : sizeof(buf));
+    } else if (m == 'D') {
+        n = decode_last_word(line, len, buf, sizeof(buf));
+    } else if (m == 'F') {
+        const char *nonce = client_nonce(l, &nonce_len);
+        int sf = nonce == NULL ? -1
+                               : snprintf(it.scram_server_first, sizeof(it.scram_server_first),
+                                          "r=%.*sfz,s=" SCRAM_SALT_B64 ",i=%d", (int)nonce_len,
+                                          nonce, SCRAM_ITERATIONS);
+        if (sf > 0 && (size_t)sf < sizeof(it.scram_server_first) && (size_t)sf * 4 / 3 + 4 < cap) {
+            it.scram_server_first_len = (size_t)sf;
+            n = EVP_EncodeBlock(buf, (const uint8_t *)it.scram_server_first, sf);
+        }
+    }
+    if (n < 0 || *o + (size_t)n > cap)
+        return false;
+    memcpy(out + *o, buf, (size_t)n);
+    *o += (size_t)n;
+    return true;
+}
+
+/* chunk[0, n) with its markers expanded, into out (cap bytes); the length. */
+static size_t expand_markers(const struct conn_log *l, const uint8_t *chunk, size_t n, uint8_t *out,
+                             size_t cap)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < n && o < cap; i++) {
+        if (chunk[i] == '%' && i + 1 < n && memchr("FDE", chunk[i + 1], 3) != NULL &&
+            expand_marker(l, (char)chunk[i + 1], out, &o, cap)) {
+            i++;
+            continue;
+        }
+        out[o++] = chunk[i];
+    }
+    return o;
+}
+
 /* Send the next chunk, all of it in one send (one record), and record it. */
 static void send_chunk(struct peer *p)
 {
+    static uint8_t chunk[SERVER_MAX];
     struct conn_log *l = p->log;
     size_t i = it.next_chunk;
+    size_t len;
 
     if (p->closed_write)
         return;
@@ -302,13 +453,14 @@ static void send_chunk(struct peer *p)
     it.next_chunk++;
     if (it.storm)
         storm(p);
+    len = expand_markers(l, it.chunk[i], it.chunk_len[i], chunk, sizeof(chunk));
     if (l->n_chunks <= MAX_CHUNKS)
         l->chunk_at[l->n_chunks++] = l->srv_len;
-    if (l->srv_len + it.chunk_len[i] <= sizeof(l->srv)) {
-        memcpy(l->srv + l->srv_len, it.chunk[i], it.chunk_len[i]);
-        l->srv_len += it.chunk_len[i];
+    if (l->srv_len + len <= sizeof(l->srv)) {
+        memcpy(l->srv + l->srv_len, chunk, len);
+        l->srv_len += len;
     }
-    peer_send(p, it.chunk[i], it.chunk_len[i]);
+    peer_send(p, chunk, len);
 }
 
 /* A trailing "{digits}" or "{digits+}" on a line: *plus tells which; -1 when there is none. */
@@ -497,13 +649,14 @@ static void *serve_iteration(void *arg)
 
 /* ---- the logger: every line the client logs, debug traces included ---- */
 
-static char log_text[1 << 17];
+static char log_text[1 << 20];
 static size_t log_len;
 struct secret_forms {
     char password[2048];
     char b64_password[2048];
     char b64_plain[2048];
     char escaped[4096]; /* the IMAP quoted string's inside: '"' and '\\' escaped */
+    char user[SASL_USER_MAX + 1];
 };
 static struct secret_forms forms;
 
@@ -548,6 +701,7 @@ static void make_forms(const struct login_creds *c)
 
     memset(&forms, 0, sizeof(forms));
     memcpy(forms.password, c->password, c->password_len);
+    memcpy(forms.user, c->user, c->user_len);
     for (size_t i = 0, o = 0; i < c->password_len; i++) {
         if (c->password[i] == '"' || c->password[i] == '\\')
             forms.escaped[o++] = '\\';
@@ -568,6 +722,232 @@ static void make_forms(const struct login_creds *c)
 static bool has(const uint8_t *hay, size_t n, const char *needle)
 {
     return needle[0] != '\0' && memmem(hay, n, needle, strlen(needle)) != NULL;
+}
+
+/* ---- the mechanisms' derived secrets, from an independent model (RFC 2195, RFC 5802) ----
+ * Computed after the login from the transcript and the fixed test credentials with OpenSSL's
+ * HMAC, digests and PBKDF2 (not src/sasl), then looked for in every log line and the reason. */
+
+struct derived_form {
+    char text[256];
+    bool nocase;     /* a hex digest: either case */
+    bool credential; /* the CRAM-MD5 response as it goes on the wire: a login's credentials */
+    const char *what;
+};
+static struct derived_form derived[512];
+static size_t n_derived;
+
+static bool add_derived(const char *what, const char *text, size_t len, bool nocase)
+{
+    struct derived_form *d = &derived[n_derived];
+
+    if (n_derived >= MA_ARRAY_LEN(derived) || len == 0 || len >= sizeof(d->text))
+        return false;
+    memcpy(d->text, text, len);
+    d->text[len] = '\0';
+    d->nocase = nocase;
+    d->credential = false;
+    d->what = what;
+    n_derived++;
+    return true;
+}
+
+static void add_hex(const char *what, const uint8_t *bin, size_t n)
+{
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+
+    for (size_t i = 0; i < n && i < EVP_MAX_MD_SIZE; i++)
+        snprintf(hex + 2 * i, 3, "%02x", bin[i]);
+    add_derived(what, hex, 2 * n, true);
+}
+
+/* The base64 of bin[0, n), without its padding (a prefix of any padded or unpadded form). */
+static bool add_b64(const char *what, const uint8_t *bin, size_t n)
+{
+    char b64[(SASL_MSG_MAX + 2) / 3 * 4 + 1];
+
+    if (n > SASL_MSG_MAX)
+        return false;
+    b64_unpadded(bin, n, b64);
+    return add_derived(what, b64, strlen(b64), false);
+}
+
+/* Whether hay holds a CRAM-MD5 response the model computed (a credential on the wire). */
+static bool has_cram_response(const uint8_t *hay, size_t n)
+{
+    for (size_t i = 0; i < n_derived; i++) {
+        if (derived[i].credential && has(hay, n, derived[i].text))
+            return true;
+    }
+    return false;
+}
+
+static bool holds_nocase(const char *hay, size_t n, const char *needle)
+{
+    size_t w = strlen(needle);
+
+    for (size_t i = 0; w > 0 && i + w <= n; i++) {
+        if (strncasecmp(hay + i, needle, w) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* CRAM-MD5: HMAC-MD5(password, challenge) for every "+ " line any server sent (whatever the
+ * client made of it), and the digest of every "user <32 hex>" response the client sent. */
+static void model_cram(void)
+{
+    static uint8_t msg[SASL_MSG_MAX + 1];
+
+    for (size_t c = 0; c < it.n_conns; c++) {
+        const struct conn_log *l = &it.conns[c];
+        for (size_t end = l->srv_len; end > 0;) {
+            size_t len;
+            const uint8_t *line = line_before(l->srv, end, &len);
+            long n = len > 2 && line[0] == '+' && line[1] == ' '
+                         ? b64_decode(line + 2, len - 2, msg, sizeof(msg))
+                         : -1;
+            uint8_t mac[EVP_MAX_MD_SIZE];
+            unsigned mac_len = 0;
+            char resp[SASL_USER_MAX + 2 + 2 * 16 + 1];
+            end = (size_t)(line - l->srv);
+            if (n < 0 || HMAC(EVP_md5(), forms.password, (int)strlen(forms.password), msg,
+                              (size_t)n, mac, &mac_len) == NULL)
+                continue;
+            add_hex("the CRAM-MD5 digest (hex)", mac, mac_len);
+            int r = snprintf(resp, sizeof(resp), "%s ", forms.user);
+            for (unsigned k = 0; r > 0 && k < mac_len && (size_t)r + 3 <= sizeof(resp); k++)
+                r += snprintf(resp + r, 3, "%02x", mac[k]);
+            if (r > 0 && (size_t)r < sizeof(resp) &&
+                add_b64("the CRAM-MD5 response (base64)", (const uint8_t *)resp, (size_t)r))
+                derived[n_derived - 1].credential = true;
+        }
+        for (size_t end = l->cli_len; end > 0;) {
+            size_t len, ulen = strlen(forms.user);
+            const uint8_t *line = line_before(l->cli, end, &len);
+            long n = decode_last_word(line, len, msg, sizeof(msg));
+            end = (size_t)(line - l->cli);
+            if (n == (long)(ulen + 33) && memcmp(msg, forms.user, ulen) == 0 && msg[ulen] == ' ')
+                add_derived("the CRAM-MD5 digest the client sent", (const char *)msg + ulen + 1, 32,
+                            true);
+        }
+    }
+}
+
+/* The client-final message (c=...,r=...,p=...) the client sent last, decoded into msg (cap
+ * bytes, NUL-terminated); its length, or -1. */
+static long client_final(uint8_t *msg, size_t cap)
+{
+    for (size_t c = it.n_conns; c > 0; c--) {
+        const struct conn_log *l = &it.conns[c - 1];
+        for (size_t end = l->cli_len; end > 0;) {
+            size_t len;
+            const uint8_t *line = line_before(l->cli, end, &len);
+            long n = decode_last_word(line, len, msg, cap - 1);
+            end = (size_t)(line - l->cli);
+            if (n < 2 || memcmp(msg, "c=", 2) != 0)
+                continue;
+            msg[n] = '\0';
+            if (strstr((const char *)msg, ",p=") != NULL)
+                return n;
+        }
+    }
+    return -1;
+}
+
+/* RFC 5802 with md: SaltedPassword, ClientKey and ClientProof for auth[0, auth_len). */
+static bool scram_proof(const EVP_MD *md, const char *auth, size_t auth_len, uint8_t *salted,
+                        uint8_t *ckey, uint8_t *proof)
+{
+    uint8_t salt[32], skey[EVP_MAX_MD_SIZE], sig[EVP_MAX_MD_SIZE];
+    long salt_len =
+        b64_decode((const uint8_t *)SCRAM_SALT_B64, strlen(SCRAM_SALT_B64), salt, sizeof(salt));
+    int dlen = EVP_MD_get_size(md);
+    unsigned n = 0;
+
+    if (salt_len < 0 ||
+        PKCS5_PBKDF2_HMAC(forms.password, (int)strlen(forms.password), salt, (int)salt_len,
+                          SCRAM_ITERATIONS, md, dlen, salted) != 1 ||
+        HMAC(md, salted, dlen, (const uint8_t *)"Client Key", 10, ckey, &n) == NULL ||
+        EVP_Digest(ckey, (size_t)dlen, skey, NULL, md, NULL) != 1 ||
+        HMAC(md, skey, dlen, (const uint8_t *)auth, auth_len, sig, &n) == NULL)
+        return false;
+    for (int i = 0; i < dlen; i++)
+        proof[i] = ckey[i] ^ sig[i];
+    return true;
+}
+
+/* SCRAM: for the exchange a "%F" marker answered, the proof RFC 5802 gives (SHA-1 or SHA-256,
+ * whichever the client used) must be the one on the wire; then it, ClientKey, SaltedPassword and
+ * the client-final message are secrets. */
+static void model_scram(void)
+{
+    static uint8_t msg[SASL_MSG_MAX + 1];
+    static char auth[3 * SASL_MSG_MAX];
+    const EVP_MD *mds[] = {EVP_sha1(), EVP_sha256()};
+    char want_r[sizeof(it.scram_server_first)];
+    long n = it.scram_server_first_len > 0 ? client_final(msg, sizeof(msg)) : -1;
+    const char *p, *r;
+    bool matched = false;
+
+    if (n < 0)
+        return;
+    p = strstr((const char *)msg, ",p=");
+    r = strstr((const char *)msg, ",r=");
+    /* Only the exchange the recorded server-first belongs to (same nonce). */
+    snprintf(want_r, sizeof(want_r), ",%.*s,", (int)strcspn(it.scram_server_first, ","),
+             it.scram_server_first);
+    if (r == NULL || strncmp(r, want_r, strlen(want_r)) != 0)
+        return;
+    int a = snprintf(auth, sizeof(auth), "%.*s,%.*s,%.*s", (int)it.scram_bare_len, it.scram_bare,
+                     (int)it.scram_server_first_len, it.scram_server_first,
+                     (int)(p - (const char *)msg), (const char *)msg);
+    if (a < 0 || (size_t)a >= sizeof(auth))
+        return;
+    for (size_t i = 0; i < MA_ARRAY_LEN(mds) && !matched; i++) {
+        uint8_t salted[EVP_MAX_MD_SIZE], ckey[EVP_MAX_MD_SIZE], proof[EVP_MAX_MD_SIZE];
+        char b64[2 * EVP_MAX_MD_SIZE];
+        size_t dlen = (size_t)EVP_MD_get_size(mds[i]);
+        if (!scram_proof(mds[i], auth, (size_t)a, salted, ckey, proof))
+            fail("OpenSSL failed in the SCRAM model");
+        EVP_EncodeBlock((uint8_t *)b64, proof, (int)dlen);
+        if (strncmp(p + 3, b64, strlen(b64)) != 0 ||
+            (p[3 + strlen(b64)] != '\0' && p[3 + strlen(b64)] != ','))
+            continue;
+        matched = true;
+        add_b64("the SCRAM ClientProof (base64)", proof, dlen);
+        add_hex("the SCRAM ClientProof (hex)", proof, dlen);
+        add_b64("the SCRAM ClientKey (base64)", ckey, dlen);
+        add_hex("the SCRAM ClientKey (hex)", ckey, dlen);
+        add_b64("the SCRAM SaltedPassword (base64)", salted, dlen);
+        add_hex("the SCRAM SaltedPassword (hex)", salted, dlen);
+        add_b64("the SCRAM client-final message (base64)", msg, (size_t)n);
+    }
+    if (!matched)
+        fail("the SCRAM ClientProof on the wire is not the one RFC 5802 gives for the test "
+             "password");
+}
+
+static void model_derived_secrets(void)
+{
+    n_derived = 0;
+    model_cram();
+    model_scram();
+}
+
+static void check_derived_secrets(const struct login_outcome *o)
+{
+    for (size_t i = 0; i < n_derived; i++) {
+        const struct derived_form *d = &derived[i];
+        bool in_log = d->nocase ? holds_nocase(log_text, log_len, d->text)
+                                : memmem(log_text, log_len, d->text, strlen(d->text)) != NULL;
+        bool in_reason = d->nocase ? holds_nocase(o->reason.text, strlen(o->reason.text), d->text)
+                                   : strstr(o->reason.text, d->text) != NULL;
+        if (in_log || in_reason) {
+            fprintf(stderr, "%s in the %s: %s\n", d->what, in_log ? "log" : "reason", d->text);
+            fail("a mechanism's password-derived secret in a log line or the reason");
+        }
+    }
 }
 
 /* A server line: where it starts and how long it is (CR LF, or LF, removed; one CR at most). */
@@ -636,7 +1016,8 @@ static long credentials_turn(const struct conn_log *l)
 {
     for (size_t k = 0; k < l->n_turns; k++) {
         if (has(l->cli, l->turn_end[k], forms.password) ||
-            has(l->cli, l->turn_end[k], forms.b64_plain))
+            has(l->cli, l->turn_end[k], forms.b64_plain) ||
+            has_cram_response(l->cli, l->turn_end[k]))
             return (long)k;
     }
     return -1;
@@ -656,7 +1037,8 @@ static bool login_command_accepted(const struct conn_log *l, size_t start,
     for (size_t t = 0; t < l->n_turns && k < 0; t++) {
         if (l->turn_end[t] > start &&
             (has(l->cli + start, l->turn_end[t] - start, forms.password) ||
-             has(l->cli + start, l->turn_end[t] - start, forms.b64_plain)))
+             has(l->cli + start, l->turn_end[t] - start, forms.b64_plain) ||
+             has_cram_response(l->cli + start, l->turn_end[t] - start)))
             k = (long)t;
     }
     if (k < 0 || sp == NULL || (size_t)(sp - (l->cli + start)) >= sizeof(tag) - 4 ||
@@ -791,13 +1173,14 @@ static void check_pop3_success(void)
         const uint8_t *u = (const uint8_t *)c;
         if ((n > 5 && strncmp(c, "PASS ", 5) == 0 && has(u, n, forms.password)) ||
             (n > 5 && strncmp(c, "APOP ", 5) == 0) ||
-            (n > 11 && strncmp(c, "AUTH PLAIN ", 11) == 0 && has(u, n, forms.b64_plain))) {
+            (n > 11 && strncmp(c, "AUTH PLAIN ", 11) == 0 && has(u, n, forms.b64_plain)) ||
+            has_cram_response(u, n)) {
             k = (long)t;
             skip = answers - 1;
         }
     }
     if (k < 0)
-        fail("POP3 success without PASS, APOP or AUTH PLAIN on the wire");
+        fail("POP3 success without PASS, APOP, AUTH PLAIN or a CRAM-MD5 response on the wire");
     if ((size_t)k + 1 >= l->n_chunks)
         fail("POP3 success although the server said nothing after the credentials");
     for (long t = 0; t < k; t++) {
@@ -891,13 +1274,14 @@ static void check_wire(const struct login_outcome *o, enum apop_mode apop)
         bool secret = has(l->cli, l->cli_len, forms.password) ||
                       has(l->cli, l->cli_len, forms.b64_password) ||
                       has(l->cli, l->cli_len, forms.b64_plain);
+        bool cram = has_cram_response(l->cli, l->cli_len);
         const uint8_t *a = memmem(l->cli, l->cli_len, "APOP ", 5);
         if (apop == APOP_ONLY && secret)
             fail("apop = only, but the password went on the wire");
         if (it.tls == TLS_MODE_NONE && !it.cleartext &&
             (secret || a != NULL || memmem(l->cli, l->cli_len, "USER ", 5) != NULL))
             fail("credentials in clear to an unprivileged loopback port without allow_cleartext");
-        if (!o->creds_sent && (secret || a != NULL))
+        if (!o->creds_sent && (secret || cram || a != NULL))
             fail("creds_sent is false, but credentials went on the wire");
         if (a != NULL) {
             const uint8_t *nl = memchr(a, '\r', l->cli_len - (size_t)(a - l->cli));
@@ -926,17 +1310,24 @@ static bool turn_has_line(const struct conn_log *l, size_t from, size_t to, cons
     return false;
 }
 
+/* Nothing that reveals the password (raw, PLAIN or LOGIN form) on any connection. */
+static void check_no_password_on_wire(const char *why)
+{
+    for (size_t c = 0; c < it.n_conns; c++) {
+        const struct conn_log *l = &it.conns[c];
+        if (has(l->cli, l->cli_len, forms.password) || has(l->cli, l->cli_len, forms.b64_plain) ||
+            has(l->cli, l->cli_len, forms.b64_password))
+            fail(why);
+    }
+}
+
 /* A SCRAM-only list: no success, and nothing that reveals the password on any connection. */
 static void check_scram_only(enum proto_result r)
 {
     if (r == PROTO_OK)
         fail("success with a SCRAM-only mechanisms list and no valid server signature");
-    for (size_t c = 0; c < it.n_conns; c++) {
-        const struct conn_log *l = &it.conns[c];
-        if (has(l->cli, l->cli_len, forms.password) || has(l->cli, l->cli_len, forms.b64_plain) ||
-            has(l->cli, l->cli_len, forms.b64_password))
-            fail("the password or its PLAIN/LOGIN form sent with a SCRAM-only mechanisms list");
-    }
+    check_no_password_on_wire(
+        "the password or its PLAIN/LOGIN form sent with a SCRAM-only mechanisms list");
 }
 
 /* ID only with an address to forward, in the login command's write; POP3 XCLIENT never. */
@@ -1045,6 +1436,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         t.mechanisms[1] = SASL_MECH_SCRAM_SHA_1;
         t.n_mechanisms = 2;
     }
+    if (data[0] & 64) {
+        /* CRAM-MD5 proves nothing about the server: with it the list is no longer SCRAM-only. */
+        it.cram_only = !it.scram_only;
+        it.scram_only = false;
+        t.mechanisms[t.n_mechanisms++] = SASL_MECH_CRAM_MD5;
+    }
     creds.client_ip = it.forward ? "192.0.2.1" : NULL;
     t.forward_client_ip = true;
     it.cleartext = (data[1] & 32) == 0;
@@ -1065,8 +1462,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "%s %s: %s (credentials %s): %s\n", it.pop3 ? "pop3" : "imap",
                 tls_mode_name(t.tls), proto_result_name(r), out.creds_sent ? "sent" : "not sent",
                 out.reason.text);
+    if (getenv("FUZZ_SESSION_VERBOSE") != NULL)
+        fprintf(stderr, "log:\n%.*s", (int)log_len, log_text);
+    model_derived_secrets();
     if (it.scram_only)
         check_scram_only(r);
+    if (it.cram_only)
+        check_no_password_on_wire(
+            "the password or its PLAIN/LOGIN form sent with a CRAM-MD5-only mechanisms list");
     if (r == PROTO_OK) {
         if (out.creds != CREDS_ALL || !out.creds_sent)
             fail("success without every byte of the credentials sent");
@@ -1084,5 +1487,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         holds_form(out.reason.text, strlen(out.reason.text), forms.b64_password) ||
         holds_form(out.reason.text, strlen(out.reason.text), forms.escaped))
         fail("a secret in the reason");
+    check_derived_secrets(&out);
     return 0;
 }

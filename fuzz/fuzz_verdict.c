@@ -9,6 +9,9 @@
  *   texts matched whole do (issue 17);
  * - the connection closing never turns a non-refusal into a refusal, and sending the password
  *   never turns a refusal into "no verdict" (a man in the middle must not gain from either).
+ * verdict_pop3_user_text (POP3 only, whatever bit 0 says) against the same reference: text
+ * only for a POP3 -ERR with [SYS/PERM], or [AUTH] with creds_sent, and then exactly the free
+ * text (never empty).
  * Input: one header byte (bit 0 POP3, bit 1 closed_after, bit 2 creds_sent), then the reply. */
 #include <ctype.h>
 #include <stdbool.h>
@@ -230,6 +233,26 @@ static void check_properties(bool pop3, const char *orig, const char *low, size_
         abort();
 }
 
+static void check_user_text(const char *orig, const char *low, size_t n, bool creds)
+{
+    const char *code = NULL, *text = NULL, *want;
+    size_t len = 0, want_len;
+    bool got = verdict_pop3_user_text(orig, n, creds, &code, &text, &len);
+    struct ref_reply r;
+    bool ref = ref_parse(true, orig, low, n, &r) && (same(r.code, r.code_len, "sys/perm") ||
+                                                     (creds && same(r.code, r.code_len, "auth")));
+
+    if (ref) {
+        ref_free_text(&r, &want, &want_len);
+        ref = want_len > 0;
+    }
+    if (got != ref)
+        abort();
+    if (got && (len != want_len || text != orig + (want - low) ||
+                (strcmp(code, "AUTH") != 0 && strcmp(code, "SYS/PERM") != 0)))
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char low[MAX_REPLY];
@@ -251,6 +274,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (v != reference(pop3, orig, low, n, closed, creds))
         abort();
     check_properties(pop3, orig, low, n, v, closed, creds);
+    check_user_text(orig, low, n, creds); /* POP3 whatever the header says */
     if (strcmp(verdict_name(v), "?") == 0)
         abort();
     verdict_describe(v, "PASS", "excerpt", closed, &eb);

@@ -1,7 +1,8 @@
-/* A server's words for the user (an IMAP [ALERT], RFC 9051 7.1), made fit to show on the user's
- * terminal. The text comes from a server and is hostile: it may echo the password, carry
- * terminal escape sequences, control bytes, invalid UTF-8 or endless text. Knows nothing of PAM;
- * the glue shows what this leaves (mailauth_report.alert). */
+/* A server's words for the user (an IMAP [ALERT], RFC 9051 7.1; the text of a POP3 -ERR [AUTH] or
+ * [SYS/PERM], RFC 3206: verdict.h), made fit to show on the user's terminal. The text comes from
+ * a server and is hostile: it may echo the password, carry terminal escape sequences, control
+ * bytes, invalid UTF-8 or endless text. Knows nothing of PAM; the glue shows what this leaves
+ * (mailauth_report.alert). */
 #ifndef MAILAUTH_ALERT_H
 #define MAILAUTH_ALERT_H
 

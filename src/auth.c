@@ -175,7 +175,8 @@ static void record_attempt(struct walk_ctx *wc, const struct login_target *t,
     note_attempt(wc->rep, t, o, r != PROTO_OK && r != PROTO_EAUTHFAIL);
 }
 
-/* A server's alert: logged (as printable ASCII), and kept for the user when it came over TLS. */
+/* A server's alert (IMAP [ALERT], POP3 [AUTH] or [SYS/PERM] text): logged (as printable ASCII),
+ * and kept for the user when it came over TLS. */
 static void note_alert(struct walk_ctx *wc, const struct login_target *t,
                        const struct login_outcome *o)
 {
@@ -184,7 +185,8 @@ static void note_alert(struct walk_ctx *wc, const struct login_target *t,
     if (o->alert[0] == '\0')
         return;
     text_sanitize(shown, sizeof(shown), o->alert, strlen(o->alert));
-    log_msg(wc->log, LOG_NOTICE, "server \"%s\" %s: [ALERT] %s: \"%s\"", t->label, o->address,
+    log_msg(wc->log, LOG_NOTICE, "server \"%s\" %s: [%s] %s: \"%s\"", t->label, o->address,
+            o->alert_code != NULL ? o->alert_code : "ALERT",
             o->alert_tls ? "for the user" : "received in clear, not shown to the user", shown);
     if (o->alert_tls)
         snprintf(wc->rep->alert, sizeof(wc->rep->alert), "%s", o->alert);

@@ -112,7 +112,7 @@ static cfg_t *new_parser(void)
         CFG_END(),
     };
     cfg_opt_t root_opts[] = {
-        CFG_FLOAT("timeout", 20.0, CFGF_NONE),
+        CFG_FLOAT("timeout", CONFIG_DEFAULT_TIMEOUT_S, CFGF_NONE),
         CFG_FLOAT("connect_timeout", 3.0, CFGF_NONE),
         CFG_STR("on_reject", "next", CFGF_NONE),
         CFG_STR("forward_client_ip", "auto", CFGF_NONE),
@@ -248,9 +248,11 @@ enum config_result config_parse_buffer(const char *buf, size_t len, const char *
         return CONFIG_ENOMEM;
     memcpy(copy, buf, len);
     copy[len] = '\0';
-    config_context_begin(&counted, name);
-    res = parse_locked(copy, len, name, &counter, out);
-    config_context_end();
+    res = config_context_begin(&counted, name, config_lock_wait_ms());
+    if (res == CONFIG_OK) {
+        res = parse_locked(copy, len, name, &counter, out);
+        config_context_end();
+    }
     free(copy);
     /* The identity covers the text as written, comments included: any edit is a new config. */
     if (res == CONFIG_OK && config_identity(name, buf, len, (*out)->identity) != 0) {

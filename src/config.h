@@ -12,12 +12,14 @@
 #define CONFIG_MAX_BYTES (256 * 1024)
 #define CONFIG_DEFAULT_PATH "/etc/security/pam_mailauth.conf"
 #define CONFIG_CACHE_DEFAULT_DIR "/var/cache/pam_mailauth"
+#define CONFIG_DEFAULT_TIMEOUT_S 20 /* timeout's default; also the bound on the parse lock */
 
 enum config_result {
     CONFIG_OK,
     CONFIG_EIO,    /* cannot open or read the file, or it is unsafe (owner, mode, link) */
     CONFIG_EINVAL, /* syntax or validation error; file:line was logged */
     CONFIG_ENOMEM,
+    CONFIG_EBUSY, /* another thread's parse held the lock past CONFIG_LOCK_WAIT_MS; logged */
 };
 
 enum on_reject { ON_REJECT_NEXT, ON_REJECT_STOP };
@@ -105,15 +107,16 @@ struct mailauth_config {
 };
 
 /* Parse a NUL-terminated buffer; name is used in error messages ("file:line: ...") and, with the
- * contents, for cfg->identity.
- * Returns CONFIG_OK, CONFIG_EINVAL or CONFIG_ENOMEM; *out is set only on CONFIG_OK. */
+ * contents, for cfg->identity. Waits at most CONFIG_DEFAULT_TIMEOUT_S for another thread's parse.
+ * Returns CONFIG_OK, CONFIG_EINVAL, CONFIG_ENOMEM or CONFIG_EBUSY; *out is set only on
+ * CONFIG_OK. */
 enum config_result config_parse_buffer(const char *buf, size_t len, const char *name,
                                        const struct logger *log, struct mailauth_config **out);
 
 /* Open path safely (no symlink, regular file, owned by root or the caller, not group/world
  * writable, at most CONFIG_MAX_BYTES) and parse it; cfg->identity names the canonical path and
  * the contents. Returns CONFIG_OK, CONFIG_EIO,
- * CONFIG_EINVAL or CONFIG_ENOMEM. */
+ * CONFIG_EINVAL, CONFIG_ENOMEM or CONFIG_EBUSY. */
 enum config_result config_load_file(const char *path, const struct logger *log,
                                     struct mailauth_config **out);
 

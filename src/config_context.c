@@ -2,20 +2,75 @@
  * libconfuse callbacks write to and which file they name. libconfuse's lexer keeps its state in
  * process globals (cfg_yyin, cfg_yylineno, ...), so two threads must never parse at once; the
  * lock that says so lives here with the state it guards, and config.c (the top) takes it around
- * each parse. The module's only mutable global besides the TLS context cache. */
+ * each parse. The module's only mutable global besides the TLS context cache.
+ *
+ * The lock is waited for with a deadline (CONFIG_LOCK_WAIT_MS) on CLOCK_MONOTONIC
+ * (pthread_mutex_clocklock, glibc 2.30+): a parse is CPU work on at most CONFIG_MAX_BYTES, so a
+ * lock still held after the bound belongs to a thread that is stuck, or to a thread of the parent
+ * that held it when this process forked (the child's copy is never released). Not
+ * pthread_mutex_timedlock: its CLOCK_REALTIME deadline moves when anyone sets the wall clock,
+ * which would turn the bound into an instant failure or into hours of waiting. Either way a
+ * timeout only ever refuses the load (CONFIG_EBUSY, PAM_SERVICE_ERR in the module), never skips
+ * the lock. */
 #include "config_internal.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <time.h>
 
 static pthread_mutex_t parse_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct logger *parse_log;
 static const char *parse_name; /* the file being parsed, for sections libconfuse leaves unnamed */
+static _Atomic int lock_wait_ms = CONFIG_LOCK_WAIT_MS;
 
-void config_context_begin(const struct logger *log, const char *name)
+int config_lock_wait_ms(void)
 {
-    pthread_mutex_lock(&parse_lock);
+    return lock_wait_ms;
+}
+
+void config_set_lock_wait_ms(int ms)
+{
+    lock_wait_ms = ms;
+}
+
+/* now + ms on CLOCK_MONOTONIC; false when the clock cannot be read. */
+static bool monotonic_deadline(int ms, struct timespec *out)
+{
+    if (clock_gettime(CLOCK_MONOTONIC, out) != 0)
+        return false;
+    out->tv_sec += ms / 1000;
+    out->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (out->tv_nsec >= 1000000000L) {
+        out->tv_sec++;
+        out->tv_nsec -= 1000000000L;
+    }
+    return true;
+}
+
+enum config_result config_context_begin(const struct logger *log, const char *name, int wait_ms)
+{
+    struct timespec deadline;
+    int rc;
+
+    if (!monotonic_deadline(wait_ms, &deadline)) {
+        log_msg(log, LOG_ERR,
+                "%s: cannot read the monotonic clock to bound the wait for the "
+                "configuration parse lock; not parsed",
+                name);
+        return CONFIG_EBUSY;
+    }
+    /* EINTR is not returned for a mutex; anything but 0 means the lock is not ours. */
+    rc = pthread_mutex_clocklock(&parse_lock, CLOCK_MONOTONIC, &deadline);
+    if (rc != 0) {
+        log_msg(log, LOG_ERR,
+                "%s: not parsed: another thread has held the configuration parse lock for over "
+                "%d ms (%s); the service is unavailable until it is released",
+                name, wait_ms, rc == ETIMEDOUT ? "timed out" : "lock error");
+        return CONFIG_EBUSY;
+    }
     parse_log = log;
     parse_name = name;
+    return CONFIG_OK;
 }
 
 void config_context_end(void)

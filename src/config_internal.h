@@ -11,9 +11,17 @@
 #include "config.h"
 
 /* ---- config_context.c: the parse in progress (the files below config.c read it) ---- */
-/* Take the parse lock (libconfuse's lexer is not reentrant) and set the parse's logger and file
- * name; config_context_end clears them and releases the lock. */
-void config_context_begin(const struct logger *log, const char *name);
+/* How long a load waits for another thread's parse to end: the default timeout, the longest the
+ * module otherwise makes a caller wait for one server's answer. A parse takes milliseconds. */
+#define CONFIG_LOCK_WAIT_MS (CONFIG_DEFAULT_TIMEOUT_S * 1000)
+/* Take the parse lock (libconfuse's lexer is not reentrant), waiting at most wait_ms on
+ * CLOCK_MONOTONIC, and set the parse's logger and file name: CONFIG_OK, or CONFIG_EBUSY (logged
+ * to log) without the lock. After CONFIG_OK, config_context_end clears them and releases it. */
+enum config_result config_context_begin(const struct logger *log, const char *name, int wait_ms);
+/* The wait config.c's loads pass to config_context_begin: CONFIG_LOCK_WAIT_MS unless a unit test
+ * shortened it with config_set_lock_wait_ms (nothing else calls that). */
+int config_lock_wait_ms(void);
+void config_set_lock_wait_ms(int ms);
 void config_context_end(void);
 /* The logger of the parse in progress; only valid between begin and end. */
 const struct logger *config_log(void);

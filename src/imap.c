@@ -162,6 +162,7 @@ static void note_alert(struct imap_session *is, const struct imap_reply *r)
                 is->t->label, is->out->address, shown);
     }
     is->out->alert_tls = tls;
+    is->out->alert_code = "ALERT";
     if (alert_clean(&is->rs, is->out->alert, sizeof(is->out->alert), r->data, r->data_len) ==
         ALERT_SECRET)
         log_msg(is->log, LOG_NOTICE, "server \"%s\" %s: its [ALERT] held the password; not shown",

@@ -49,9 +49,10 @@ struct mailauth_report {
     char fallback_from[PROTO_FALLBACK_MAX];
     long fallback_wasted_ms;
     const char *fallback_advice;
-    /* What a server asked to be shown to the user (an IMAP [ALERT]), received over TLS and
-     * cleaned (alert.h: printable UTF-8, no secret, cut); "" when none. An alert received in
-     * clear is logged and never lands here. The last attempt that sent one wins. */
+    /* What a server asked to be shown to the user (an IMAP [ALERT], POP3 [AUTH] or [SYS/PERM]
+     * text: verdict_pop3_user_text), received over TLS and cleaned (alert.h: printable UTF-8,
+     * no secret, cut); "" when none. An alert received in clear is logged and never lands here.
+     * The last attempt that sent one wins. */
     char alert[PROTO_ALERT_MAX];
 };
 

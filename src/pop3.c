@@ -6,6 +6,7 @@
 
 #include <openssl/evp.h>
 
+#include "alert.h"
 #include "plan.h"
 #include "redact.h"
 #include "sasl_exchange.h"
@@ -141,6 +142,24 @@ static enum proto_result read_reply(struct pop3_session *ps, const char *what,
     return pop3_read_reply(ps->s, what, kind, line, len, &ps->out->reason);
 }
 
+/* The text of an -ERR meant for the user (verdict_pop3_user_text: [SYS/PERM], or [AUTH] that
+ * answered the credentials), kept as imap.c keeps an [ALERT]: the first of the dialogue, cleaned
+ * (alert.c), with whether it came over TLS (auth.c shows only that, and logs the rest). */
+static void note_user_text(struct pop3_session *ps, const char *line, size_t len, bool creds_sent)
+{
+    const char *code, *text;
+    size_t n;
+
+    if (ps->out->alert[0] != '\0' ||
+        !verdict_pop3_user_text(line, len, creds_sent, &code, &text, &n))
+        return;
+    ps->out->alert_tls = stream_tls(ps->s) != NULL;
+    ps->out->alert_code = code;
+    if (alert_clean(&ps->rs, ps->out->alert, sizeof(ps->out->alert), text, n) == ALERT_SECRET)
+        log_msg(ps->log, LOG_NOTICE, "server \"%s\" %s: its [%s] text held the password; not shown",
+                ps->t->label, ps->out->address, code);
+}
+
 /* Judge an -ERR to a login step (verdict.c decides what it means; the reason says so).
  * creds_sent: the step carried the password (APOP, PASS, AUTH PLAIN), not only the name. */
 static enum verdict judge_err(struct pop3_session *ps, const char *what, const char *line,
@@ -148,6 +167,8 @@ static enum verdict judge_err(struct pop3_session *ps, const char *what, const c
 {
     enum verdict v = verdict_classify(PROTOCOL_POP3, line, len, closed_after, creds_sent);
     char q[160];
+
+    note_user_text(ps, line, len, creds_sent);
 
     stream_excerpt(ps->s, q, sizeof(q), line, len);
     verdict_describe(v, what, q, closed_after, &ps->out->reason);
@@ -473,7 +494,8 @@ static enum proto_result try_user_pass(struct pop3_session *ps, bool may_reconne
 }
 
 /* APOP was refused: if the plan's next entry is USER/PASS (apop = auto), the refusal was of
- * APOP, not of the password, and describes nothing from here on. */
+ * APOP, not of the password: it describes nothing from here on, and its [AUTH] text is not for
+ * the user. */
 static bool apop_falls_back(struct pop3_session *ps, const struct login_plan *p, unsigned i)
 {
     if (i + 1 >= p->n || p->e[i + 1].when != PLAN_WHEN_APOP_REFUSED)
@@ -481,6 +503,7 @@ static bool apop_falls_back(struct pop3_session *ps, const struct login_plan *p,
     log_debug(ps->log, "%s %s: APOP refused; trying USER/PASS (%s)", ps->out->address, ps->t->label,
               ps->out->reason.text);
     errbuf_clear(&ps->out->reason);
+    ps->out->alert[0] = '\0';
     return true;
 }
 

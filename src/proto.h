@@ -112,11 +112,13 @@ struct login_outcome {
     char fallback_from[PROTO_FALLBACK_MAX];
     long fallback_wasted_ms;
     const char *fallback_advice;
-    /* The first IMAP [ALERT] of the dialogue, cleaned by alert_clean ("" when none came or it
-     * held a secret), and whether it came over TLS: only then may the user see it (RFC 9051
-     * 7.1: an alert received in clear SHOULD be ignored). */
+    /* The first IMAP [ALERT] of the dialogue, or POP3 text meant for the user (RFC 3206 [AUTH]
+     * answering the credentials, [SYS/PERM]: verdict_pop3_user_text), cleaned by alert_clean
+     * ("" when none came or it held a secret), and whether it came over TLS: only then may the
+     * user see it (RFC 9051 7.1: an alert received in clear SHOULD be ignored). */
     char alert[PROTO_ALERT_MAX];
     bool alert_tls;
+    const char *alert_code; /* the response code that carried it: "ALERT", "AUTH", "SYS/PERM" */
 };
 
 const char *proto_result_name(enum proto_result r);

@@ -193,6 +193,23 @@ enum verdict verdict_classify(enum mail_protocol protocol, const char *reply, si
     return VERDICT_REFUSED;
 }
 
+bool verdict_pop3_user_text(const char *reply, size_t len, bool creds_sent, const char **code,
+                            const char **text, size_t *text_len)
+{
+    struct negative_reply nr = {0};
+
+    if (!parse_pop3(reply, len, &nr) || nr.code == NULL)
+        return false;
+    if (ascii_word_is(nr.code, nr.code_len, "SYS/PERM"))
+        *code = "SYS/PERM";
+    else if (creds_sent && ascii_word_is(nr.code, nr.code_len, "AUTH"))
+        *code = "AUTH";
+    else
+        return false;
+    free_text(&nr, text, text_len);
+    return *text_len > 0;
+}
+
 enum proto_result verdict_to_proto(enum verdict v)
 {
     switch (v) {

@@ -61,6 +61,18 @@ enum proto_result verdict_to_proto(enum verdict v);
 
 const char *verdict_name(enum verdict v);
 
+/* RFC 3206: the part of a POP3 "-ERR [CODE] text" reply (CRLF removed) that is meant for the
+ * user, as an IMAP [ALERT] is: the text after [SYS/PERM] (a failure unlikely to go away without
+ * an administrator, which RFC 3206 says it is appropriate to alert the user to) in any reply, or
+ * after [AUTH] (a problem with the credentials or the account: "Application-specific password
+ * required: <URL>", "Web login required") only when the reply answers the whole credentials
+ * (creds_sent): before them it would describe an account to whoever types its name. Never the
+ * text of [SYS/TEMP] (RFC 3206: no need to alarm the user; the module says "unavailable"),
+ * [IN-USE], [LOGIN-DELAY], other codes or none. True with *code ("AUTH" or "SYS/PERM") and the
+ * text (raw server bytes, for alert_clean); false when there is none or it is empty. Pure. */
+bool verdict_pop3_user_text(const char *reply, size_t len, bool creds_sent, const char **code,
+                            const char **text, size_t *text_len);
+
 /* The reason for a log line: what names the step ("PASS", "LOGIN"), excerpt is the server's
  * text already cleaned for logging (stream_excerpt). */
 void verdict_describe(enum verdict v, const char *what, const char *excerpt, bool closed_after,

@@ -31,6 +31,12 @@ check "mailauth-accounts installed in sbin" "[ -x \"\$(find \"$dest\" -path '*/s
 check "mailauth-accounts.8 installed" "[ -n \"\$(find \"$dest\" -path '*man8/mailauth-accounts.8')\" ]"
 check "probe diagnosis (tool-only) not in the module" "! nm \"$module\" | grep -qw probe_endpoint"
 check "accounts admin code not in the module" "! nm \"$module\" | grep -qw accounts_set_state"
+# The tools' one stderr sink and escaper (src/tool_output.c): in every tool, not in the module.
+for t in mailauth-probe mailauth-cache mailauth-accounts; do
+  check "$t uses the tools' output sink" \
+    "nm \"\$(find \"$dest\" -path '*/sbin/$t' | head -n 1)\" | grep -qw tool_stderr_logger"
+done
+check "tools' output sink not in the module" "! nm \"$module\" | grep -qw tool_stderr_logger"
 check "example config installed" "[ -n \"\$(find \"$dest\" -name pam_mailauth.conf.example)\" ]"
 check "nothing installed under /etc" "[ ! -e \"$dest/etc\" ]"
 echo "install: $passed passed, $failed failed"

@@ -3,7 +3,6 @@
  * output only: the registry's reading and writing are src/accounts*.c. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 
 #include "accounts.h"
 #include "log.h"
+#include "tool_output.h"
 #include "util.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -25,17 +25,9 @@ static const char usage_text[] =
     "       mailauth-accounts [--registry PATH] show|lock|unlock|remove NAME\n"
     "       mailauth-accounts [--nsswitch PATH] nsswitch enable|disable|status\n";
 
-MA_PRINTF(3, 0)
-static void stderr_sink(void *ctx, int priority, const char *fmt, va_list ap)
-{
-    (void)ctx;
-    (void)priority;
-    fputs("mailauth-accounts: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-}
-
-static const struct logger tool_log = {.sink = stderr_sink};
+/* Every line to stderr goes through the tools' one sink (tool_output.c): names and paths come
+ * from the command line and the registry, and are escaped, never drawn on the terminal. */
+static struct logger tool_log;
 
 static int load(const char *path, char **buf, struct acct_table *t)
 {
@@ -48,8 +40,7 @@ static int load(const char *path, char **buf, struct acct_table *t)
             t->n = 0;
             return 0;
         }
-        fprintf(stderr, "mailauth-accounts: %s is unsafe or unreadable: %s\n", path,
-                strerror(errno));
+        log_msg(&tool_log, LOG_ERR, "%s is unsafe or unreadable: %s", path, strerror(errno));
         return -1;
     }
     if (acct_table_parse(*buf, len, t) != 0) {
@@ -70,9 +61,10 @@ static int cmd_list(const char *path)
         const struct acct_entry *e = &t.entries[i];
         if (e->state == ACCT_REMOVED)
             continue;
-        printf("%.*s %u %u %s %.*s%s\n", (int)e->name_len, e->name, (unsigned)e->uid,
-               (unsigned)e->gid, acct_state_name(e->state), (int)e->home_len, e->home,
-               e->usable ? "" : " (duplicate: ignored)");
+        tool_put_text(stdout, e->name, e->name_len);
+        printf(" %u %u %s ", (unsigned)e->uid, (unsigned)e->gid, acct_state_name(e->state));
+        tool_put_text(stdout, e->home, e->home_len);
+        printf("%s\n", e->usable ? "" : " (duplicate: ignored)");
     }
     acct_table_free(&t);
     free(buf);
@@ -90,13 +82,17 @@ static int cmd_show(const char *path, const char *name)
         return EXIT_FAIL;
     e = acct_find_name(&t, name, strlen(name));
     if (e == NULL) {
-        fprintf(stderr, "mailauth-accounts: no account %s\n", name);
+        log_msg(&tool_log, LOG_ERR, "no account %s", name);
         goto out;
     }
-    printf("name: %.*s\nuid: %u\ngid: %u%s\nstate: %s\nhome: %.*s\nshell: %.*s\ngroups:",
-           (int)e->name_len, e->name, (unsigned)e->uid, (unsigned)e->gid,
-           e->gid == e->uid ? " (private group)" : "", acct_state_name(e->state), (int)e->home_len,
-           e->home, (int)e->shell_len, e->shell);
+    fputs("name: ", stdout);
+    tool_put_text(stdout, e->name, e->name_len);
+    printf("\nuid: %u\ngid: %u%s\nstate: %s\nhome: ", (unsigned)e->uid, (unsigned)e->gid,
+           e->gid == e->uid ? " (private group)" : "", acct_state_name(e->state));
+    tool_put_text(stdout, e->home, e->home_len);
+    fputs("\nshell: ", stdout);
+    tool_put_text(stdout, e->shell, e->shell_len);
+    fputs("\ngroups:", stdout);
     for (size_t i = 0; i < e->n_groups; i++)
         printf(" %u", (unsigned)e->groups[i]);
     printf("\n");
@@ -113,8 +109,8 @@ static int cmd_set(const char *path, const char *name, enum acct_state state)
     case ACCOUNTS_SET_OK:
         return EXIT_OK;
     case ACCOUNTS_SET_NO_SUCH:
-        fprintf(stderr, "mailauth-accounts: no %saccount %s\n",
-                state == ACCT_REMOVED ? "" : "registered ", name);
+        log_msg(&tool_log, LOG_ERR, "no %saccount %s", state == ACCT_REMOVED ? "" : "registered ",
+                name);
         return EXIT_FAIL;
     case ACCOUNTS_SET_FAILED:
         break;
@@ -236,7 +232,7 @@ static int cmd_nsswitch(const char *path, const char *what)
     bool status = strcmp(what, "status") == 0;
 
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fprintf(stderr, "mailauth-accounts: cannot read %s\n", path);
+        log_msg(&tool_log, LOG_ERR, "cannot read %s", path);
         if (fd >= 0)
             close(fd);
         return EXIT_FAIL;
@@ -244,7 +240,7 @@ static int cmd_nsswitch(const char *path, const char *what)
     n = read(fd, in, sizeof(in));
     close(fd);
     if (n < 0 || n > NSSWITCH_MAX) {
-        fprintf(stderr, "mailauth-accounts: %s is unreadable or too big\n", path);
+        log_msg(&tool_log, LOG_ERR, "%s is unreadable or too big", path);
         return EXIT_FAIL;
     }
     m = rewrite(in, (size_t)n, status || strcmp(what, "enable") == 0, out, sizeof(out), &changed);
@@ -255,7 +251,7 @@ static int cmd_nsswitch(const char *path, const char *what)
         return EXIT_OK;
     }
     if (changed > 0 && replace_file(path, out, (size_t)m, &st) != 0) {
-        fprintf(stderr, "mailauth-accounts: cannot replace %s: %s\n", path, strerror(errno));
+        log_msg(&tool_log, LOG_ERR, "cannot replace %s: %s", path, strerror(errno));
         return EXIT_FAIL;
     }
     return EXIT_OK;
@@ -287,6 +283,7 @@ int main(int argc, char **argv)
     const char *nsswitch = "/etc/nsswitch.conf";
     int i = 1;
 
+    tool_log = tool_stderr_logger("mailauth-accounts", false);
     while (i + 1 < argc && argv[i][0] == '-') {
         if (strcmp(argv[i], "--registry") == 0)
             registry = argv[i + 1];

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "json.h"
 #include "log.h"
+#include "tool_output.h"
 
 enum exit_code {
     EXIT_DONE = 0,
@@ -49,20 +50,6 @@ static const char usage_text[] =
     "usage: mailauth-cache [--config PATH | --dir DIR] [--json] list\n"
     "       mailauth-cache [--config PATH | --dir DIR] [--json] forget USER\n"
     "       mailauth-cache [--config PATH | --dir DIR] [--json] flush\n";
-
-/* Untrusted bytes (names from files) on a terminal: printable ASCII, the rest escaped. */
-static void put_text(FILE *f, const char *s)
-{
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '\\')
-            fputs("\\\\", f);
-        else if (c >= 0x20 && c < 0x7f)
-            fputc(c, f);
-        else
-            fprintf(f, "\\x%02x", c);
-    }
-}
 
 static void json_key(const char *key, const char *s, bool comma)
 {
@@ -102,7 +89,7 @@ static void print_entry(struct run *r, const struct store_entry *e)
             printf("%-6s %-32s %-13s %-14s %s\n", "UID", "USER", "CONFIG", "CONFIRMED", "FAILURES");
         format_age(age, shown_age, sizeof(shown_age));
         printf("%-6u ", e->uid);
-        put_text(stdout, e->user);
+        tool_put_str(stdout, e->user);
         printf("%*s %.12s%c %-14s %u\n", strlen(e->user) < 32 ? (int)(32 - strlen(e->user)) : 0, "",
                e->config_id, current ? '*' : ' ', shown_age, e->failures);
     }
@@ -138,9 +125,9 @@ static void on_problem(void *arg, const char *path, const char *why)
     const struct run *r = arg;
 
     fputs("mailauth-cache: ", stderr);
-    put_text(stderr, r->o->dir);
+    tool_put_str(stderr, r->o->dir);
     fputc('/', stderr);
-    put_text(stderr, path);
+    tool_put_str(stderr, path);
     fprintf(stderr, ": %s\n", why);
 }
 
@@ -198,20 +185,6 @@ static int parse_args(int argc, char **argv, struct options *o)
     return 0;
 }
 
-MA_PRINTF(3, 0)
-static void stderr_sink(void *ctx, int priority, const char *fmt, va_list ap)
-{
-    char line[1024];
-
-    (void)ctx;
-    (void)priority;
-    if (vsnprintf(line, sizeof(line), fmt, ap) < 0)
-        return;
-    fputs("mailauth-cache: ", stderr);
-    put_text(stderr, line);
-    fputc('\n', stderr);
-}
-
 static int run(struct options *o, const char *identity)
 {
     struct run r = {.o = o, .identity = identity, .now = (int64_t)time(NULL)};
@@ -241,7 +214,7 @@ static int run(struct options *o, const char *identity)
 
 int main(int argc, char **argv)
 {
-    const struct logger log = {.sink = stderr_sink};
+    const struct logger log = tool_stderr_logger("mailauth-cache", false);
     struct mailauth_config *cfg = NULL;
     struct options o;
     int code = parse_args(argc, argv, &o);
@@ -251,7 +224,7 @@ int main(int argc, char **argv)
     if (o.dir == NULL) {
         if (config_load_file(o.config_path, &log, &cfg) != CONFIG_OK) {
             fputs("mailauth-cache: configuration ", stderr);
-            put_text(stderr, o.config_path);
+            tool_put_str(stderr, o.config_path);
             fputs(" is unusable; see the error above (or name the cache with --dir)\n", stderr);
             return EXIT_CONFIG;
         }

@@ -7,7 +7,6 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include "log.h"
 #include "mailauth.h"
 #include "probe.h"
+#include "tool_output.h"
 
 enum exit_code {
     EXIT_READY = 0,
@@ -51,45 +51,19 @@ static const char usage_text[] =
     "usage: mailauth-probe [--config PATH] [--check-config] [--json]\n"
     "                      [--stop-after connect|greeting|tls|capabilities] [--user NAME]\n";
 
-/* ---- output: server text is untrusted, so every byte outside printable ASCII is escaped ---- */
-
-static void put_text(FILE *f, const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\\')
-            fputs("\\\\", f);
-        else if (c >= 0x20 && c < 0x7f)
-            fputc(c, f);
-        else
-            fprintf(f, "\\x%02x", c);
-    }
-}
+/* ---- output: server text is untrusted, so every byte outside printable ASCII is escaped
+ * (tool_output.c) ---- */
 
 static void put_field(const char *name, const char *s, size_t len)
 {
     printf("  %-14s ", name);
-    put_text(stdout, s, len);
+    tool_put_text(stdout, s, len);
     putchar('\n');
 }
 
 static void put_str(const char *name, const char *s)
 {
     put_field(name, s, strlen(s));
-}
-
-MA_PRINTF(3, 0)
-static void stderr_sink(void *ctx, int priority, const char *fmt, va_list ap)
-{
-    char line[2048];
-    int n = vsnprintf(line, sizeof(line), fmt, ap);
-
-    (void)ctx;
-    if (n < 0)
-        return;
-    fputs(priority == LOG_DEBUG ? "mailauth-probe: debug: " : "mailauth-probe: ", stderr);
-    put_text(stderr, line, strlen(line));
-    fputc('\n', stderr);
 }
 
 static void human_tls(const struct tls_peer_info *ti, bool verify)
@@ -133,7 +107,7 @@ static void human_report(void *ctx, const struct probe_address *pa)
 
     (void)ctx;
     printf("server \"");
-    put_text(stdout, pa->target.label, strlen(pa->target.label));
+    tool_put_str(stdout, pa->target.label);
     printf("\" %s %s (tls %s)\n", protocol_name(pa->target.protocol), pa->address,
            tls_mode_name(pa->target.tls));
     snprintf(line, sizeof(line), "%s: %u address%s in %ld ms", pa->target.host, pa->resolved,
@@ -350,7 +324,7 @@ static int parse_args(int argc, char **argv, struct options *o)
             return -1;
         default:
             fputs("mailauth-probe: unknown option or missing argument: ", stderr);
-            put_text(stderr, argv[optind - 1], strlen(argv[optind - 1]));
+            tool_put_str(stderr, argv[optind - 1]);
             fputc('\n', stderr);
             fputs(usage_text, stderr);
             return EXIT_USAGE;
@@ -358,7 +332,7 @@ static int parse_args(int argc, char **argv, struct options *o)
     }
     if (optind < argc) {
         fputs("mailauth-probe: unexpected argument: ", stderr);
-        put_text(stderr, argv[optind], strlen(argv[optind]));
+        tool_put_str(stderr, argv[optind]);
         fputc('\n', stderr);
         fputs(usage_text, stderr);
         return EXIT_USAGE;
@@ -584,11 +558,11 @@ static void print_login(const struct options *o, enum mailauth_result r,
         return;
     }
     printf("login as \"");
-    put_text(stdout, rep->user, strlen(rep->user));
+    tool_put_str(stdout, rep->user);
     printf("\": %s", mailauth_result_name(r));
     if (rep->label[0] != '\0') {
         printf(" by server \"");
-        put_text(stdout, rep->label, strlen(rep->label));
+        tool_put_str(stdout, rep->label);
         printf("\" %s", rep->address);
     }
     printf(" (answer from %s, %ld ms)\n", mailauth_source_name(rep->source), rep->elapsed_ms);
@@ -606,7 +580,7 @@ static void print_login(const struct options *o, enum mailauth_result r,
 
 static int login(const struct options *o, const struct mailauth_config *cfg)
 {
-    const struct logger trace = {.sink = stderr_sink, .debug = true};
+    const struct logger trace = tool_stderr_logger("mailauth-probe", true);
     struct mailauth_report rep;
     char password[PASSWORD_MAX + 1];
     size_t len = 0;
@@ -639,7 +613,7 @@ static void print_config_valid(const struct options *o, const struct mailauth_co
         return;
     }
     printf("configuration ");
-    put_text(stdout, o->config_path, strlen(o->config_path));
+    tool_put_str(stdout, o->config_path);
     printf(" is valid: %zu server(s)\n", cfg->n_servers);
 }
 
@@ -663,7 +637,7 @@ static int probe_all(const struct options *o, const struct mailauth_config *cfg,
 
 int main(int argc, char **argv)
 {
-    const struct logger log = {.sink = stderr_sink};
+    const struct logger log = tool_stderr_logger("mailauth-probe", false);
     struct mailauth_config *cfg = NULL;
     struct options o;
     int code = parse_args(argc, argv, &o);
@@ -678,7 +652,7 @@ int main(int argc, char **argv)
         return EXIT_INTERNAL;
     default:
         fputs("mailauth-probe: configuration ", stderr);
-        put_text(stderr, o.config_path, strlen(o.config_path));
+        tool_put_str(stderr, o.config_path);
         fputs(" is unusable; see the error above\n", stderr);
         return EXIT_CONFIG;
     }

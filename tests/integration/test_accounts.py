@@ -126,3 +126,31 @@ def test_range_meeting_an_existing_id_is_refused(pam, dv, pki):
     assert "Error in service module" in r.output, r
     assert any("t.conf:" in t and "subordinate" in t for _, t in r.logs), r
     assert not os.path.exists(reg)
+
+
+def test_tool_prints_hostile_names_escaped(tmp_path):
+    """Names from the registry and the command line, and paths, reach the terminal escaped
+    (\\xHH), never as control sequences that could draw on an administrator's screen."""
+    reg_dir = tmp_path / "reg"
+    reg_dir.mkdir(mode=0o755)
+    reg = reg_dir / "accounts"
+    reg.write_text("alice:70000:70000:active:/home/mail/alice:/bin/bash:\n"
+                   "ev\x1b[2Jil:70001:70001:active:/home/mail/evil:/bin/sh:\n")
+    os.chmod(reg, 0o644)
+    hostile = "\x1b]2;owned\x07\x1b[31mbob"
+    shown = "\\x1b]2;owned\\x07\\x1b[31mbob"
+    expect = {"show": "no account " + shown, "lock": "no registered account " + shown,
+              "unlock": "no registered account " + shown}
+    for cmd, want in expect.items():
+        r = tool(str(reg), cmd, hostile)
+        assert r.returncode == 1, r
+        assert "\x1b" not in r.stdout and "\x07" not in r.stdout, r
+        assert "mailauth-accounts: " + want in r.stdout, r
+    r = tool(str(reg), "list")
+    assert r.returncode == 0 and r.stdout.startswith("alice 70000 70000 active /home/mail/alice"), r
+    assert "\x1b" not in r.stdout, r
+    r = subprocess.run([os.environ["MAILAUTH_ACCOUNTS_TOOL"], "--nsswitch",
+                        str(tmp_path / ("nss\x1b[2J")), "nsswitch", "status"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+    assert r.returncode == 1 and "\x1b" not in r.stdout, r
+    assert "cannot read " + str(tmp_path) + "/nss\\x1b[2J" in r.stdout, r

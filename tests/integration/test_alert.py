@@ -183,3 +183,89 @@ def test_echo_split_across_lines_not_logged(pam, pki):
             untagged="* BAD echo: LOGIN alice " + PW[:half])
     assert r.code != "PAM_SUCCESS", r
     assert PW[half:] not in r.log_text(), r
+
+
+# ---- POP3: RFC 3206 [AUTH] (answering the credentials) and [SYS/PERM] text, by the same rules ----
+
+TS = "<1896.697170952@dbc.mtview.ca.us>"
+
+
+def pop3_alert_server(pass_reply, greeting="+OK ready", apop_reply=None):
+    """Greet; answer APOP with apop_reply when given (then expect USER/PASS), USER with +OK and
+    PASS with pass_reply. A command that does not come fails the test."""
+    def script(conn):
+        conn.line(greeting)
+        if apop_reply is not None:
+            conn.expect("APOP alice ")
+            conn.line(apop_reply)
+        conn.expect("USER alice")
+        conn.line("+OK")
+        conn.expect("PASS ")
+        conn.send(raw(pass_reply) + b"\r\n", peer_may_close=True)
+        conn.drain(0.5)
+    return script
+
+
+def run_pop3(pam, pki, pass_reply, tls=True, args=("debug",), operation="authenticate",
+             greeting="+OK ready", apop_reply=None):
+    ctx = tls_server_context(pki["server_cert"], pki["server_key"]) if tls else None
+    script = pop3_alert_server(pass_reply, greeting, apop_reply)
+    with FakeServer(script, tls_context=ctx) as fake:
+        host = "localhost" if tls else fake.host
+        cfg = config(pki, server("fake", "pop3", hosts(host), fake.port,
+                                 "implicit" if tls else "none"))
+        return pam.run(cfg, "alice", PW, args=args, operation=operation)
+
+
+def test_pop3_auth_text_over_tls_is_shown(pam, pki):
+    r = run_pop3(pam, pki, "-ERR [AUTH] " + APP + ": https://help.example/asp")
+    assert r.code == "PAM_AUTH_ERR", r
+    assert shown(r) == ["Mail server: " + APP + ": https://help.example/asp"], r.output
+    assert "[AUTH] for the user: \"%s: https://help.example/asp\"" % APP in r.log_text(), r
+
+
+def test_pop3_sys_perm_text_is_shown_with_the_unavailable_notice(pam, pki):
+    r = run_pop3(pam, pki, "-ERR [SYS/PERM] Mailbox damaged; call the help desk")
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert shown(r) == ["Mail server: Mailbox damaged; call the help desk"], r.output
+    assert "The mail server is unavailable" in visible(r), r.output
+
+
+def test_pop3_text_in_clear_is_logged_not_shown(pam, pki):
+    r = run_pop3(pam, pki, "-ERR [AUTH] " + APP, tls=False)
+    assert r.code == "PAM_AUTH_ERR", r
+    assert shown(r) == [] and APP not in visible(r), r.output
+    assert "[AUTH] received in clear, not shown to the user: \"%s\"" % APP in r.log_text(), r
+
+
+@pytest.mark.parametrize("reply", ["-ERR [SYS/TEMP] backend down", "-ERR Authentication failed.",
+                                   "-ERR [IN-USE] " + APP, "-ERR [AUTH]"],
+                         ids=["sys-temp", "no-code", "in-use", "empty"])
+def test_pop3_other_refusals_show_nothing(pam, pki, reply):
+    r = run_pop3(pam, pki, reply)
+    assert r.code in ("PAM_AUTH_ERR", "PAM_AUTHINFO_UNAVAIL"), r
+    assert shown(r) == [], r.output
+
+
+def test_pop3_quiet_and_silent_show_nothing(pam, pki):
+    r = run_pop3(pam, pki, "-ERR [AUTH] " + APP, args=("quiet",))
+    assert r.code == "PAM_AUTH_ERR" and shown(r) == [], r.output
+    r = run_pop3(pam, pki, "-ERR [AUTH] " + APP, operation="authenticate(PAM_SILENT)")
+    assert r.code == "PAM_AUTH_ERR" and shown(r) == [], r.output
+
+
+def test_pop3_text_is_cleaned_and_never_holds_the_password(pam, pki):
+    r = run_pop3(pam, pki, "-ERR [AUTH] \x1b]0;owned\x07\x1b[31mPlease\tlog in\x1b[0m \u202eeulav")
+    assert shown(r) == ["Mail server: Please log in eulav"], r.output
+    assert "\x1b" not in visible(r) and "owned" not in visible(r), r.output
+    r = run_pop3(pam, pki, "-ERR [AUTH] Wrong password: " + PW)
+    assert r.code == "PAM_AUTH_ERR" and shown(r) == [], r.output
+    assert PW[:6] not in visible(r), r.output
+    assert "its [AUTH] text held the password; not shown" in r.log_text(), r
+
+
+def test_pop3_refused_apop_text_is_not_shown_when_user_pass_succeeds(pam, pki):
+    r = run_pop3(pam, pki, "+OK logged in", greeting="+OK ready " + TS,
+                 apop_reply="-ERR [AUTH] " + APP)
+    assert r.code == "PAM_SUCCESS", r
+    assert shown(r) == [], r.output

@@ -1,15 +1,20 @@
 /* Config parsing: defaults, host/port list semantics, every invalid case with its file:line,
  * comment handling, and the safe-open checks of config_load_file. */
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "config.h"
 #include "config_expect.h"
+#include "config_internal.h"
 #include "sasl/mech.h"
 
 static void test_minimal_defaults(void)
@@ -274,6 +279,95 @@ static void test_mechanisms(void)
                    "\"scram-sha-512\" is not one of");
 }
 
+/* ---- the parse lock has a deadline ----
+ * A holder thread parses a text with an unknown option; its logger, called by libconfuse under
+ * the parse lock, stops there until the main thread's own load has returned. That load must give
+ * up after the bound with CONFIG_EBUSY and a log line, not wait. The holder lets go by itself
+ * well after the bound, so that code without a deadline ends this test (with CONFIG_OK: a
+ * failure) instead of hanging it. */
+static pthread_mutex_t holder_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t holder_cv;
+static bool holder_in;      /* the holder is inside the parse, holding the lock */
+static bool holder_release; /* the main thread's load has returned */
+
+MA_PRINTF(3, 0)
+static void holding_sink(void *ctx, int priority, const char *fmt, va_list ap)
+{
+    struct timespec until;
+
+    (void)ctx;
+    (void)priority;
+    (void)fmt;
+    (void)ap;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += CONFIG_DEFAULT_TIMEOUT_S + 30;
+    pthread_mutex_lock(&holder_mu);
+    holder_in = true;
+    pthread_cond_broadcast(&holder_cv);
+    while (!holder_release) {
+        if (pthread_cond_timedwait(&holder_cv, &holder_mu, &until) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&holder_mu);
+}
+
+static void *hold_parse_lock(void *arg)
+{
+    static const char text[] = "no_such_option = 1\n";
+    const struct logger holding = {.sink = holding_sink};
+    struct mailauth_config *cfg = NULL;
+    enum config_result *res = arg;
+
+    *res = config_parse_buffer(text, sizeof(text) - 1, "held.conf", &holding, &cfg);
+    config_free(cfg);
+    return NULL;
+}
+
+static void test_parse_lock_deadline(void)
+{
+    static const char ok_text[] = "server a { protocol = imap\n host = \"h\" }\n";
+    struct mailauth_config *cfg = NULL;
+    enum config_result held = CONFIG_OK;
+    enum config_result r;
+    pthread_condattr_t attr;
+    pthread_t holder;
+
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&holder_cv, &attr);
+    pthread_condattr_destroy(&attr);
+    if (pthread_create(&holder, NULL, hold_parse_lock, &held) != 0) {
+        CHECK(!"pthread_create");
+        return;
+    }
+    pthread_mutex_lock(&holder_mu);
+    while (!holder_in)
+        pthread_cond_wait(&holder_cv, &holder_mu);
+    pthread_mutex_unlock(&holder_mu);
+
+    /* The bound itself is CONFIG_LOCK_WAIT_MS (20 s); waiting it out would only cost time. */
+    CHECK(config_lock_wait_ms() == CONFIG_LOCK_WAIT_MS);
+    config_set_lock_wait_ms(300);
+    r = parse(ok_text, &cfg);
+    config_set_lock_wait_ms(CONFIG_LOCK_WAIT_MS);
+    CHECK(r == CONFIG_EBUSY && cfg == NULL);
+    CHECK(strstr(logged, "t.conf: not parsed: another thread has held the configuration parse "
+                         "lock") != NULL);
+    config_free(cfg);
+
+    pthread_mutex_lock(&holder_mu);
+    holder_release = true;
+    pthread_cond_broadcast(&holder_cv);
+    pthread_mutex_unlock(&holder_mu);
+    pthread_join(holder, NULL);
+    CHECK(held == CONFIG_EINVAL);
+    /* The refused load left the lock as it was: the next one parses. */
+    cfg = NULL;
+    CHECK(parse(ok_text, &cfg) == CONFIG_OK && cfg != NULL);
+    config_free(cfg);
+    pthread_cond_destroy(&holder_cv);
+}
+
 int main(void)
 {
     test_mechanisms();
@@ -284,5 +378,6 @@ int main(void)
     test_nul_and_comments();
     test_load_file();
     test_forward_client_ip();
+    test_parse_lock_deadline();
     return check_summary("config");
 }

@@ -161,8 +161,55 @@ static void test_describe(void)
     CHECK_STR(eb.text, "server rejected LOGIN as malformed: \"syntax error\"");
 }
 
+/* RFC 3206 text for the user: [SYS/PERM] always, [AUTH] only answering the credentials, never
+ * [SYS/TEMP], other codes, no code or an empty text; the text is what follows the code. */
+static void test_pop3_user_text(void)
+{
+    static const struct {
+        const char *reply;
+        bool creds_sent;
+        const char *code; /* NULL: no text for the user */
+        const char *text;
+    } rows[] = {
+        {"-ERR [AUTH] Application-specific password required: https://x.example/asp", true, "AUTH",
+         "Application-specific password required: https://x.example/asp"},
+        {"-ERR [AUTH] Web login required", false, NULL, NULL},
+        {"-ERR [auth]   Account expired  ", true, "AUTH", "Account expired"},
+        {"-ERR [SYS/PERM] Mailbox corrupted; call the help desk", false, "SYS/PERM",
+         "Mailbox corrupted; call the help desk"},
+        {"-ERR [SYS/PERM] Quota database lost", true, "SYS/PERM", "Quota database lost"},
+        {"-ERR [SYS/TEMP] backend down", true, NULL, NULL},
+        {"-ERR [SYS] broken", true, NULL, NULL},
+        {"-ERR [IN-USE] locked", true, NULL, NULL},
+        {"-ERR [LOGIN-DELAY] wait", true, NULL, NULL},
+        {"-ERR [AUTHX] nope", true, NULL, NULL},
+        {"-ERR Authentication failed.", true, NULL, NULL},
+        {"-ERR [AUTH]", true, NULL, NULL},
+        {"-ERR [AUTH]   ", true, NULL, NULL},
+        {"-ERR [AUTH no closing bracket", true, NULL, NULL},
+        {"+OK [AUTH] fine", true, NULL, NULL},
+        {"A1 NO [AUTH] imap", true, NULL, NULL},
+    };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const char *code = NULL, *text = NULL;
+        size_t n = 0;
+        bool got = verdict_pop3_user_text(rows[i].reply, strlen(rows[i].reply), rows[i].creds_sent,
+                                          &code, &text, &n);
+        bool ok = rows[i].code == NULL
+                      ? !got
+                      : got && strcmp(code, rows[i].code) == 0 && n == strlen(rows[i].text) &&
+                            memcmp(text, rows[i].text, n) == 0;
+        if (!ok)
+            fprintf(stderr, "pop3 user text of \"%s\" (creds %d): got %d \"%.*s\"\n", rows[i].reply,
+                    rows[i].creds_sent, got, got ? (int)n : 0, got ? text : "");
+        CHECK(ok);
+    }
+}
+
 int main(void)
 {
+    test_pop3_user_text();
     test_table();
     test_never_success();
     test_explicit_length();
