@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <time.h>
 
 static pthread_mutex_t parse_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct logger *parse_log;
@@ -33,34 +32,11 @@ void config_set_lock_wait_ms(int ms)
     lock_wait_ms = ms;
 }
 
-/* now + ms on CLOCK_MONOTONIC; false when the clock cannot be read. */
-static bool monotonic_deadline(int ms, struct timespec *out)
-{
-    if (clock_gettime(CLOCK_MONOTONIC, out) != 0)
-        return false;
-    out->tv_sec += ms / 1000;
-    out->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (out->tv_nsec >= 1000000000L) {
-        out->tv_sec++;
-        out->tv_nsec -= 1000000000L;
-    }
-    return true;
-}
-
 enum config_result config_context_begin(const struct logger *log, const char *name, int wait_ms)
 {
-    struct timespec deadline;
-    int rc;
-
-    if (!monotonic_deadline(wait_ms, &deadline)) {
-        log_msg(log, LOG_ERR,
-                "%s: cannot read the monotonic clock to bound the wait for the "
-                "configuration parse lock; not parsed",
-                name);
-        return CONFIG_EBUSY;
-    }
     /* EINTR is not returned for a mutex; anything but 0 means the lock is not ours. */
-    rc = pthread_mutex_clocklock(&parse_lock, CLOCK_MONOTONIC, &deadline);
+    int rc = mutex_lock_within(&parse_lock, wait_ms);
+
     if (rc != 0) {
         log_msg(log, LOG_ERR,
                 "%s: not parsed: another thread has held the configuration parse lock for over "

@@ -96,6 +96,11 @@ struct cache_state {
 };
 
 static struct cache_state *current_state; /* accessed only with __atomic builtins */
+
+/* The lock guards a few pointer moves; one not had within this bound belongs to a stuck thread.
+ * The caller then goes on without the cache (builds its own context, makes a full handshake):
+ * that costs time and never changes what a login decides. */
+#define TLS_CACHE_LOCK_WAIT_MS 1000
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 const char *tls_system_cert_dir(void)
@@ -284,7 +289,8 @@ static SSL_CTX *lookup(struct cache_state *s, const struct cache_key *probe)
     SSL_CTX *ctx = NULL;
     struct cache_entry *e;
 
-    pthread_mutex_lock(&s->lock);
+    if (mutex_lock_within(&s->lock, TLS_CACHE_LOCK_WAIT_MS) != 0)
+        return NULL;
     e = find_entry(s, probe, true);
     if (e != NULL && SSL_CTX_up_ref(e->ctx) == 1) {
         ctx = e->ctx;
@@ -308,7 +314,11 @@ static void store(struct cache_state *s, const struct cache_key *probe, SSL_CTX 
         key_free_paths(&fresh.key);
         return;
     }
-    pthread_mutex_lock(&s->lock);
+    if (mutex_lock_within(&s->lock, TLS_CACHE_LOCK_WAIT_MS) != 0) {
+        SSL_CTX_free(ctx); /* the reference taken for the cache */
+        key_free_paths(&fresh.key);
+        return;
+    }
     e = slot_for(s, probe);
     old = *e;
     fresh.last_used = ++s->tick;
@@ -404,9 +414,8 @@ SSL_SESSION *tls_cache_session_take(SSL_CTX *ctx, const char *host, unsigned por
     struct cache_entry *e;
     struct session_slot *slot;
 
-    if (s == NULL)
+    if (s == NULL || mutex_lock_within(&s->lock, TLS_CACHE_LOCK_WAIT_MS) != 0)
         return NULL;
-    pthread_mutex_lock(&s->lock);
     e = entry_of(s, ctx);
     slot = e != NULL ? slot_of(e, host, port) : NULL;
     if (slot != NULL) {
@@ -434,7 +443,10 @@ void tls_cache_session_put(SSL_CTX *ctx, const char *host, unsigned port, SSL_SE
         slot_clear(&fresh);
         return;
     }
-    pthread_mutex_lock(&s->lock);
+    if (mutex_lock_within(&s->lock, TLS_CACHE_LOCK_WAIT_MS) != 0) {
+        slot_clear(&fresh);
+        return;
+    }
     e = entry_of(s, ctx);
     if (e != NULL) {
         struct session_slot *slot = slot_to_fill(e, host, port);

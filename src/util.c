@@ -50,6 +50,21 @@ int64_t deadline_min(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+int mutex_lock_within(pthread_mutex_t *m, int wait_ms)
+{
+    struct timespec deadline;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &deadline) != 0)
+        return errno != 0 ? errno : EINVAL;
+    deadline.tv_sec += wait_ms / 1000;
+    deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &deadline);
+}
+
 void secret_wipe(void *p, size_t len)
 {
     if (p != NULL && len > 0)

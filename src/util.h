@@ -2,6 +2,7 @@
 #ifndef MAILAUTH_UTIL_H
 #define MAILAUTH_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,6 +34,11 @@ int fd_write_all(int fd, const char *p, size_t len);
 int deadline_left_ms(int64_t deadline_ms);
 /* The earlier of two deadlines. */
 int64_t deadline_min(int64_t a, int64_t b);
+
+/* Lock m, waiting at most wait_ms on CLOCK_MONOTONIC (pthread_mutex_clocklock: a deadline on
+ * CLOCK_REALTIME would move whenever someone sets the wall clock). 0, ETIMEDOUT, or another
+ * error number (the clock could not be read, the lock is broken): the lock is then not held. */
+int mutex_lock_within(pthread_mutex_t *m, int wait_ms);
 
 /* Overwrite memory in a way the compiler may not elide. */
 void secret_wipe(void *p, size_t len);
