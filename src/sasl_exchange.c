@@ -23,9 +23,9 @@ static void channel_of(const struct stream *s, struct sasl_channel *ch)
     size_t len = 0;
     enum tls_cb_kind k = tls_channel_binding(stream_tls(s), ch->data, sizeof(ch->data), &len);
 
-    ch->type = k == TLS_CB_EXPORTER           ? SASL_CB_TLS_EXPORTER
-               : k == TLS_CB_SERVER_END_POINT ? SASL_CB_TLS_SERVER_END_POINT
-                                              : SASL_CB_NONE;
+    ch->type = k == TLS_CB_EXPORTER ? SASL_CB_TLS_EXPORTER
+               : k == TLS_CB_UNIQUE ? SASL_CB_TLS_UNIQUE
+                                    : SASL_CB_NONE;
     ch->len = len;
 }
 
@@ -255,7 +255,11 @@ enum proto_result sasl_exchange_run(const struct sasl_exchange *x, const struct 
     x->out->proof = m->server_proves ? PROOF_PENDING : PROOF_NOT_REQUIRED;
     if (m->channel_binding && ch.type == SASL_CB_NONE) {
         *end = SASL_END_UNUSABLE;
-        errbuf_set(&x->out->reason, "%s: the connection has no TLS channel to bind", m->name);
+        errbuf_set(&x->out->reason, "%s: %s", m->name,
+                   stream_tls(x->s) == NULL
+                       ? "the connection has no TLS channel to bind"
+                       : "this TLS channel cannot be bound (TLS 1.2 without the extended master "
+                         "secret, RFC 7627)");
         pr = PROTO_EINSECURE;
     } else {
         pr = exchange(&r, end);
