@@ -11,6 +11,7 @@
 #include "pop3.h"
 #include "resolve.h"
 #include "sasl/mech.h"
+#include "sasl_exchange.h"
 #include "stream.h"
 
 /* Lines one reply may take (CAPABILITY's untagged data, a CAPA listing). */
@@ -32,17 +33,30 @@ struct probe_ctx {
     const char *no_mechanism; /* why a login would have no mechanism, or NULL */
 };
 
-/* mechanisms = ...: what the login's plan (sasl_plan_next) starts with for what is offered. */
+/* mechanisms = ...: what the login's plan (sasl_plan_next) starts with for what is offered,
+ * less the -PLUS mechanisms when this channel cannot be bound (the login skips them before
+ * sending anything: sasl_exchange_run). */
 static void planned_mechanism(struct probe_ctx *pc, unsigned offered)
 {
+    const struct login_target *t = &pc->pa->target;
+    unsigned usable = offered;
     unsigned at;
-    const struct sasl_mech *m =
-        sasl_plan_next(pc->pa->target.mechanisms, pc->pa->target.n_mechanisms, offered, 0, &at);
+    const struct sasl_mech *m;
 
+    if (!sasl_exchange_can_bind(pc->s))
+        for (unsigned i = 0; i < SASL_MECH_COUNT; i++)
+            if (sasl_mechs[i].channel_binding)
+                usable &= ~(1u << sasl_mechs[i].id);
+    m = sasl_plan_next(t->mechanisms, t->n_mechanisms, usable, 0, &at);
     pc->no_mechanism = NULL;
     pc->pa->mechanism = m != NULL ? m->name : "none";
     if (m == NULL)
-        pc->no_mechanism = "the server offers none of the configured mechanisms";
+        pc->no_mechanism =
+            sasl_plan_next(t->mechanisms, t->n_mechanisms, offered, 0, &at) != NULL
+                ? "the server offers only -PLUS mechanisms of the configured ones, and this "
+                  "channel cannot be bound (no TLS, or TLS 1.2 without the extended master "
+                  "secret)"
+                : "the server offers none of the configured mechanisms";
 }
 
 const char *probe_stage_name(enum probe_stage s)

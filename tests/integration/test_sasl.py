@@ -386,6 +386,34 @@ def test_probe_shows_the_planned_mechanism(tmp_path, pki, dvs, protocol, port):
     assert all(o["mechanism"] == "none" and o["ready"] is False for o in objs), objs
 
 
+@pytest.mark.parametrize("ems,mechanism", [(True, "SCRAM-SHA-256-PLUS"), (False, "SCRAM-SHA-256")])
+def test_probe_plans_without_plus_when_the_channel_cannot_be_bound(tmp_path, pki, ems, mechanism):
+    """TLS 1.2 without the extended master secret: the login skips -PLUS before sending anything
+    (test_without_extended_master_secret_plus_is_skipped), so the probe shows the mechanism the
+    login then uses; with it, -PLUS. A -PLUS-only list has no mechanism there, and says why."""
+    def answer_all(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=SCRAM-SHA-256 "
+                  "AUTH=SCRAM-SHA-256-PLUS] hi")
+        while True:
+            line = conn.readline(scaled(5))
+            if not line:
+                return
+            conn.line(line.split(b" ")[0].decode() + " OK done")
+
+    with FakeServer(answer_all, tls_context=tls12(pki, ems=ems)) as fake:
+        r, objs = run_probe(tmp_path, peer_cfg(pki, fake, ["scram-sha-256-plus",
+                                                           "scram-sha-256"]))
+        assert r.returncode == 0 and objs, (r, objs)
+        assert [o["mechanism"] for o in objs] == [mechanism], objs
+        if ems:
+            return
+        r, objs = run_probe(tmp_path, peer_cfg(pki, fake, ["scram-sha-256-plus"]))
+        assert r.returncode != 0 and objs, (r, objs)
+        assert all(o["mechanism"] == "none" for o in objs), objs
+        assert b"extended master secret" in r.stdout + r.stderr, r
+    assert not fake.errors, fake.errors
+
+
 @pytest.mark.parametrize("mech", ["cram-md5", "scram-sha-256"])
 def test_echoed_decoded_response_not_logged(pam, pki, mech):
     """Found by the attacker's review: a server that echoes the client's SASL response decoded
