@@ -11,8 +11,9 @@
 #include "pop3.h"
 #include "resolve.h"
 #include "sasl/mech.h"
-#include "sasl_exchange.h"
 #include "stream.h"
+#include "tls.h"
+#include "util.h"
 
 /* Lines one reply may take (CAPABILITY's untagged data, a CAPA listing). */
 #define PROBE_MAX_LINES 200
@@ -33,6 +34,18 @@ struct probe_ctx {
     const char *no_mechanism; /* why a login would have no mechanism, or NULL */
 };
 
+/* Whether a login could bind this channel for -PLUS: what sasl_exchange_run asks tls.c before it
+ * runs one (TLS 1.3, or TLS 1.2 with the extended master secret). */
+static bool channel_bindable(const struct probe_ctx *pc)
+{
+    unsigned char data[64];
+    size_t len = 0;
+    bool ok = tls_channel_binding(stream_tls(pc->s), data, sizeof(data), &len) != TLS_CB_NONE;
+
+    secret_wipe(data, sizeof(data));
+    return ok;
+}
+
 /* mechanisms = ...: what the login's plan (sasl_plan_next) starts with for what is offered,
  * less the -PLUS mechanisms when this channel cannot be bound (the login skips them before
  * sending anything: sasl_exchange_run). */
@@ -43,7 +56,7 @@ static void planned_mechanism(struct probe_ctx *pc, unsigned offered)
     unsigned at;
     const struct sasl_mech *m;
 
-    if (!sasl_exchange_can_bind(pc->s))
+    if (!channel_bindable(pc))
         for (unsigned i = 0; i < SASL_MECH_COUNT; i++)
             if (sasl_mechs[i].channel_binding)
                 usable &= ~(1u << sasl_mechs[i].id);

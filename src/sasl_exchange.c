@@ -29,18 +29,6 @@ static void channel_of(const struct stream *s, struct sasl_channel *ch)
     ch->len = len;
 }
 
-bool sasl_exchange_can_bind(const struct stream *s)
-{
-    struct sasl_channel ch = {0};
-    bool bound;
-
-    if (stream_tls(s) != NULL)
-        channel_of(s, &ch);
-    bound = ch.type != SASL_CB_NONE;
-    secret_wipe(&ch, sizeof(ch));
-    return bound;
-}
-
 /* Arm redaction with the password-derived field of the decoded message, before it leaves: the
  * CRAM-MD5 digest after the user name, the SCRAM proof after "p=" (material for an offline
  * guess). The credential sender registers only the wire form (base64); a server that echoes the

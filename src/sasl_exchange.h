@@ -49,9 +49,4 @@ enum sasl_end {
 enum proto_result sasl_exchange_run(const struct sasl_exchange *x, const struct sasl_mech *m,
                                     const struct login_creds *c, enum sasl_end *end);
 
-/* Whether the channel under s can be bound (tls.h: TLS 1.3, or TLS 1.2 with the extended master
- * secret). Without it sasl_exchange_run ends every -PLUS mechanism as SASL_END_UNUSABLE before
- * anything is sent; the probe plans with this so that it shows what the login then uses. */
-bool sasl_exchange_can_bind(const struct stream *s);
-
 #endif
