@@ -4,12 +4,15 @@
  * called directly, not through scram.c) and sends it. Properties:
  * - a mechanism whose server must prove itself completes only when the v= it was given equals
  *   the one the oracle computes (so a honest server's proof is accepted, and nothing else is);
+ * - the client-final's c= is the GS2 header and, for -PLUS, the channel's binding data under
+ *   its RFC 5056 name (tls-exporter or tls-unique), as the oracle encodes it;
  * - no message is longer than SASL_MSG_MAX, a failed run answers nothing more.
  * Input: header byte (bits 0-2 mechanism, bit 3 honest final, bit 4 channel bound, bit 5 near
- * honest final), then server messages separated by '\n'. Near honest: the server-final is the
- * oracle's v= cut to the length the fuzzer's message begins with, then the rest of that message
- * (a cut, lengthened or extended signature: what no blind mutation could reach). Completion
- * needs the oracle's whole v= value, followed by nothing or by ",". */
+ * honest final, bit 6 tls-unique rather than tls-exporter), then server messages separated by '\n'.
+ * Near honest: the server-final is the oracle's v= cut to the length the fuzzer's message begins
+ * with, then the rest of that message (a cut, lengthened or extended signature: what no blind
+ * mutation could reach). Completion needs the oracle's whole v= value, followed by nothing or by
+ * ",". */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -34,6 +37,30 @@ static const unsigned char *find_attr(const unsigned char *m, size_t n, char a, 
         }
     }
     return NULL;
+}
+
+/* Whether the client-final's c= is what RFC 5802 section 7 asks for: base64 of the GS2 header
+ * ("n": the server offers -PLUS in this harness) and, for -PLUS, the channel's data. */
+static bool oracle_c(const struct sasl_client *c, const struct sasl_channel *ch,
+                     const unsigned char *final, size_t final_len)
+{
+    const char *gs2 = !c->mech->channel_binding        ? "n,,"
+                      : ch->type == SASL_CB_TLS_UNIQUE ? "p=tls-unique,,"
+                                                       : "p=tls-exporter,,";
+    unsigned char raw[128];
+    unsigned char b64[200];
+    size_t rn = strlen(gs2);
+    size_t cl = 0;
+    const unsigned char *cv = find_attr(final, final_len, 'c', &cl);
+    int bn;
+
+    memcpy(raw, gs2, rn);
+    if (c->mech->channel_binding) {
+        memcpy(raw + rn, ch->data, ch->len);
+        rn += ch->len;
+    }
+    bn = EVP_EncodeBlock(b64, raw, (int)rn);
+    return cv != NULL && bn > 0 && cl == (size_t)bn && memcmp(cv, b64, cl) == 0;
 }
 
 /* The correct v= for this run, from the client's messages and the server-first we sent. */
@@ -77,7 +104,8 @@ static bool oracle_v(const struct sasl_client *c, const unsigned char *first, si
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const struct sasl_channel ch = {SASL_CB_TLS_EXPORTER, 32, {7}};
+    static const struct sasl_channel exporter = {SASL_CB_TLS_EXPORTER, 32, {7}};
+    static const struct sasl_channel unique = {SASL_CB_TLS_UNIQUE, 12, {9, 8, 7}};
     struct sasl_client c = {.test_nonce = "fyko+d2lbbFgONRv9qkxdawL", .max_iterations = 64};
     unsigned char first[SASL_MSG_MAX], sfirst[SASL_MSG_MAX], final[SASL_MSG_MAX];
     size_t first_len = 0, sf_len = 0, final_len = 0, pos = 1;
@@ -90,7 +118,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool honest = data[0] & 8;
     bool near = data[0] & 32;
     unsigned char near_msg[SASL_MSG_MAX];
-    sasl_client_begin(&c, m, "user", 4, PASSWORD, 6, (data[0] & 16) ? &ch : NULL, true);
+    const struct sasl_channel *ch = (data[0] & 64) ? &unique : &exporter;
+    sasl_client_begin(&c, m, "user", 4, PASSWORD, 6, (data[0] & 16) ? ch : NULL, true);
     if (m->initial_response) {
         st = sasl_client_step(&c, NULL, 0);
         memcpy(first, c.out, c.out_len);
@@ -125,6 +154,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             final_len = c.out_len;
             if (!oracle_v(&c, first, first_len, sfirst, sf_len, final, final_len, v, sizeof(v)))
                 abort(); /* the client accepted a server-first the oracle cannot use */
+            if (!oracle_c(&c, ch, final, final_len))
+                abort(); /* the channel binding sent is not this channel's */
         }
         if (server_final) {
             size_t vl = strlen(v);

@@ -618,6 +618,7 @@ static void plan_now(const struct imap_session *is, bool caps_known, struct logi
         .caps_known = caps_known && is->caps.known,
         .logindisabled = is->caps.logindisabled,
         .sasl_mechs = is->caps.sasl_mechs,
+        .cb_unbindable = sasl_channel_unbindable(is->s),
     };
     const struct plan_user u = {
         .has_space = memchr(is->c->user, ' ', is->c->user_len) != NULL,
@@ -651,6 +652,8 @@ static enum proto_result walk_plan(struct imap_session *is, const struct login_p
 {
     enum proto_result pr = PROTO_EINSECURE;
 
+    if (from == 0 && p->left_out[0] != '\0')
+        log_msg(is->log, LOG_WARNING, "%s %s: %s", is->out->address, is->t->label, p->left_out);
     if (from >= p->n) {
         errbuf_set(&is->out->reason, "%s; password not sent", p->none);
         return PROTO_EINSECURE;

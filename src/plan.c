@@ -90,15 +90,24 @@ static void plan_configured(const struct login_target *t, const struct plan_offe
         const struct sasl_mech *m = mech_by_id(t->mechanisms[i]);
         if (m == NULL || (o->sasl_mechs & (1u << m->id)) == 0)
             continue;
+        if (m->channel_binding && o->cb_unbindable != NULL) {
+            snprintf(p->left_out, sizeof(p->left_out), "%s left out: %s", m->name,
+                     o->cb_unbindable);
+            continue;
+        }
         add(p, method, m,
             p->n == 0 ? "the first mechanism of mechanisms = ... that the server offers"
                       : "listed next in mechanisms = ... and offered; tried only while no "
                         "mechanism before it had the whole password");
     }
     if (p->n == 0)
-        p->none = o->caps_known || t->protocol == PROTOCOL_IMAP
-                      ? "server offers none of the configured mechanisms"
-                      : "server lists no SASL mechanisms (no CAPA), so none of the configured ones";
+        p->none =
+            p->left_out[0] != '\0'
+                ? "the server offers, of the configured mechanisms, only -PLUS ones, and this "
+                  "channel cannot be bound"
+            : o->caps_known || t->protocol == PROTOCOL_IMAP
+                ? "server offers none of the configured mechanisms"
+                : "server lists no SASL mechanisms (no CAPA), so none of the configured ones";
 }
 
 static void plan_imap(const struct login_target *t, const struct plan_offer *o,

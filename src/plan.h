@@ -61,6 +61,9 @@ struct plan_offer {
     unsigned sasl_mechs; /* AUTH=... / CAPA SASL ... of the mechanism table, bit 1 << id */
     bool pop3_user;      /* CAPA lists USER */
     bool apop_timestamp; /* the POP3 greeting carries a well-formed APOP timestamp */
+    /* Why a -PLUS mechanism cannot run on this connection (sasl_channel_unbindable: no TLS, TLS
+     * 1.2 without the extended master secret); NULL: it can. The plan then leaves it out. */
+    const char *cb_unbindable;
 };
 
 /* What of the credentials matters to the choice. */
@@ -76,6 +79,9 @@ struct login_plan {
      * pipelined LOGIN whose refusal is no verdict and nothing follows it. */
     bool usable;
     const char *none; /* !usable: why no login method can be used ("" otherwise) */
+    /* A configured mechanism the server offers that the plan left out, and why ("" when none):
+     * the login logs it, the probe shows it. */
+    char left_out[160];
 };
 
 /* The plan for target t (protocol, tls, apop, mechanisms) given what the server offers and what

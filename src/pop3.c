@@ -404,6 +404,7 @@ static void plan_now(const struct pop3_session *ps, const struct pop3_caps *caps
         .sasl_mechs = caps->sasl_mechs,
         .pop3_user = caps->user,
         .apop_timestamp = ps->have_timestamp,
+        .cb_unbindable = sasl_channel_unbindable(ps->s),
     };
     const struct plan_user u = {
         .has_space = memchr(ps->c->user, ' ', ps->c->user_len) != NULL,
@@ -535,6 +536,8 @@ static enum proto_result walk_plan(struct pop3_session *ps, const struct login_p
 {
     enum proto_result r = PROTO_EINSECURE;
 
+    if (p->left_out[0] != '\0')
+        log_msg(ps->log, LOG_WARNING, "%s %s: %s", ps->out->address, ps->t->label, p->left_out);
     if (p->n == 0) {
         errbuf_set(&ps->out->reason, "%s; password not sent", p->none);
         return PROTO_EINSECURE;

@@ -12,6 +12,7 @@
 #include "pop3.h"
 #include "resolve.h"
 #include "sasl/mech.h"
+#include "sasl_exchange.h"
 #include "stream.h"
 
 /* Lines one reply may take (CAPABILITY's untagged data, a CAPA listing). */
@@ -303,7 +304,8 @@ static bool imap_probe(struct probe_ctx *pc)
     pa->forwarding = pc->icaps.id;
     plan_address(pc, &(const struct plan_offer){.caps_known = pc->icaps.known,
                                                 .logindisabled = pc->icaps.logindisabled,
-                                                .sasl_mechs = pc->icaps.sasl_mechs});
+                                                .sasl_mechs = pc->icaps.sasl_mechs,
+                                                .cb_unbindable = sasl_channel_unbindable(pc->s)});
     return true;
 }
 
@@ -400,7 +402,8 @@ static bool pop3_probe(struct probe_ctx *pc)
     plan_address(pc, &(const struct plan_offer){.caps_known = pc->pcaps_known,
                                                 .sasl_mechs = pc->pcaps.sasl_mechs,
                                                 .pop3_user = pc->pcaps.user,
-                                                .apop_timestamp = pc->have_timestamp});
+                                                .apop_timestamp = pc->have_timestamp,
+                                                .cb_unbindable = sasl_channel_unbindable(pc->s)});
     return true;
 }
 

@@ -23,9 +23,9 @@ static void channel_of(const struct stream *s, struct sasl_channel *ch)
     size_t len = 0;
     enum tls_cb_kind k = tls_channel_binding(stream_tls(s), ch->data, sizeof(ch->data), &len);
 
-    ch->type = k == TLS_CB_EXPORTER           ? SASL_CB_TLS_EXPORTER
-               : k == TLS_CB_SERVER_END_POINT ? SASL_CB_TLS_SERVER_END_POINT
-                                              : SASL_CB_NONE;
+    ch->type = k == TLS_CB_EXPORTER ? SASL_CB_TLS_EXPORTER
+               : k == TLS_CB_UNIQUE ? SASL_CB_TLS_UNIQUE
+                                    : SASL_CB_NONE;
     ch->len = len;
 }
 
@@ -235,6 +235,25 @@ static enum proto_result exchange(struct run *r, enum sasl_end *end)
     return pr;
 }
 
+static const char *unbindable_why(const struct stream *s)
+{
+    return stream_tls(s) == NULL ? "the connection has no TLS channel to bind"
+                                 : "this TLS channel cannot be bound (TLS 1.2 without the extended "
+                                   "master secret, RFC 7627)";
+}
+
+const char *sasl_channel_unbindable(const struct stream *s)
+{
+    struct sasl_channel ch = {0};
+    bool bindable;
+
+    if (stream_tls(s) != NULL)
+        channel_of(s, &ch);
+    bindable = ch.type != SASL_CB_NONE;
+    secret_wipe(&ch, sizeof(ch));
+    return bindable ? NULL : unbindable_why(s);
+}
+
 enum proto_result sasl_exchange_run(const struct sasl_exchange *x, const struct sasl_mech *m,
                                     const struct login_creds *c, enum sasl_end *end)
 {
@@ -255,7 +274,7 @@ enum proto_result sasl_exchange_run(const struct sasl_exchange *x, const struct 
     x->out->proof = m->server_proves ? PROOF_PENDING : PROOF_NOT_REQUIRED;
     if (m->channel_binding && ch.type == SASL_CB_NONE) {
         *end = SASL_END_UNUSABLE;
-        errbuf_set(&x->out->reason, "%s: the connection has no TLS channel to bind", m->name);
+        errbuf_set(&x->out->reason, "%s: %s", m->name, unbindable_why(x->s));
         pr = PROTO_EINSECURE;
     } else {
         pr = exchange(&r, end);

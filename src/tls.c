@@ -455,21 +455,27 @@ void tls_peer_info(const struct tls_conn *t, struct tls_peer_info *info)
                  n > 0 ? X509_verify_cert_error_string(vr) : "no certificate presented");
 }
 
-static enum tls_cb_kind server_end_point(const struct tls_conn *t, unsigned char *out, size_t cap,
-                                         size_t *len)
+/* RFC 5929 section 3: the first Finished message of the most recent handshake, which is the
+ * client's (ours) in a full handshake and the server's in an abbreviated one (a resumed session,
+ * tls_cache.h). Renegotiation is off (new_context), so the handshake is the only one. Only
+ * with the extended master secret (RFC 7627): without it a man in the middle can give two
+ * sessions the same master secret and Finished messages (the triple handshake attack), so the
+ * binding would not pin this channel. */
+static enum tls_cb_kind tls_unique(const struct tls_conn *t, unsigned char *out, size_t cap,
+                                   size_t *len)
 {
-    X509 *cert = SSL_get0_peer_certificate(t->ssl);
-    int md_nid = NID_undef;
-    const EVP_MD *md;
-    unsigned n = 0;
+    size_t n;
 
-    if (cert == NULL || X509_get_signature_info(cert, &md_nid, NULL, NULL, NULL) != 1)
+    if (SSL_get_extms_support(t->ssl) != 1)
         return TLS_CB_NONE;
-    md = md_nid == NID_md5 || md_nid == NID_sha1 ? EVP_sha256() : EVP_get_digestbynid(md_nid);
-    if (md == NULL || (size_t)EVP_MD_get_size(md) > cap || X509_digest(cert, md, out, &n) != 1)
+    n = SSL_session_reused(t->ssl) ? SSL_get_peer_finished(t->ssl, out, cap)
+                                   : SSL_get_finished(t->ssl, out, cap);
+    if (n == 0 || n > cap) {
+        OPENSSL_cleanse(out, cap);
         return TLS_CB_NONE;
+    }
     *len = n;
-    return TLS_CB_SERVER_END_POINT;
+    return TLS_CB_UNIQUE;
 }
 
 enum tls_cb_kind tls_channel_binding(const struct tls_conn *t, unsigned char *out, size_t cap,
@@ -487,5 +493,5 @@ enum tls_cb_kind tls_channel_binding(const struct tls_conn *t, unsigned char *ou
         *len = 32;
         return TLS_CB_EXPORTER;
     }
-    return server_end_point(t, out, cap, len);
+    return SSL_version(t->ssl) == TLS1_2_VERSION ? tls_unique(t, out, cap, len) : TLS_CB_NONE;
 }

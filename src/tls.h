@@ -75,10 +75,13 @@ void tls_peer_info(const struct tls_conn *t, struct tls_peer_info *info);
 
 /* Channel binding data for SCRAM-PLUS (RFC 5056), by the version the handshake settled on:
  * TLS 1.3: "tls-exporter" (RFC 9266: 32 bytes exported with label "EXPORTER-Channel-Binding"
- * and an empty context); TLS 1.2: "tls-server-end-point" (RFC 5929: the hash of the server's
- * certificate with its signature's hash function, SHA-256 in place of MD5 or SHA-1).
+ * and an empty context); TLS 1.2: "tls-unique" (RFC 5929: the first Finished message of the
+ * handshake, the client's or, when the session was resumed, the server's), and only when the
+ * extended master secret (RFC 7627) was used: without it tls-unique does not identify the
+ * channel (the triple handshake attack). tls-unique is what every SCRAM-PLUS server implements
+ * (RFC 5802 section 6); tls-server-end-point binds only the certificate, not the channel.
  * Returns the kind, or TLS_CB_NONE when the channel cannot be bound (then *len is 0). */
-enum tls_cb_kind { TLS_CB_NONE, TLS_CB_EXPORTER, TLS_CB_SERVER_END_POINT };
+enum tls_cb_kind { TLS_CB_NONE, TLS_CB_EXPORTER, TLS_CB_UNIQUE };
 enum tls_cb_kind tls_channel_binding(const struct tls_conn *t, unsigned char *out, size_t cap,
                                      size_t *len);
 

@@ -99,6 +99,8 @@ static void human_plan(const struct probe_address *pa)
     }
     if (!pa->plan.usable)
         put_str(pa->plan.n == 0 ? "plan" : "", pa->plan.none);
+    if (pa->plan.left_out[0] != '\0')
+        put_str("left out", pa->plan.left_out);
 }
 
 static void human_report(void *ctx, const struct probe_address *pa)
@@ -187,11 +189,13 @@ static void json_tls(const struct tls_peer_info *ti, bool second_look)
 }
 
 /* "offered": the methods as one string; "plan": its entries in order; "plan_none": why no
- * entry can bring a verdict (null when one can); all null when the probe did not get there. */
+ * entry can bring a verdict (null when one can); "plan_left_out": a configured, offered mechanism
+ * the plan left out and why (a -PLUS one on a channel that cannot be bound; null when none); all
+ * null when the probe did not get there. */
 static void json_plan(const struct probe_address *pa)
 {
     if (!pa->plan_known) {
-        printf(",\"offered\":null,\"plan\":null,\"plan_none\":null");
+        printf(",\"offered\":null,\"plan\":null,\"plan_none\":null,\"plan_left_out\":null");
         return;
     }
     json_key_str("offered", pa->offered, strlen(pa->offered), true);
@@ -214,6 +218,10 @@ static void json_plan(const struct probe_address *pa)
         printf(",\"plan_none\":null");
     else
         json_key_str("plan_none", pa->plan.none, strlen(pa->plan.none), true);
+    if (pa->plan.left_out[0] == '\0')
+        printf(",\"plan_left_out\":null");
+    else
+        json_key_str("plan_left_out", pa->plan.left_out, strlen(pa->plan.left_out), true);
 }
 
 static void json_report(void *ctx, const struct probe_address *pa)

@@ -34,8 +34,9 @@ enum sasl_mech_id {
 /* What the TLS channel under the login can be bound by (RFC 5056), filled by the stream layer. */
 enum sasl_cb_type {
     SASL_CB_NONE,
-    SASL_CB_TLS_EXPORTER,        /* RFC 9266: TLS 1.3 */
-    SASL_CB_TLS_SERVER_END_POINT /* RFC 5929: the hash of the server certificate, TLS 1.2 */
+    SASL_CB_TLS_EXPORTER, /* RFC 9266: TLS 1.3 */
+    SASL_CB_TLS_UNIQUE,   /* RFC 5929: TLS 1.2 with the extended master secret (RFC 7627) */
+    SASL_CB_COUNT
 };
 
 struct sasl_channel {

@@ -1,9 +1,10 @@
-/* SCRAM (RFC 5802, RFC 7677) with channel binding (RFC 5056: tls-exporter RFC 9266,
- * tls-server-end-point RFC 5929). The client proves it knows the password without sending it,
- * and the server proves (v=) that it knows the verifier stored for this user: SASL_DONE is
- * returned only after that proof was checked, in constant time. With -PLUS both proofs cover the
- * TLS channel, so a relay between two TLS sessions can use neither. Every derived key lives in
- * wiped buffers; a server's iteration count is capped (SASL_SCRAM_MAX_ITERATIONS). */
+/* SCRAM (RFC 5802, RFC 7677) with channel binding (RFC 5056: tls-exporter RFC 9266 under
+ * TLS 1.3, tls-unique RFC 5929 under TLS 1.2; src/tls.h says when a channel can be bound). The
+ * client proves it knows the password without sending it, and the server proves (v=) that it knows
+ * the verifier stored for this user: SASL_DONE is returned only after that proof was checked, in
+ * constant time. With -PLUS both proofs cover the TLS channel, so a relay between two TLS sessions
+ * can use neither. Every derived key lives in wiped buffers; a server's iteration count is capped
+ * (SASL_SCRAM_MAX_ITERATIONS). */
 #include "sasl/mech.h"
 
 #include <stdio.h>
@@ -21,13 +22,19 @@ static const EVP_MD *scram_md(const struct sasl_client *c)
     return c->mech->id == SASL_MECH_SCRAM_SHA_1 ? EVP_sha1() : EVP_sha256();
 }
 
-/* The GS2 header: whether and how the channel is bound. "y": this client could bind but the
- * server did not advertise a -PLUS variant (a server that did, seeing "y", knows a downgrade). */
+/* The GS2 header of a -PLUS run, by binding type (the RFC 5056 channel binding names). */
+static const char *const cb_header[SASL_CB_COUNT] = {
+    [SASL_CB_TLS_EXPORTER] = "p=tls-exporter,,",
+    [SASL_CB_TLS_UNIQUE] = "p=tls-unique,,",
+};
+
+/* The GS2 header: whether and how the channel is bound; NULL for -PLUS without a channel. "y":
+ * this client could bind but the server did not advertise a -PLUS variant (a server that did,
+ * seeing "y", knows a downgrade). */
 static const char *gs2_header(const struct sasl_client *c)
 {
     if (c->mech->channel_binding)
-        return c->channel.type == SASL_CB_TLS_EXPORTER ? "p=tls-exporter,,"
-                                                       : "p=tls-server-end-point,,";
+        return (unsigned)c->channel.type < SASL_CB_COUNT ? cb_header[c->channel.type] : NULL;
     return c->channel.type != SASL_CB_NONE && !c->cb_offered ? "y,," : "n,,";
 }
 
@@ -64,7 +71,7 @@ static enum sasl_status client_first(struct sasl_client *c)
     bool pw_ok = sasl_saslprep(c->password, c->password_len, pw, sizeof(pw)) >= 0;
 
     OPENSSL_cleanse(pw, sizeof(pw));
-    if (c->mech->channel_binding && c->channel.type == SASL_CB_NONE)
+    if (gs2 == NULL)
         return SASL_ECREDS; /* the caller offers -PLUS only over a channel it can bind */
     if (!pw_ok || c->password_len > SASL_PASSWORD_MAX)
         return SASL_ECREDS;

@@ -18,8 +18,10 @@ Issue 18's mechanisms (mechanisms = {...}) against the same servers: Cyrus's sas
 ("mech", and "mech12" with TLS 1.2 only) with SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5 and PLAIN
 over IMAP AUTHENTICATE and POP3 AUTH in every TLS mode, a yes needing Cyrus's SCRAM signature
 checked; Courier's "cram" listeners with CRAM-MD5 (authlib userdb hmac-md5pw). Cyrus 3.6 offers
-SCRAM-SHA-256-PLUS but binds only tls-unique, which the module does not speak: that success is
-an xfail with the reason, and a test pins that it is never a yes.
+SCRAM-SHA-256-PLUS and binds it only with tls-unique: under TLS 1.2 the module binds the same way
+and logs in, Cyrus's v= checked; under TLS 1.3 (tls-exporter, which Cyrus lacks) no binding is
+common to both, so that success is a strict xfail with the reason, and a test pins that it is
+never a yes.
 """
 import os
 import re
@@ -404,40 +406,56 @@ def test_cyrus_scram_under_tls12_with_plus_offered(pam, pki, cy, service):
                       WRONG_ASCII), "PAM_AUTH_ERR")
 
 
-CYRUS_PLUS = [("mech", "imaps"), ("mech", "imap+starttls"), ("mech", "pop3s"),
-              ("mech12", "imaps"), ("mech12", "pop3s")]
-CYRUS_PLUS_IDS = ["tls13-imaps", "tls13-imap-starttls", "tls13-pop3s", "tls12-imaps",
-                  "tls12-pop3s"]
-CYRUS_TLS_UNIQUE = ("Cyrus 3.6 binds SCRAM-PLUS to tls-unique only (libcyrus_imap hands libsasl2 "
-                    "SSL_get_finished data), which RFC 9266 deprecates and TLS 1.3 lacks; the "
-                    "module binds with tls-exporter (TLS 1.3) or tls-server-end-point (TLS 1.2), "
-                    "so Cyrus answers the client proof with \"bad protocol / cancel\"")
+@pytest.mark.parametrize("mechs", ["scram-sha-256-plus", "scram-sha-256-plus, scram-sha-256"],
+                         ids=["plus-only", "plus-then-scram"])
+@pytest.mark.parametrize("service", ["imaps", "pop3s"])
+def test_cyrus_scram_plus_under_tls12(pam, pki, cy, service, mechs):
+    """TLS 1.2: Cyrus binds SCRAM-SHA-256-PLUS with tls-unique (RFC 5802 section 6: the binding
+    every -PLUS server implements), and so does the module (with the extended master secret,
+    which Cyrus's OpenSSL negotiates): the right password is a yes with Cyrus's v= over the bound
+    channel checked, the man page's example list (-PLUS first) included; a wrong one is a
+    refusal. Before the module spoke tls-unique, Cyrus answered the proof "bad protocol /
+    cancel" and both lists refused every password here (PAM_AUTH_ERR)."""
+    r = mech_login(pam, pki, cy.ports["mech12"], service, mechs, "erin", INTEROP_USERS["erin"])
+    text = sent_only(expect(r, "PAM_SUCCESS"), "scram-sha-256-plus")
+    assert "TLSv1.2" in text and PROVED % "SCRAM-SHA-256-PLUS" in text, r
+    if mechs != "scram-sha-256-plus":
+        return
+    r = mech_login(pam, pki, cy.ports["mech12"], service, mechs, "erin", WRONG_ASCII)
+    text = sent_only(expect(r, "PAM_AUTH_ERR"), "scram-sha-256-plus")
+    assert PROVED % "SCRAM-SHA-256-PLUS" not in text, r
 
 
-@pytest.mark.parametrize("variant,service", CYRUS_PLUS, ids=CYRUS_PLUS_IDS)
-def test_cyrus_scram_plus_is_never_success(pam, pki, cy, variant, service):
-    """Cyrus offers SCRAM-SHA-256-PLUS under TLS but cannot verify either binding the module
-    sends: the right password must not come out as a yes (nor may any v= be taken)."""
-    r = mech_login(pam, pki, cy.ports[variant], service, "scram-sha-256-plus", "erin",
+CYRUS_PLUS_TLS13 = ["imaps", "imap+starttls", "pop3s"]
+CYRUS_NO_COMMON_BINDING = (
+    "Cyrus 3.6 binds SCRAM-PLUS only with tls-unique (libcyrus_imap hands libsasl2 "
+    "SSL_get_finished data), which RFC 9266 says is not defined for TLS 1.3, and has no "
+    "tls-exporter; under TLS 1.3 the module binds with tls-exporter (RFC 9266), so Cyrus answers "
+    "the client proof with \"bad protocol / cancel\"")
+
+
+@pytest.mark.parametrize("service", CYRUS_PLUS_TLS13)
+def test_cyrus_scram_plus_under_tls13_is_never_success(pam, pki, cy, service):
+    """TLS 1.3: Cyrus still offers SCRAM-SHA-256-PLUS but cannot verify the module's binding:
+    the right password must not come out as a yes (nor may any v= be taken)."""
+    r = mech_login(pam, pki, cy.ports["mech"], service, "scram-sha-256-plus", "erin",
                    INTEROP_USERS["erin"])
     text = sent_only(r, "scram-sha-256-plus")
-    assert ("TLSv1.2" if variant == "mech12" else "TLSv1.3") in text, r
+    assert "TLSv1.3" in text, r
     assert r.code in ("PAM_AUTH_ERR", "PAM_AUTHINFO_UNAVAIL"), r
     assert "bad protocol / cancel" in text, r
     assert PROVED % "SCRAM-SHA-256-PLUS" not in text, r
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason=CYRUS_TLS_UNIQUE + "; a refusal after the proof went out "
+                   reason=CYRUS_NO_COMMON_BINDING + "; a refusal after the proof went out "
                    "is final, so a list with -PLUS first refuses every password there too")
 @pytest.mark.parametrize("mechs", ["scram-sha-256-plus", "scram-sha-256-plus, scram-sha-256"],
                          ids=["plus-only", "plus-then-scram"])
-@pytest.mark.parametrize("variant,service", CYRUS_PLUS[:1] + CYRUS_PLUS[3:4],
-                         ids=["tls13-imaps", "tls12-imaps"])
-def test_cyrus_scram_plus_right_password(pam, pki, cy, variant, service, mechs):
-    """What the man page's example list (scram-sha-256-plus, scram-sha-256) gets from Cyrus 3.6:
-    today PAM_AUTH_ERR for the right password ("bad protocol / cancel")."""
-    r = mech_login(pam, pki, cy.ports[variant], service, mechs, "erin", INTEROP_USERS["erin"])
+def test_cyrus_scram_plus_under_tls13_right_password(pam, pki, cy, mechs):
+    """What the man page's example list (scram-sha-256-plus, scram-sha-256) gets from Cyrus 3.6
+    under TLS 1.3: today PAM_AUTH_ERR for the right password ("bad protocol / cancel")."""
+    r = mech_login(pam, pki, cy.ports["mech"], "imaps", mechs, "erin", INTEROP_USERS["erin"])
     expect(r, "PAM_SUCCESS")
 
 

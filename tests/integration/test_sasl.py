@@ -6,8 +6,10 @@
   log, and a SCRAM-only list, which leaves that server unavailable.
 - An independent SCRAM peer written here from RFC 5802/5929 (hashlib, hmac; nothing shared with
   the C code), behind Python's ssl limited to TLS 1.2, so SCRAM-SHA-256-PLUS binds with
-  tls-server-end-point, which this peer computes from its own certificate: success proves the
-  binding data and the proofs are right.
+  tls-unique, which this peer takes from its own end of the channel (ssl's
+  get_channel_binding): success proves the binding data and the proofs are right, also over a
+  resumed session (the server's Finished) in a long-lived process. Without the extended master
+  secret (RFC 7627) the channel cannot be bound: -PLUS is skipped before anything is sent.
 - The same peer behind tests/tls13_terminator.c (OpenSSL, TLS 1.3 only), which hands it the
   channel's tls-exporter value: SCRAM-SHA-256-PLUS with RFC 9266 binding.
 - The same peer turned hostile: OK without v=, a forged v=, a v= computed for another TLS channel
@@ -124,13 +126,6 @@ def keys(name, password):
     return h, hashlib.new(h, client_key).digest(), hmac.new(salted, b"Server Key", h).digest()
 
 
-def end_point_hash(cert_path):
-    """tls-server-end-point: SHA-256 of the DER certificate (the suite's certs are RSA-SHA256)."""
-    with open(cert_path) as f:
-        der = ssl.PEM_cert_to_DER_cert(f.read())
-    return hashlib.sha256(der).digest()
-
-
 def scram_script(pki, behaviour, caps="AUTH=SCRAM-SHA-256 AUTH=SCRAM-SHA-256-PLUS",
                  seen=None, exporter=False):
     """An IMAPS server speaking SCRAM itself. behaviour: honest, ok_without_v, forged_v,
@@ -160,8 +155,8 @@ def scram_script(pki, behaviour, caps="AUTH=SCRAM-SHA-256 AUTH=SCRAM-SHA-256-PLU
         seen["final"] = final
         without_proof, _, proof = final.rpartition(",p=")
         cb = gs2.encode()
-        if gs2.startswith("p=tls-server-end-point"):
-            cb += end_point_hash(pki["server_cert"])
+        if gs2.startswith("p=tls-unique"):
+            cb += conn.sock.get_channel_binding("tls-unique")
         elif gs2.startswith("p=tls-exporter"):
             cb += exported
         expected_c = "c=" + base64.b64encode(cb).decode()
@@ -171,6 +166,8 @@ def scram_script(pki, behaviour, caps="AUTH=SCRAM-SHA-256 AUTH=SCRAM-SHA-256-PLU
         client_key = bytes(a ^ b for a, b in zip(base64.b64decode(proof), sig))
         seen["proof_ok"] = hashlib.new(h, client_key).digest() == stored
         seen["channel_ok"] = without_proof.startswith(expected_c + ",")
+        seen.setdefault("runs", []).append((getattr(conn.sock, "session_reused", None),
+                                            seen["proof_ok"] and seen["channel_ok"]))
         if not seen["proof_ok"] or not seen["channel_ok"]:
             conn.line(tag + " NO [AUTHENTICATIONFAILED] Authentication failed.")
             conn.drain(scaled(0.5))
@@ -197,9 +194,16 @@ def peer_cfg(pki, fake, mechanisms):
                   timeout=scaled(3), connect_timeout=scaled(1))
 
 
-def tls12(pki):
-    return tls_server_context(pki["server_cert"], pki["server_key"],
-                              max_version=ssl.TLSVersion.TLSv1_2)
+# OpenSSL 3's SSL_OP_NO_EXTENDED_MASTER_SECRET (SSL_OP_BIT(0)); Python's ssl has no name for it.
+OP_NO_EXTENDED_MASTER_SECRET = 1
+
+
+def tls12(pki, ems=True):
+    ctx = tls_server_context(pki["server_cert"], pki["server_key"],
+                             max_version=ssl.TLSVersion.TLSv1_2)
+    if not ems:
+        ctx.options |= OP_NO_EXTENDED_MASTER_SECRET
+    return ctx
 
 
 @pytest.mark.parametrize("mech", ["scram-sha-256-plus", "scram-sha-256"])
@@ -211,8 +215,7 @@ def test_independent_peer_accepts_and_proves(pam, pki, mech):
     assert r.code == "PAM_SUCCESS", r
     assert seen["mech"] == mech.upper() and seen["proof_ok"] and seen["channel_ok"], seen
     # -PLUS binds the channel; plain SCRAM over TLS tells the server it could have ("y").
-    assert seen["first"].startswith("p=tls-server-end-point,," if mech.endswith("plus")
-                                    else "n,,"), seen
+    assert seen["first"].startswith("p=tls-unique,," if mech.endswith("plus") else "n,,"), seen
     assert PW.encode() not in fake.received
     # The debug trace shows the steps, never the proof, the nonces or v= (offline-guess material).
     text = r.log_text()
@@ -239,6 +242,56 @@ def test_independent_peer_wrong_password_refused(pam, pki):
     with FakeServer(scram_script(pki, "honest"), tls_context=tls12(pki)) as fake:
         r = pam.run(peer_cfg(pki, fake, ["scram-sha-256-plus"]), "alice", "not-" + PW)
     assert r.code == "PAM_AUTH_ERR", r
+
+
+def test_without_extended_master_secret_plus_is_skipped(pam, pki):
+    """TLS 1.2 without the extended master secret (RFC 7627): tls-unique would not pin the
+    channel (the triple handshake attack), so -PLUS is unusable and nothing of it is sent; a list
+    with SCRAM-SHA-256 next runs that, unbound ("n": this client cannot bind this channel)."""
+    def greet_only(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 SASL-IR LOGINDISABLED AUTH=SCRAM-SHA-256-PLUS] hi")
+        conn.wait_closed()
+
+    with FakeServer(greet_only, tls_context=tls12(pki, ems=False)) as fake:
+        r = pam.run(peer_cfg(pki, fake, ["scram-sha-256-plus"]), "alice", PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
+    assert "TLS 1.2 without the extended master secret" in r.log_text(), r
+    assert b"AUTHENTICATE" not in fake.received, fake.received
+    seen = {}
+    with FakeServer(scram_script(pki, "honest", seen=seen),
+                    tls_context=tls12(pki, ems=False)) as fake:
+        r = pam.run(peer_cfg(pki, fake, ["scram-sha-256-plus", "scram-sha-256"]), "alice", PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_SUCCESS", r
+    assert seen["mech"] == "SCRAM-SHA-256" and seen["first"].startswith("n,,"), seen
+    assert b"SCRAM-SHA-256-PLUS" not in fake.received, fake.received
+
+
+def test_resumed_session_binds_with_the_servers_finished(pam, pki, module, tmp_path):
+    """tls-unique is the first Finished of the handshake: the server's in a resumed one (RFC 5929
+    section 3). Logins one after another in one process (the concurrency driver, real libpam)
+    resume the TLS 1.2 session the first one kept (tls_cache.c); the peer checks c= and the
+    proof against its own end of each channel."""
+    driver = os.environ.get("MAILAUTH_CONCURRENCY")
+    assert driver and os.path.exists(driver), "MAILAUTH_CONCURRENCY must name the driver"
+    wrapper = os.environ.get("MAILAUTH_CONCURRENCY_WRAPPER", "").split()
+    confdir = tmp_path / "pam.d"
+    confdir.mkdir()
+    seen = {}
+    with FakeServer(scram_script(pki, "honest", seen=seen), tls_context=tls12(pki)) as fake:
+        conf = pam.write_config(peer_cfg(pki, fake, ["scram-sha-256-plus"]), name="resume.conf")
+        (confdir / "mail").write_text("auth required %s config=%s\n" % (module, conf))
+        proc = subprocess.run(wrapper + [driver, str(confdir), "mail", "1", "3",
+                                         "alice:%s:0" % PW],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=scaled(120))
+    out = proc.stdout.decode("utf-8", "replace")
+    assert not fake.errors, fake.errors
+    assert proc.returncode == 0 and "concurrency: 3 passed, 0 failed" in out, out[-3000:]
+    assert seen["first"].startswith("p=tls-unique,,"), seen
+    # (resumed, proof and channel right) per login: the first full, the others resumed
+    assert seen["runs"] == [(False, True), (True, True), (True, True)], seen["runs"]
 
 
 @pytest.mark.parametrize("behaviour", ["ok_without_v", "forged_v", "other_channel",
@@ -339,6 +392,36 @@ def test_probe_shows_the_planned_mechanism(tmp_path, pki, dvs, protocol, port):
                                          protocol=protocol))
     assert r.returncode != 0 and objs, (r, objs)
     assert all(o["mechanism"] == "none" and o["ready"] is False for o in objs), objs
+
+
+@pytest.mark.parametrize("ems,mechanism", [(True, "AUTHENTICATE SCRAM-SHA-256-PLUS"),
+                                           (False, "AUTHENTICATE SCRAM-SHA-256")])
+def test_probe_plans_without_plus_when_the_channel_cannot_be_bound(tmp_path, pki, ems, mechanism):
+    """TLS 1.2 without the extended master secret: the login skips -PLUS before sending anything
+    (test_without_extended_master_secret_plus_is_skipped), so the probe shows the mechanism the
+    login then uses; with it, -PLUS. A -PLUS-only list has no mechanism there, and says why."""
+    def answer_all(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=SCRAM-SHA-256 "
+                  "AUTH=SCRAM-SHA-256-PLUS] hi")
+        while True:
+            line = conn.readline(scaled(5))
+            if not line:
+                return
+            conn.line(line.split(b" ")[0].decode() + " OK done")
+
+    with FakeServer(answer_all, tls_context=tls12(pki, ems=ems)) as fake:
+        r, objs = run_probe(tmp_path, peer_cfg(pki, fake, ["scram-sha-256-plus",
+                                                           "scram-sha-256"]))
+        assert r.returncode == 0 and objs, (r, objs)
+        assert [o["mechanism"] for o in objs] == [mechanism], objs
+        assert all((o["plan_left_out"] is None) == ems for o in objs), objs
+        if ems:
+            return
+        r, objs = run_probe(tmp_path, peer_cfg(pki, fake, ["scram-sha-256-plus"]))
+        assert r.returncode != 0 and objs, (r, objs)
+        assert all(o["mechanism"] == "none" for o in objs), objs
+        assert b"extended master secret" in r.stdout + r.stderr, r
+    assert not fake.errors, fake.errors
 
 
 @pytest.mark.parametrize("mech", ["cram-md5", "scram-sha-256"])

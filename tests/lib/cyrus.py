@@ -40,8 +40,8 @@ VARIANTS = {
 # What the "mech" variants offer (sasl_mech_list; the others: PLAIN LOGIN), all checked against
 # the sasldb's cleartext userPassword. Under TLS Cyrus adds the -PLUS variants itself.
 MECH_LIST = "SCRAM-SHA-256 SCRAM-SHA-1 CRAM-MD5 PLAIN LOGIN"
-# "mech12" speaks TLS 1.2 only: the module's SCRAM-PLUS then binds with tls-server-end-point
-# (TLS 1.3: tls-exporter).
+# "mech12" speaks TLS 1.2 only: the module's SCRAM-PLUS then binds with tls-unique, as Cyrus does
+# (TLS 1.3: tls-exporter, which Cyrus lacks).
 TLS_VERSIONS = {"mech12": "tls1_2"}
 
 IMAPD_CONF = """\

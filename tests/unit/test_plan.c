@@ -166,6 +166,16 @@ static void test_mechanisms_list(void)
     plan_login(&t, &o, &plain_user, &p);
     CHECK_STR(names(&p),
               "AUTHENTICATE SCRAM-SHA-256-PLUS,AUTHENTICATE SCRAM-SHA-256,AUTHENTICATE PLAIN");
+    CHECK_STR(p.left_out, "");
+    /* a channel that cannot be bound: -PLUS left out, and said so */
+    o.cb_unbindable = "no TLS 1.3 and no EMS";
+    plan_login(&t, &o, &plain_user, &p);
+    CHECK_STR(names(&p), "AUTHENTICATE SCRAM-SHA-256,AUTHENTICATE PLAIN");
+    CHECK_STR(p.left_out, "SCRAM-SHA-256-PLUS left out: no TLS 1.3 and no EMS");
+    t.n_mechanisms = 1;
+    plan_login(&t, &o, &plain_user, &p);
+    CHECK(p.n == 0 && !p.usable && strstr(p.none, "only -PLUS") != NULL);
+    o.cb_unbindable = NULL;
     t.n_mechanisms = 1; /* -PLUS alone */
     o.sasl_mechs &= ~BIT(SASL_MECH_SCRAM_SHA_256_PLUS);
     plan_login(&t, &o, &plain_user, &p);

@@ -220,7 +220,8 @@ static void test_scram_server_first(void)
     CHECK(scram_first("e=unknown-user") == SASL_ESERVER);
 }
 
-/* The channel: gs2 header and c= for both binding types, "y" when the server offers no -PLUS. */
+/* The channel: gs2 header and c= for both binding types (tls-exporter, tls-unique), "y" when the
+ * server offers no -PLUS. */
 static void test_scram_channel(void)
 {
     struct sasl_channel ch = {SASL_CB_TLS_EXPORTER, 4, {1, 2, 3, 4}};
@@ -234,11 +235,22 @@ static void test_scram_channel(void)
     /* base64("p=tls-exporter,," 01 02 03 04) */
     CHECK(c.out_len > 34 && memcmp(c.out, "c=cD10bHMtZXhwb3J0ZXIsLAECAwQ=,r=abcdef,p=", 42) == 0);
 
-    ch.type = SASL_CB_TLS_SERVER_END_POINT;
+    /* TLS 1.2: tls-unique, the 12 bytes of the first Finished message */
+    ch = (struct sasl_channel){SASL_CB_TLS_UNIQUE, 12, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}};
     c = (struct sasl_client){.test_nonce = "abc"};
     sasl_client_begin(&c, mech("SCRAM-SHA-256-PLUS"), "u", 1, "p", 1, &ch, true);
-    CHECK(sasl_client_step(&c, NULL, 0) == SASL_SEND &&
-          out_is(&c, "p=tls-server-end-point,,n=u,r=abc"));
+    CHECK(sasl_client_step(&c, NULL, 0) == SASL_SEND && out_is(&c, "p=tls-unique,,n=u,r=abc"));
+    CHECK(sasl_client_step(&c, S(sf)) == SASL_SEND);
+    /* base64("p=tls-unique,," 01 .. 0c) */
+    CHECK(c.out_len > 40 &&
+          memcmp(c.out, "c=cD10bHMtdW5pcXVlLCwBAgMEBQYHCAkKCww=,r=abcdef,p=", 50) == 0);
+
+    /* a type outside the table binds nothing: refused before anything is sent */
+    ch.type = SASL_CB_COUNT;
+    c = (struct sasl_client){.test_nonce = "abc"};
+    sasl_client_begin(&c, mech("SCRAM-SHA-256-PLUS"), "u", 1, "p", 1, &ch, true);
+    CHECK(sasl_client_step(&c, NULL, 0) == SASL_ECREDS && c.out_len == 0);
+    ch.type = SASL_CB_TLS_UNIQUE;
 
     c = (struct sasl_client){.test_nonce = "abc"};
     sasl_client_begin(&c, mech("SCRAM-SHA-256"), "u", 1, "p", 1, &ch, false);

@@ -2,7 +2,9 @@
  * to the same host name and port under the same trust settings, never when they changed, never
  * in a forked child, never with verify = false, never after its lifetime, and a TLS 1.3 ticket
  * only once. The server is OpenSSL in a thread of this process on a loopback port; it reports
- * whether each handshake resumed, which is what every case checks.
+ * whether each handshake resumed, which is what every case checks. It also computes the channel
+ * binding data on its side (tls-unique under TLS 1.2, tls-exporter under TLS 1.3), which the
+ * client's (tls_channel_binding) must equal, resumed or not.
  *
  * usage: test_tls_session            the cases one after the other
  *        test_tls_session threads    many threads resuming at once (the ThreadSanitizer stage) */
@@ -131,8 +133,34 @@ struct server {
 
 struct one_conn {
     struct server *srv;
-    int reused; /* -1: the handshake did not complete */
+    int reused;    /* -1: the handshake did not complete */
+    size_t cb_len; /* the server's channel binding data: 0 when it cannot bind */
+    unsigned char cb[64];
 };
+
+/* What the client's side (tls_channel_binding) returned. */
+struct cb_seen {
+    enum tls_cb_kind kind;
+    size_t len;
+    unsigned char data[64];
+};
+
+/* The server's view (RFC 5929 section 3, RFC 9266): tls-unique is the first Finished of the
+ * handshake, the client's (the peer's, here) in a full one, the server's own in a resumed one;
+ * under TLS 1.2 only with the extended master secret. */
+static void server_binding(SSL *ssl, struct one_conn *c)
+{
+    static const char label[] = "EXPORTER-Channel-Binding";
+
+    if (SSL_version(ssl) == TLS1_3_VERSION)
+        c->cb_len =
+            SSL_export_keying_material(ssl, c->cb, 32, label, sizeof(label) - 1, NULL, 0, 0) == 1
+                ? 32
+                : 0;
+    else if (SSL_get_extms_support(ssl) == 1)
+        c->cb_len = SSL_session_reused(ssl) ? SSL_get_finished(ssl, c->cb, sizeof(c->cb))
+                                            : SSL_get_peer_finished(ssl, c->cb, sizeof(c->cb));
+}
 
 /* Accept one connection: handshake, report resumption, send a line (the client's read makes it
  * process the tickets sent before it), wait for the client to close. */
@@ -151,6 +179,7 @@ static void *serve_one(void *arg)
     if (SSL_accept(ssl) != 1)
         goto out;
     c->reused = SSL_session_reused(ssl) ? 1 : 0;
+    server_binding(ssl, c);
     if (SSL_write(ssl, "ok\n", 3) == 3)
         while (SSL_read(ssl, buf, sizeof(buf)) > 0)
             continue;
@@ -175,8 +204,10 @@ static bool server_listen(struct server *srv)
     return true;
 }
 
-/* The client side of one login: connect, handshake through tls.c, read the line, close. */
-static enum tls_result client_login(unsigned port, const char *host, const struct tls_options *opt)
+/* The client side of one login: connect, handshake through tls.c, read the line, close. cb: where
+ * the channel binding data goes, or NULL. */
+static enum tls_result client_login(unsigned port, const char *host, const struct tls_options *opt,
+                                    struct cb_seen *cb)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)port),
@@ -191,6 +222,8 @@ static enum tls_result client_login(unsigned port, const char *host, const struc
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
         goto out;
     r = tls_connect(fd, host, opt, clock_now_ms() + 10000, &t, &err);
+    if (r == TLS_OK && cb != NULL)
+        cb->kind = tls_channel_binding(t, cb->data, sizeof(cb->data), &cb->len);
     if (r == TLS_OK)
         r = tls_read_some(t, buf, sizeof(buf), &got, clock_now_ms() + 10000, &err);
     if (r != TLS_OK && r != TLS_ECERT)
@@ -202,19 +235,27 @@ out:
     return r;
 }
 
-/* One login against srv; returns whether the server saw a resumed handshake (-1: it saw no
- * completed handshake) and stores the client's result in *r. */
+/* One login against c->srv, the server's side of it in *c; returns whether the server saw a
+ * resumed handshake (-1: it saw no completed handshake) and stores the client's result in *r. */
+static int login_conn(struct one_conn *c, const char *host, const struct tls_options *opt,
+                      enum tls_result *r, struct cb_seen *cb)
+{
+    pthread_t th;
+
+    c->reused = -1;
+    if (pthread_create(&th, NULL, serve_one, c) != 0)
+        return -1;
+    *r = client_login(c->srv->port, host, opt, cb);
+    pthread_join(th, NULL);
+    return c->reused;
+}
+
 static int login(struct server *srv, const char *host, const struct tls_options *opt,
                  enum tls_result *r)
 {
-    struct one_conn c = {.srv = srv, .reused = -1};
-    pthread_t th;
+    struct one_conn c = {.srv = srv};
 
-    if (pthread_create(&th, NULL, serve_one, &c) != 0)
-        return -1;
-    *r = client_login(srv->port, host, opt);
-    pthread_join(th, NULL);
-    return c.reused;
+    return login_conn(&c, host, opt, r, NULL);
 }
 
 static int login_ok(struct server *srv, const char *host, const struct tls_options *opt)
@@ -278,7 +319,7 @@ static void test_forked_child_starts_afresh(struct server *srv)
     CHECK(login_ok(srv, "localhost", &verified) >= 0); /* the parent holds a session */
     pid = fork();
     if (pid == 0)
-        _exit(client_login(srv->port, "localhost", &verified) == TLS_OK ? 0 : 1);
+        _exit(client_login(srv->port, "localhost", &verified, NULL) == TLS_OK ? 0 : 1);
     if (pid < 0 || pthread_create(&th, NULL, serve_one, &c) != 0) {
         CHECK(!"fork or pthread_create");
         return;
@@ -347,6 +388,44 @@ static void test_tls12_sessions(const struct pki *p)
     CHECK(login_ok(&srv, "localhost", &verified) == 0);
     CHECK(login_ok(&srv, "localhost", &verified) == 1);
     CHECK(login_ok(&srv, "localhost", &verified) == 1);
+out:
+    if (srv.listen_fd > 0)
+        close(srv.listen_fd);
+    SSL_CTX_free(srv.ctx);
+}
+
+/* SCRAM-PLUS channel binding (tls.h): the client's data equals the server's for a full and
+ * a resumed handshake, and differs from one connection to the next; TLS 1.2 without the
+ * extended master secret (RFC 7627) cannot be bound at all. */
+static void test_channel_binding(const struct pki *p, int version, bool ems)
+{
+    struct server srv = {.tickets = -1};
+    unsigned char first[64] = {0};
+    enum tls_cb_kind want = version == TLS1_2_VERSION ? TLS_CB_UNIQUE : TLS_CB_EXPORTER;
+    size_t want_len = version == TLS1_2_VERSION ? 12 : 32;
+
+    srv.ctx = server_context(p, version);
+    if (srv.ctx == NULL || !server_listen(&srv)) {
+        CHECK(!"server");
+        goto out;
+    }
+    if (!ems)
+        SSL_CTX_set_options(srv.ctx, SSL_OP_NO_EXTENDED_MASTER_SECRET);
+    for (int i = 0; i < 3; i++) {
+        struct one_conn c = {.srv = &srv};
+        struct cb_seen cb = {TLS_CB_NONE, 0, {0}};
+        enum tls_result r = TLS_EIO;
+
+        CHECK(login_conn(&c, "localhost", &verified, &r, &cb) == (i > 0) && r == TLS_OK);
+        if (!ems) {
+            CHECK(cb.kind == TLS_CB_NONE && cb.len == 0 && c.cb_len == 0);
+            continue;
+        }
+        CHECK(cb.kind == want && cb.len == want_len && c.cb_len == want_len);
+        CHECK(memcmp(cb.data, c.cb, want_len) == 0);
+        CHECK(memcmp(cb.data, first, want_len) != 0);
+        memcpy(first, cb.data, want_len);
+    }
 out:
     if (srv.listen_fd > 0)
         close(srv.listen_fd);
@@ -429,6 +508,9 @@ int main(int argc, char **argv)
     test_forked_child_starts_afresh(&srv);
     test_server_with_a_new_certificate(&srv, &p);
     test_tls12_sessions(&p);
+    test_channel_binding(&p, TLS1_2_VERSION, true);
+    test_channel_binding(&p, TLS1_2_VERSION, false);
+    test_channel_binding(&p, TLS1_3_VERSION, true);
     test_lifetime(&srv);
 out:
     close(srv.listen_fd);
