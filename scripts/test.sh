@@ -5,7 +5,8 @@
 #   1. gcc build with -Werror: unit tests, integration tests (real libpam, real Dovecot, Cyrus
 #      and Courier, fake servers, 32-thread test), DESTDIR install check;
 #   2. clang build with -Werror;
-#   3. gcc ASan+UBSan build: the same tests;
+#   3. gcc ASan+UBSan build: the same tests, the integration cases in two halves side by side
+#      (test setup 'halves': each half in a /tmp of its own, together every case once);
 #   4. alongside 3, pamtester under valgrind memcheck for a fixed quarter of each integration file's
 #      cases (all of them run under ASan; not the Cyrus/Courier interop file: same code paths,
 #      minutes of CI budget), in a /tmp of its own;
@@ -69,7 +70,7 @@ stage "1/6 gcc -Werror: unit, integration, install"
 build build -Dwerror=true || exit 1
 QUICK=$(listed build)
 [ -n "$QUICK" ] || { echo "meson lists no tests for the default setup"; exit 1; }
-expect=(--expect "quick.json:$QUICK" --expect "asan.json:$QUICK"
+expect=(--expect "quick.json:$QUICK"
         --expect "system.json:$(listed build --suite system)"
         --expect "valgrind.json:$(listed build --suite valgrind)"
         --expect "tsan.json:$(listed build --suite concurrency)"
@@ -90,12 +91,17 @@ fi
 
 stage "3/6 and 4/6, side by side: ASan+UBSan (unit and integration) and valgrind memcheck"
 build build-asan -Db_sanitize=address,undefined -Dwerror=true || exit 1
+HALVES=$(listed build-asan --setup halves)
+[ -n "$HALVES" ] || { echo "meson lists no tests for the halves setup"; exit 1; }
+expect+=(--expect "asan.json:$HALVES")
 # Side by side: the ASan run mostly waits (servers' failure pauses, timeouts under test), memcheck
 # keeps one core busy; time limits scale with each (MAILAUTH_TIME_SCALE 3 and 10), and the
-# memcheck run has a /tmp of its own (tests/private_tmp.sh), so neither disturbs the other.
+# memcheck run and each ASan half have a /tmp of their own (tests/private_tmp.sh), so none
+# disturbs another. Three at once: the two integration halves (which start first) and the unit
+# tests one after the other beside them.
 # Unit tests keep meson's default limit (30 s) in the plain build; under ASan, next to memcheck
 # on a shared machine, they get three times that (test_tls_cache took 61 s on a loaded machine).
-meson_stage asan build-asan --timeout-multiplier 3 >"$logs/asan-stage.txt" 2>&1 &
+meson_stage asan build-asan --setup halves --num-processes 3 --timeout-multiplier 3 >"$logs/asan-stage.txt" 2>&1 &
 asan_job=$!
 meson_stage valgrind build --suite valgrind || true
 wait "$asan_job" || status=1
