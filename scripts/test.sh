@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what is missing (apt-get, via sudo when not root), fetches and
 # unpacks Cyrus and Courier for the interop tests (scripts/fetch_servers.sh), then, one
-# stage after the other (but 3 and 4, which share the 2 CI cores without starving each other):
+# stage after the other (but 3 and 4, which share the 2 CI cores without starving each other,
+# and the builds, which compile beside the system suite):
 #   1. gcc build with -Werror: unit tests, integration tests (real libpam, real Dovecot, Cyrus
 #      and Courier, fake servers, 32-thread test), DESTDIR install check;
 #   2. clang build with -Werror;
@@ -14,7 +15,7 @@
 #   6. each libFuzzer target for FUZZ_SECONDS (default 15) from the committed corpus, two at a
 #      time;
 #   and, after stage 1 with the gcc build, the system suite (root): the Debian package, real sshd
-#   and Apache, pam_faillock.
+#   and Apache, pam_faillock; the builds of stages 2, 3, 5 and 6 compile beside it.
 # Every stage's result file is deleted before the stage runs and must exist, non-empty and
 # naming the tests expected of it, for the summary to count it (scripts/summarize.py). The
 # expected names are what meson itself lists for the suites, so a test added to meson.build is
@@ -78,11 +79,26 @@ expect=(--expect "quick.json:$QUICK"
         --expect "fuzz.txt:fuzz_imap,fuzz_pop3,fuzz_config,fuzz_session,fuzz_cache_record,fuzz_verdict,fuzz_alert,fuzz_sasl,fuzz_accounts")
 meson_stage quick build
 
-stage "system: Debian package, sshd, Apache, pam_faillock (root; leaves the machine as found)"
+# The other builds (clang, ASan+UBSan, ThreadSanitizer, the fuzz targets) compile beside the system
+# suite, which mostly waits on dpkg, sshd and Apache and asserts no timing; each build's success
+# is noted in a file, and the stage that needs it fails (or stops the run, as before) without it.
+other_builds() {
+    rm -f "$logs"/*.built
+    CC=clang build build-clang -Dwerror=true && : >"$logs/clang.built"
+    build build-asan -Db_sanitize=address,undefined -Dwerror=true && : >"$logs/asan.built"
+    CC=clang build build-tsan -Db_sanitize=thread -Db_lundef=false -Dwerror=true &&
+        : >"$logs/tsan.built"
+    FUZZ_BUILD_ONLY=1 bash "$ROOT/scripts/fuzz.sh"
+}
+stage "system: Debian package, sshd, Apache, pam_faillock (root; leaves the machine as found); beside it the clang, ASan, TSan and fuzzing builds"
+other_builds >"$logs/builds.txt" 2>&1 &
+builds_job=$!
 meson_stage system build --suite system
+wait "$builds_job"
+cat "$logs/builds.txt"
 
 stage "2/6 clang -Werror build"
-if CC=clang build build-clang -Dwerror=true; then
+if [ -f "$logs/clang.built" ]; then
     echo "clang-build: 1 passed, 0 failed" | tee "$logs/clang.txt"
 else
     echo "clang-build: 0 passed, 1 failed" | tee "$logs/clang.txt"
@@ -90,7 +106,7 @@ else
 fi
 
 stage "3/6 and 4/6, side by side: ASan+UBSan (unit and integration) and valgrind memcheck"
-build build-asan -Db_sanitize=address,undefined -Dwerror=true || exit 1
+[ -f "$logs/asan.built" ] || { echo "the ASan+UBSan build failed"; exit 1; }
 HALVES=$(listed build-asan --setup halves)
 [ -n "$HALVES" ] || { echo "meson lists no tests for the halves setup"; exit 1; }
 expect+=(--expect "asan.json:$HALVES")
@@ -109,7 +125,7 @@ echo "-- ASan+UBSan:"
 cat "$logs/asan-stage.txt"
 
 stage "5/6 ThreadSanitizer: 32 threads with their own PAM handles"
-CC=clang build build-tsan -Db_sanitize=thread -Db_lundef=false -Dwerror=true || exit 1
+[ -f "$logs/tsan.built" ] || { echo "the ThreadSanitizer build failed"; exit 1; }
 TSAN_OPTIONS="halt_on_error=1 exitcode=66" meson_stage tsan build-tsan --suite concurrency
 
 stage "6/6 fuzzing, ${FUZZ_SECONDS:-15}s per target, two at a time"
