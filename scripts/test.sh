@@ -109,7 +109,9 @@ stage "3/6 and 4/6, side by side: ASan+UBSan (unit and integration) and valgrind
 [ -f "$logs/asan.built" ] || { echo "the ASan+UBSan build failed"; exit 1; }
 HALVES=$(listed build-asan --setup halves)
 [ -n "$HALVES" ] || { echo "meson lists no tests for the halves setup"; exit 1; }
-expect+=(--expect "asan.json:$HALVES")
+# The halves together count as many cases as the plain build's integration run: none lost.
+expect+=(--expect "asan.json:$HALVES"
+         --same-count "quick.json:integration=asan.json:integration-half0+integration-half1")
 # Side by side: the ASan run mostly waits (servers' failure pauses, timeouts under test), memcheck
 # keeps one core busy; time limits scale with each (MAILAUTH_TIME_SCALE 3 and 10), and the
 # memcheck run and each ASan half have a /tmp of their own (tests/private_tmp.sh), so none
