@@ -44,13 +44,18 @@ stage() {
 # NAME.json and copy it to $logs. A stale log from an earlier run is removed first, so a suite
 # that matched nothing (meson then exits 0 and writes no log) shows up as missing.
 meson_stage() {
-    local name=$1 dir=$2
+    local name=$1 dir=$2 log=$1 arg prev=
     shift 2
-    rm -f "$dir/meson-logs/$name.json" "$dir/meson-logs/$name.txt"
+    # With --setup S meson writes the log as NAME-S.
+    for arg in "$@"; do
+        [ "$prev" = --setup ] && log="$name-$arg"
+        prev=$arg
+    done
+    rm -f "$dir/meson-logs/$log.json" "$dir/meson-logs/$log.txt"
     local rc=0
     meson test -C "$dir" --no-rebuild --print-errorlogs --logbase "$name" "$@" || rc=1
-    if [ -s "$dir/meson-logs/$name.json" ]; then
-        cp "$dir/meson-logs/$name.json" "$logs/"
+    if [ -s "$dir/meson-logs/$log.json" ]; then
+        cp "$dir/meson-logs/$log.json" "$logs/$name.json"
     else
         echo "no test results from $dir ($name)"
         rc=1
