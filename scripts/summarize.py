@@ -1,6 +1,7 @@
 """Add up what every stage printed into one closing line: "tests: N passed, N failed".
 
-usage: summarize.py [--expect STAGE:TEST[,TEST...]]... RESULT_FILE...
+usage: summarize.py [--expect STAGE:TEST[,TEST...]]... [--same-count SIDE=SIDE]... RESULT_FILE...
+       (SIDE: STAGE:TEST[+TEST...])
 
 Result files are meson testlog files (*.json) or text files with "name: N passed, M failed"
 lines. Nothing counts that did not run in this run:
@@ -10,7 +11,9 @@ lines. Nothing counts that did not run in this run:
   matched nothing exits 0 and writes no log), is a failure; in a text file --expect names the
   "name: N passed, M failed" lines that must be there;
 - a test that printed no count, a skip, an error, an xfail or an xpass, and a failing exit status
-  count as failures.
+  count as failures;
+- --same-count: the same cases split differently (the ASan stage runs the integration cases in
+  two halves) must count as many on both sides: a case lost between the halves is a failure.
 Counts come from a pytest summary line ("12 passed, 1 xfailed in 3.2s") when the output has
 one, otherwise from "name: N passed, M failed" lines at the start of a line, so numbers quoted
 inside a failure message are never added up.
@@ -57,7 +60,7 @@ def add(total, part):
         total[k] += part[k]
 
 
-def meson_stage(path, name, expected, problems):
+def meson_stage(path, name, expected, problems, per_test):
     stage, seen = zero(), set()
     with open(path) as f:
         entries = [json.loads(raw) for raw in f if raw.strip()]
@@ -77,6 +80,7 @@ def meson_stage(path, name, expected, problems):
             problems.append("%s/%s ended %s" % (name, test, result))
             c["failed"] += 1
         add(stage, c)
+        per_test[(name, test)] = sum(c.values())
     if not entries:
         problems.append("%s ran no test" % name)
         stage["failed"] += 1
@@ -102,20 +106,29 @@ def text_stage(path, name, expected, problems):
 
 
 def parse_args(argv):
-    expected, paths = {}, []
+    expected, same, paths = {}, [], []
     it = iter(argv)
     for arg in it:
         if arg == "--expect":
             stage, _, tests = next(it).partition(":")
             expected.setdefault(stage, []).extend(t for t in tests.split(",") if t)
+        elif arg == "--same-count":
+            same.append(next(it).split("="))
         else:
             paths.append(arg)
-    return expected, paths
+    return expected, same, paths
+
+
+def side_count(side, per_test):
+    """The cases counted for STAGE:TEST[+TEST...]; None when one of them has no count."""
+    stage, _, tests = side.partition(":")
+    counts = [per_test.get((stage, t)) for t in tests.split("+")]
+    return None if None in counts else sum(counts)
 
 
 def main(argv):
-    expected, paths = parse_args(argv)
-    total, problems = zero(), []
+    expected, same, paths = parse_args(argv)
+    total, problems, per_test = zero(), [], {}
     for stage_name in expected:
         if not any(os.path.basename(p) == stage_name for p in paths):
             problems.append("no result file given for %s" % stage_name)
@@ -128,13 +141,19 @@ def main(argv):
             total["failed"] += 1
             continue
         if path.endswith(".json"):
-            stage = meson_stage(path, name, expected, problems)
+            stage = meson_stage(path, name, expected, problems, per_test)
         else:
             stage = text_stage(path, name, expected, problems)
         extra = "".join(", %d %s" % (stage[k], k) for k in ("skipped", "errors", "xfailed",
                                                           "xpassed") if stage[k])
         print("  %-16s %5d passed, %d failed%s" % (name, stage["passed"], stage["failed"], extra))
         add(total, stage)
+    for left, right in same:
+        a, b = side_count(left, per_test), side_count(right, per_test)
+        if a != b:
+            problems.append("%s counted %s cases, %s %s: they are the same cases"
+                            % (left, a, right, b))
+            total["failed"] += 1
     for p in problems:
         print("problem: " + p)
     for kind, why in (("skipped", "a skip is not a pass"),

@@ -30,7 +30,7 @@ from test_cache import cache_section, config, final_line, own_dv, restart  # noq
 CAPS = "IMAP4rev1 LITERAL+ AUTH=PLAIN"
 OLD = "old-Pa55"
 TIMEOUT = 1.0                   # the module's timeout, seconds (scaled)
-HOLD = 2.5                      # how long a stop lasts: past the timeout (scaled)
+HOLD = 1.5                      # how long a stop lasts: past the timeout (scaled)
 SU = ["setpriv", "--ruid=1000"]   # as su runs a module: real uid 1000, effective/saved 0
 
 
