@@ -5,6 +5,8 @@ The rule: a yes only after every credential byte went out and the server's own a
 accepted it; a reply that is no verdict (the pipelined LOGIN under LOGINDISABLED) must not turn
 into one either way, and the reason logged must say what happened.
 """
+import base64
+
 import pytest
 
 from fakeserver import FakeServer, ScriptError, tls_server_context
@@ -87,3 +89,52 @@ def test_pipelined_login_refused_without_plain_says_the_password_went(pam, pki, 
     text = r.log_text()
     assert "password not sent" not in text, r
     assert "LOGIN disabled here" in text and "LOGINDISABLED" in text, r
+
+
+# ---- a mechanism that cannot take the credentials after its command went out ----
+
+UTF8_PW = "gr\u00fc\u00df-\u20ac"
+
+
+def b64_plain(user, password):
+    return base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode("utf-8"))
+
+
+@pytest.mark.parametrize("cancel_reply", ["BAD AUTHENTICATE cancelled", "NO cancelled"])
+def test_imap_scram_unusable_without_sasl_ir_then_plain(pam, pki, cancel_reply):
+    """mechanisms = scram-sha-256, plain; the server has no SASL-IR, so AUTHENTICATE SCRAM-SHA-256
+    goes out alone and the client-first message only after the "+". A non-ASCII password is
+    refused by SASLprep then: the client cancels ("*") and falls back to PLAIN, which the plan
+    allows (nothing of the password went out). The server's answer to the cancel must be read
+    as such; before the fix it was left unread and met AUTHENTICATE PLAIN as its reply (a reply
+    of another tag: protocol error, the server unavailable, while it accepts the password)."""
+    seen = []
+
+    def script(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 AUTH=SCRAM-SHA-256 AUTH=PLAIN] fake")
+        first = conn.expect("")
+        if b"AUTHENTICATE SCRAM-SHA-256" not in first.upper():
+            raise ScriptError("expected AUTHENTICATE SCRAM-SHA-256, got %r" % first)
+        conn.line("+ ")
+        cancel = conn.readline()
+        seen.append(cancel)
+        if cancel != b"*":
+            raise ScriptError("expected the cancel, got %r" % cancel)
+        conn.line("%s %s" % (tag_of(first), cancel_reply))
+        second = conn.readline()
+        seen.append(second)
+        if second is None or b"AUTHENTICATE PLAIN" not in second.upper():
+            raise ScriptError("expected AUTHENTICATE PLAIN, got %r" % second)
+        if tag_of(second) == tag_of(first):
+            raise ScriptError("tag reused: %r" % second)
+        conn.line("+ ")
+        blob = conn.readline()
+        ok = blob == b64_plain("alice", UTF8_PW)
+        send_quietly(conn, "%s %s\r\n" % (tag_of(second), "OK in" if ok else "NO wrong"))
+        conn.wait_closed()
+
+    with FakeServer(script) as fake:
+        r = pam.run(fake_cfg(pki, fake, "imap", host="localhost",
+                             extra="  mechanisms = {scram-sha-256, plain}\n"), "alice", UTF8_PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_SUCCESS", r
