@@ -139,11 +139,19 @@ static enum proto_result read_reply(struct run *r, bool *cont, long *raw_len)
     return PROTO_OK;
 }
 
+/* The server's e= value (SCRAM), its text: cleaned of the secrets as any server text is before
+ * it goes into a reason or a log line (a server may echo the password there). */
+static void server_error(const struct run *r, char *dst, size_t cap)
+{
+    stream_excerpt(r->x->s, dst, cap, r->c.error, strlen(r->c.error));
+}
+
 /* Give up the exchange: cancel it, never wait for the answer (the connection is closed after). */
 static enum proto_result abandon(struct run *r, enum sasl_status st)
 {
     const struct sasl_exchange *x = r->x;
     struct errbuf ignored;
+    char q[sizeof(r->c.error) + 16];
 
     stream_sendf(x->s, &ignored, NULL, "%s", x->proto->cancel);
     switch (st) {
@@ -159,7 +167,8 @@ static enum proto_result abandon(struct run *r, enum sasl_status st)
                    x->max_iterations != 0 ? x->max_iterations : SASL_SCRAM_MAX_ITERATIONS);
         return PROTO_EPROTO;
     case SASL_ESERVER:
-        errbuf_set(&x->out->reason, "%s: the server reported \"e=%s\"%s", r->m->name, r->c.error,
+        server_error(r, q, sizeof(q));
+        errbuf_set(&x->out->reason, "%s: the server reported \"e=%s\"%s", r->m->name, q,
                    strstr(r->c.error, "channel") != NULL
                        ? ": the TLS channel it sees is not ours (interception?); not a verdict"
                        : "; not a verdict");
@@ -244,8 +253,10 @@ static enum proto_result exchange(struct run *r, enum sasl_end *end)
         if (st == SASL_ESERVER && strstr(r->c.error, "channel") == NULL) {
             /* The server's own "no" inside the mechanism: its final reply, read after the
              * cancel, is the verdict (an OK there still lacks the proof). */
+            char q[sizeof(r->c.error) + 16];
+            server_error(r, q, sizeof(q));
             log_debug(x->log, "%s %s: %s: the server reported \"e=%s\"", x->out->address, x->label,
-                      r->m->name, r->c.error);
+                      r->m->name, q);
             pr = stream_result_to_proto(
                 stream_sendf(x->s, &x->out->reason, NULL, "%s", x->proto->cancel));
             continue;

@@ -138,3 +138,45 @@ def test_imap_scram_unusable_without_sasl_ir_then_plain(pam, pki, cancel_reply):
                              extra="  mechanisms = {scram-sha-256, plain}\n"), "alice", UTF8_PW)
     assert not fake.errors, fake.errors
     assert r.code == "PAM_SUCCESS", r
+
+
+# ---- server text that holds the password never reaches a log ----
+
+ECHO_PW = "Qx7;kRz9#wP2-horse@mN5$tY8"
+
+
+@pytest.mark.parametrize("where", ["server-first", "server-final"])
+@pytest.mark.parametrize("error", ["other-error {pw}", "channel-bindings-dont-match {pw}"])
+def test_scram_server_error_echoing_the_password_is_redacted(pam, pki, where, error):
+    """A SCRAM server's e= value is the server's text: one that holds the password (a server
+    that stores it in clear, or a guess) must be redacted like any other server text. The
+    debug line "the server reported e=..." carried it verbatim before the fix."""
+    def script(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=SCRAM-SHA-256] fake")
+        line = conn.readline()
+        if line is None or b"AUTHENTICATE SCRAM-SHA-256 " not in line.upper():
+            raise ScriptError("expected AUTHENTICATE SCRAM-SHA-256, got %r" % line)
+        tag = tag_of(line)
+        e = ("e=" + error.format(pw=ECHO_PW)).encode()
+        if where == "server-final":
+            first = base64.b64decode(line.split(b" ")[3]).decode()
+            nonce = dict(a.split("=", 1) for a in first.partition(",,")[2].split(","))["r"]
+            server_first = "r=%sS3rv,s=%s,i=4096" % (nonce, base64.b64encode(b"salt").decode())
+            conn.line("+ " + base64.b64encode(server_first.encode()).decode())
+            if conn.readline() is None:
+                raise ScriptError("no client-final")
+        conn.line("+ " + base64.b64encode(e).decode())
+        while True:
+            got = conn.readline(scaled(3))
+            if got is None:
+                return
+            if got == b"*":
+                send_quietly(conn, tag + " NO [AUTHENTICATIONFAILED] failed\r\n")
+
+    with FakeServer(script) as fake:
+        r = pam.run(fake_cfg(pki, fake, "imap", extra="  mechanisms = scram-sha-256\n"),
+                    "alice", ECHO_PW)
+    assert not fake.errors, fake.errors
+    assert r.code in ("PAM_AUTH_ERR", "PAM_AUTHINFO_UNAVAIL"), r
+    assert ECHO_PW not in r.log_text(), r
+    assert ECHO_PW[:8] not in r.log_text(), r
