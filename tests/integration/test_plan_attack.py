@@ -180,3 +180,60 @@ def test_scram_server_error_echoing_the_password_is_redacted(pam, pki, where, er
     assert r.code in ("PAM_AUTH_ERR", "PAM_AUTHINFO_UNAVAIL"), r
     assert ECHO_PW not in r.log_text(), r
     assert ECHO_PW[:8] not in r.log_text(), r
+
+
+# ---- POP3 RFC 3206 text: only what answers the whole credentials, over TLS ----
+
+def shown(r):
+    return [line for line in r.output.splitlines() if "Mail server: " in line]
+
+
+@pytest.mark.parametrize("capa", [["+OK", "USER", "."], ["+OK", "SASL PLAIN", "."]],
+                         ids=["capa-user", "capa-sasl-plain"])
+def test_pop3_auth_text_answering_user_is_never_shown(pam, pki, capa):
+    """A server that answers USER (the name only, nothing of the password) with -ERR [AUTH] and
+    an account description: over TLS, the text must not reach whoever typed the name, neither
+    when the refusal stands (CAPA lists USER) nor when AUTH PLAIN follows and is refused
+    without text. Held: the text is logged, never shown."""
+    ctx = tls_server_context(pki["server_cert"], pki["server_key"])
+
+    def script(conn):
+        conn.line("+OK ready")
+        conn.expect("USER alice")
+        conn.line("-ERR [AUTH] Account alice suspended since Monday, owes 42 EUR")
+        conn.expect("CAPA")
+        conn.send("".join(x + "\r\n" for x in capa))
+        line = conn.readline()
+        if line is not None and line.upper().startswith(b"AUTH PLAIN"):
+            send_quietly(conn, "-ERR authentication failed\r\n")
+        conn.drain(0.5)
+
+    with FakeServer(script, tls_context=ctx) as fake:
+        r = pam.run(config(pki, server("fake", "pop3", hosts("localhost"), fake.port,
+                                       "implicit")), "alice", PW)
+    assert not fake.errors, fake.errors
+    assert r.code == "PAM_AUTH_ERR", r
+    visible = [line for line in r.output.splitlines() if "PWRAP_" not in line]
+    assert shown(r) == [] and not [line for line in visible if "owes 42" in line], r.output
+
+
+# ---- reply order is never evidence: the pipelined CAPABILITY's reply comes first ----
+
+def test_pipelined_login_ok_before_capability_reply_is_no_success(pam, pki):
+    """After STARTTLS the LOGIN's OK arrives ahead of the pipelined CAPABILITY's own reply (and
+    the CAPABILITY's reply after it): out of order, it is a protocol error, never a yes. Held."""
+    ctx = tls_server_context(pki["server_cert"], pki["server_key"])
+
+    def script(conn):
+        conn.line("* OK [CAPABILITY IMAP4rev1 STARTTLS] fake")
+        line = conn.readline()
+        conn.line(tag_of(line) + " OK begin TLS")
+        conn.start_tls(ctx)
+        lines = conn.one_write()
+        conn.send("%s OK in\r\n* CAPABILITY IMAP4rev1\r\n%s OK done\r\n"
+                  % (tag_of(lines[-1]), tag_of(lines[0])))
+        conn.drain(0.5)
+
+    with FakeServer(script) as fake:
+        r = pam.run(fake_cfg(pki, fake, "imap", tls="starttls", host="localhost"), "alice", PW)
+    assert r.code == "PAM_AUTHINFO_UNAVAIL", r
