@@ -2,7 +2,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "alert.h"
 #include "plan.h"
@@ -33,11 +32,11 @@ void imap_caps_parse(const char *list, size_t len, struct imap_caps *caps)
             caps->logindisabled = true;
         else if (ascii_word_is(w, n, "AUTH=PLAIN"))
             caps->auth_plain = true;
-        if (n > 5 && strncasecmp(w, "AUTH=", 5) == 0) {
+        if (n > 5 && ascii_same_nocase(w, "AUTH=", 5)) {
             const struct sasl_mech *m = sasl_mech_by_name(w + 5, n - 5);
             if (m != NULL)
                 caps->sasl_mechs |= 1u << m->id;
-            if (n > 10 && strncasecmp(w + n - 5, "-PLUS", 5) == 0)
+            if (n > 10 && ascii_same_nocase(w + n - 5, "-PLUS", 5))
                 caps->sasl_plus = true;
         } else if (ascii_word_is(w, n, "SASL-IR"))
             caps->sasl_ir = true;
@@ -55,7 +54,7 @@ const char *imap_capability_list(const char *p, size_t len, size_t *list_len)
     static const char word[] = "CAPABILITY";
     size_t n = sizeof(word) - 1;
 
-    if (p == NULL || len < n || strncasecmp(p, word, n) != 0 || (len > n && p[n] != ' '))
+    if (p == NULL || len < n || !ascii_same_nocase(p, word, n) || (len > n && p[n] != ' '))
         return NULL;
     *list_len = len > n ? len - n - 1 : 0;
     return p + (len > n ? n + 1 : n);
