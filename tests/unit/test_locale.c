@@ -7,11 +7,11 @@
  *
  * The locale is built here (localedef into a temporary LOCPATH) from the locales package's
  * sources, so the test does not depend on what the machine has generated; without them it fails. */
+#include <ctype.h>
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -58,8 +58,9 @@ static void test_names(void)
     size_t len = 0;
     char out[POLICY_MAX_USER + 1];
 
-    /* the premise: this locale breaks the C library's comparison */
-    CHECK(strcasecmp("plain", "PLAIN") != 0);
+    /* the premise: in this locale 'I' is not the capital of 'i' (what glibc's strcasecmp goes by;
+     * the sanitizers' own strcasecmp, which replaces it under ASan, ignores the locale) */
+    CHECK(tolower('I') != 'i');
     CHECK(policy_map_user(&p, S("ADMIN"), out, sizeof(out), NULL) == POLICY_EDENIED);
     CHECK(policy_server_serves(&srv, "bob@ITALY.example"));
     CHECK(sasl_mech_by_name(S("plain")) != NULL && sasl_mech_by_name(S("LOGIN")) != NULL);
