@@ -49,7 +49,7 @@ SERVER_LIB_PACKAGES=(libsasl2-2 libsasl2-modules libsasl2-modules-db libdb5.3 li
                      libicu72 libjansson4 libpq5 libsqlite3-0 libxapian30 libxml2 libkrb5-3
                      libldap-2.5-0 libpcre3 libcourier-unicode4 libgamin0 libgdbm6 libgnutls30
                      libidn12 libltdl7 perl)
-TEST_PACKAGES=(python3-pytest clang libclang-rt-14-dev valgrind man-db groff-base clang-format
+TEST_PACKAGES=(python3-pytest clang libclang-rt-14-dev valgrind man-db groff-base clang-format locales
                git iproute2 util-linux fail2ban "${SYSTEM_PACKAGES[@]}" "${SERVER_LIB_PACKAGES[@]}")
 
 # fetch_servers: download and unpack (never install) Cyrus and Courier for the interop tests.

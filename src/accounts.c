@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -293,7 +292,7 @@ static const char *primary_group(const struct config_accounts *a, const char *ma
     const char *domain = policy_user_domain(mapped);
 
     for (size_t i = 0; domain != NULL && i < a->n_domain_groups; i++) {
-        if (strcasecmp(a->domain_groups[i].domain, domain) == 0)
+        if (ascii_word_is(domain, strlen(domain), a->domain_groups[i].domain))
             return a->domain_groups[i].group;
     }
     return a->group;

@@ -2,7 +2,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "alert.h"
 #include "plan.h"
@@ -33,11 +32,11 @@ void imap_caps_parse(const char *list, size_t len, struct imap_caps *caps)
             caps->logindisabled = true;
         else if (ascii_word_is(w, n, "AUTH=PLAIN"))
             caps->auth_plain = true;
-        if (n > 5 && strncasecmp(w, "AUTH=", 5) == 0) {
+        if (n > 5 && ascii_same_nocase(w, "AUTH=", 5)) {
             const struct sasl_mech *m = sasl_mech_by_name(w + 5, n - 5);
             if (m != NULL)
                 caps->sasl_mechs |= 1u << m->id;
-            if (n > 10 && strncasecmp(w + n - 5, "-PLUS", 5) == 0)
+            if (n > 10 && ascii_same_nocase(w + n - 5, "-PLUS", 5))
                 caps->sasl_plus = true;
         } else if (ascii_word_is(w, n, "SASL-IR"))
             caps->sasl_ir = true;
@@ -55,7 +54,7 @@ const char *imap_capability_list(const char *p, size_t len, size_t *list_len)
     static const char word[] = "CAPABILITY";
     size_t n = sizeof(word) - 1;
 
-    if (p == NULL || len < n || strncasecmp(p, word, n) != 0 || (len > n && p[n] != ' '))
+    if (p == NULL || len < n || !ascii_same_nocase(p, word, n) || (len > n && p[n] != ' '))
         return NULL;
     *list_len = len > n ? len - n - 1 : 0;
     return p + (len > n ? n + 1 : n);
@@ -686,6 +685,22 @@ static bool plan_pipelines(const struct imap_session *is)
     return p.n > 0 && p.e[0].pipelined;
 }
 
+/* The pipelined LOGIN was refused under LOGINDISABLED and the plan has nothing after it: no
+ * verdict. The password did go out (with LOGIN): the reason says so, and what the server said. */
+static enum proto_result login_not_taken(struct imap_session *is, const struct login_plan *p,
+                                         const struct imap_reply *r)
+{
+    char q[160];
+
+    note_alert(is, r);
+    stream_excerpt(is->s, q, sizeof(q), r->line, r->line_len);
+    errbuf_set(&is->out->reason,
+               "server refused the pipelined LOGIN (\"%s\") and lists LOGINDISABLED after TLS: "
+               "not a verdict on the password sent with it, and nothing to go on with (%s)",
+               q, p->none);
+    return PROTO_EINSECURE;
+}
+
 /* After STARTTLS, over the verified channel: CAPABILITY (ID) LOGIN in one write, the capability
  * re-query costing no round trip. Only LOGIN's form is fixed in advance (quoted strings, no
  * literal: the plan checks), so nothing the new capabilities say can change the bytes sent; they
@@ -709,6 +724,15 @@ static enum proto_result pipelined_login(struct imap_session *is)
     plan_walk_try(&w, &p.e[0], is->out, is->log, is->t->label, clock_now_ms());
     if (pr == PROTO_OK)
         pr = send_login(is, &r);
+    if (pr == PROTO_EAUTHFAIL && is->tls_caps.known && is->tls_caps.logindisabled) {
+        /* A BYE with a refusal code and a close in place of the answer to the LOGIN the server
+         * lists as disabled: as its NO would be, a refusal of the command, no verdict. */
+        errbuf_set(&is->out->reason,
+                   "server said BYE to the pipelined LOGIN, which it lists as disabled "
+                   "(LOGINDISABLED after TLS), and closed the connection: \"%s\"; not a verdict",
+                   is->bye);
+        return PROTO_ETEMP;
+    }
     if (pr != PROTO_OK)
         return pr;
     is->caps = is->tls_caps;
@@ -719,6 +743,8 @@ static enum proto_result pipelined_login(struct imap_session *is)
               "%s %s: LOGIN not taken and the server lists LOGINDISABLED after TLS; "
               "no verdict from it",
               is->out->address, is->t->label);
+    if (p.n < 2)
+        return login_not_taken(is, &p, &r);
     return walk_plan(is, &p, 1, &w);
 }
 

@@ -158,7 +158,10 @@ static void plan_pop3(const struct login_target *t, const struct plan_offer *o,
                                    "(the password does not travel)");
     if (t->apop == APOP_ONLY) {
         if (!apop)
-            p->none = "apop = only but the greeting carries no usable APOP timestamp";
+            p->none = o->apop_timestamp
+                          ? "apop = only but the user name has a space (it would split APOP's "
+                            "arguments)"
+                          : "apop = only but the greeting carries no usable APOP timestamp";
         return;
     }
     e = add(p, PLAN_POP3_USER_PASS, NULL,

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #define PORT_START_FILE "/proc/sys/net/ipv4/ip_unprivileged_port_start"
@@ -57,7 +56,7 @@ const char *policy_user_domain(const char *mapped)
 static int in_list(char *const *list, size_t n, const char *s, size_t len)
 {
     for (size_t i = 0; i < n; i++) {
-        if (strlen(list[i]) == len && strncasecmp(list[i], s, len) == 0)
+        if (strlen(list[i]) == len && ascii_same_nocase(list[i], s, len))
             return 1;
     }
     return 0;

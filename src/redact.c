@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/evp.h>
 
@@ -144,7 +143,7 @@ void redact_wipe(struct redact_set *rs)
 
 static bool same(const char *a, const char *b, size_t n, bool nocase)
 {
-    return nocase ? strncasecmp(a, b, n) == 0 : memcmp(a, b, n) == 0;
+    return nocase ? ascii_same_nocase(a, b, n) : memcmp(a, b, n) == 0;
 }
 
 /* Length of the longest secret that starts at p (left bytes available), or 0. */

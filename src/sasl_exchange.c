@@ -139,11 +139,19 @@ static enum proto_result read_reply(struct run *r, bool *cont, long *raw_len)
     return PROTO_OK;
 }
 
+/* The server's e= value (SCRAM), its text: cleaned of the secrets as any server text is before
+ * it goes into a reason or a log line (a server may echo the password there). */
+static void server_error(const struct run *r, char *dst, size_t cap)
+{
+    stream_excerpt(r->x->s, dst, cap, r->c.error, strlen(r->c.error));
+}
+
 /* Give up the exchange: cancel it, never wait for the answer (the connection is closed after). */
 static enum proto_result abandon(struct run *r, enum sasl_status st)
 {
     const struct sasl_exchange *x = r->x;
     struct errbuf ignored;
+    char q[sizeof(r->c.error) + 16];
 
     stream_sendf(x->s, &ignored, NULL, "%s", x->proto->cancel);
     switch (st) {
@@ -159,7 +167,8 @@ static enum proto_result abandon(struct run *r, enum sasl_status st)
                    x->max_iterations != 0 ? x->max_iterations : SASL_SCRAM_MAX_ITERATIONS);
         return PROTO_EPROTO;
     case SASL_ESERVER:
-        errbuf_set(&x->out->reason, "%s: the server reported \"e=%s\"%s", r->m->name, r->c.error,
+        server_error(r, q, sizeof(q));
+        errbuf_set(&x->out->reason, "%s: the server reported \"e=%s\"%s", r->m->name, q,
                    strstr(r->c.error, "channel") != NULL
                        ? ": the TLS channel it sees is not ours (interception?); not a verdict"
                        : "; not a verdict");
@@ -168,6 +177,33 @@ static enum proto_result abandon(struct run *r, enum sasl_status st)
         errbuf_set(&x->out->reason, "%s: %s", r->m->name, sasl_status_name(st));
         return st == SASL_EINTERNAL ? PROTO_EIO : PROTO_EPROTO;
     }
+}
+
+/* The mechanism cannot use these credentials, found after its command went out (SCRAM's
+ * client-first waits for the "+" without SASL-IR): cancel it and read the server's final reply
+ * to the cancelled command before a next mechanism's command goes out, so that it is never taken
+ * for that one's answer (or, in POP3, where replies carry no tag, for its verdict). Only then may
+ * a next mechanism be tried (*end SASL_END_UNUSABLE); otherwise *end stays SASL_END_FAILED. */
+static enum proto_result cancel_unusable(struct run *r, enum sasl_end *end)
+{
+    const struct sasl_exchange *x = r->x;
+    bool cont = false;
+    long n = 0;
+    enum proto_result pr =
+        stream_result_to_proto(stream_sendf(x->s, &x->out->reason, NULL, "%s", x->proto->cancel));
+
+    if (pr == PROTO_OK)
+        pr = read_reply(r, &cont, &n);
+    if (pr != PROTO_OK)
+        return pr;
+    if (cont) {
+        errbuf_set(&x->out->reason,
+                   "%s: the server asked for more after the exchange was cancelled", r->m->name);
+        return PROTO_EPROTO;
+    }
+    *end = SASL_END_UNUSABLE;
+    errbuf_set(&x->out->reason, "%s: %s", r->m->name, sasl_status_name(SASL_ECREDS));
+    return PROTO_EINSECURE;
 }
 
 static enum proto_result exchange(struct run *r, enum sasl_end *end)
@@ -212,16 +248,15 @@ static enum proto_result exchange(struct run *r, enum sasl_end *end)
             r->c.out_len = 0;
             st = SASL_SEND; /* an empty answer asks for the final reply */
         }
-        if (st == SASL_ECREDS && !r->secret_begun && x->out->creds == CREDS_NONE) {
-            *end = SASL_END_UNUSABLE;
-            abandon(r, st);
-            return PROTO_EINSECURE;
-        }
+        if (st == SASL_ECREDS && !r->secret_begun && x->out->creds == CREDS_NONE)
+            return cancel_unusable(r, end);
         if (st == SASL_ESERVER && strstr(r->c.error, "channel") == NULL) {
             /* The server's own "no" inside the mechanism: its final reply, read after the
              * cancel, is the verdict (an OK there still lacks the proof). */
+            char q[sizeof(r->c.error) + 16];
+            server_error(r, q, sizeof(q));
             log_debug(x->log, "%s %s: %s: the server reported \"e=%s\"", x->out->address, x->label,
-                      r->m->name, r->c.error);
+                      r->m->name, q);
             pr = stream_result_to_proto(
                 stream_sendf(x->s, &x->out->reason, NULL, "%s", x->proto->cancel));
             continue;

@@ -38,9 +38,11 @@ struct sasl_exchange {
 
 /* How a run ended, beyond the protocol result. */
 enum sasl_end {
-    SASL_END_FINAL,    /* the server gave its final reply (the protocol judges it) */
-    SASL_END_UNUSABLE, /* the mechanism cannot run for these credentials: nothing was sent */
-    SASL_END_FAILED,   /* the exchange failed (result and out->reason say how) */
+    SASL_END_FINAL, /* the server gave its final reply (the protocol judges it) */
+    /* the mechanism cannot run for these credentials: nothing of them was sent, and a command
+     * that had gone out was cancelled and the server's final reply to it read */
+    SASL_END_UNUSABLE,
+    SASL_END_FAILED, /* the exchange failed (result and out->reason say how) */
 };
 
 /* Run mechanism m for c. Returns PROTO_OK with *end == SASL_END_FINAL when the server's final

@@ -27,6 +27,11 @@ int64_t clock_now_ms(void);
  * differ). The one word compare of the protocol and verdict code. */
 bool ascii_word_is(const char *p, size_t n, const char *w);
 
+/* True when the n bytes at a and at b are the same, ASCII letters compared without case and never
+ * by the locale's rules (su and sudo run PAM in their caller's locale): for names, domains and
+ * hex digests, wherever strncasecmp would otherwise be used. */
+bool ascii_same_nocase(const char *a, const char *b, size_t n);
+
 /* Write all len bytes of p to fd (a file: retried after EINTR and short writes). 0, or -1 with
  * errno set by write (or 0 after a write that wrote nothing). */
 int fd_write_all(int fd, const char *p, size_t len);

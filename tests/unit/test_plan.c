@@ -113,6 +113,8 @@ static void test_pop3_default(void)
     CHECK(p.usable);
     plan_login(&t, &o, &space, &p);
     CHECK(p.n == 0 && !p.usable && strstr(p.none, "apop = only") != NULL);
+    /* the timestamp is there: the reason is the space, not the greeting */
+    CHECK(strstr(p.none, "space") != NULL && strstr(p.none, "timestamp") == NULL);
     o.apop_timestamp = false;
     plan_login(&t, &o, &plain_user, &p);
     CHECK(p.n == 0 && !p.usable);
