@@ -463,12 +463,30 @@ static void restore_signals(const struct saved_signals *old, const sigset_t *bef
         sigaction(echo_off_signals[i], &old->actions[i], NULL);
 }
 
+/* The user name as the prompt shows it: escaped as every name from the command line is
+ * (tool_output.h), cut to fit. */
+static const char *shown_user(const char *user, char *out, size_t cap)
+{
+    FILE *m;
+
+    memset(out, 0, cap);
+    m = fmemopen(out, cap, "w");
+    if (m == NULL)
+        return "the given user";
+    setvbuf(m, NULL, _IONBF, 0);
+    tool_put_str(m, user);
+    fclose(m);
+    out[cap - 1] = '\0';
+    return out;
+}
+
 static bool read_password_tty(const char *user, char *buf, size_t cap, size_t *len)
 {
     int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
     struct saved_signals old;
     sigset_t before;
     struct termios saved, quiet;
+    char shown[4 * 256 + 1];
     bool ok = false;
 
     if (fd < 0 || tcgetattr(fd, &saved) != 0)
@@ -480,7 +498,7 @@ static bool read_password_tty(const char *user, char *buf, size_t cap, size_t *l
     quiet.c_lflag |= ECHONL;
     /* Echo goes off before the prompt appears: nothing typed after it is ever shown. */
     if (tcsetattr(fd, TCSAFLUSH, &quiet) == 0) {
-        dprintf(fd, "Password for %s: ", user);
+        dprintf(fd, "Password for %s: ", shown_user(user, shown, sizeof(shown)));
         ok = read_secret_line(fd, &old.mask, buf, cap, len);
         tcsetattr(fd, TCSAFLUSH, &saved);
     }

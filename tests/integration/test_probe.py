@@ -591,8 +591,8 @@ def test_hostile_greeting_escaped(probe, pki):
     assert "\\u001b" in r.out and "\\ud83d\\ude00" in r.out and "\\u00e9" in r.out, r.out
 
 
-def _on_a_terminal(probe, tool, path):
-    """Start `mailauth-probe --user alice` with a new pseudo-terminal as its controlling
+def _on_a_terminal(probe, tool, path, user="alice"):
+    """Start `mailauth-probe --user USER` with a new pseudo-terminal as its controlling
     terminal and stdin; return the process and the terminal's master side."""
     import fcntl
     import pty
@@ -604,7 +604,7 @@ def _on_a_terminal(probe, tool, path):
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    p = subprocess.Popen(probe.wrapper + [tool, "--config", path, "--user", "alice"], stdin=slave,
+    p = subprocess.Popen(probe.wrapper + [tool, "--config", path, "--user", user], stdin=slave,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          preexec_fn=controlling_tty)
     os.close(slave)
@@ -646,6 +646,24 @@ def test_user_password_from_terminal_echo_off(tool, probe, dv, pki):
         assert b'login as "alice": accepted' in out, out
         assert b"s3cret" not in shown + out + err
         assert termios.tcgetattr(master)[3] & termios.ECHO, "echo not restored"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+
+
+def test_prompt_shows_a_hostile_user_name_escaped(tool, probe, pki):
+    """Found by the attacker's review: the prompt printed the --user name raw on the terminal;
+    every name from the command line is escaped (tool_output.h), the prompt's too."""
+    path = probe.write(config(pki, server("none", "imap", hosts("127.0.0.1"), closed_port())))
+    p, master = _on_a_terminal(probe, tool, path, user="eve\x1b]0;owned\x07")
+    try:
+        shown = _read_until(master, b": ", scaled(20))
+        assert b"Password for eve\\x1b]0;owned\\x07: " in shown, shown
+        assert b"\x1b" not in shown and b"\x07" not in shown, shown
+        os.write(master, b"x\n")
+        p.communicate(timeout=scaled(30))
     finally:
         if p.poll() is None:
             p.kill()
