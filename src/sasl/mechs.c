@@ -5,6 +5,8 @@
 
 #include <openssl/crypto.h>
 
+#include "util.h"
+
 /* Strongest first. */
 const struct sasl_mech sasl_mechs[SASL_MECH_COUNT] = {
     {SASL_MECH_SCRAM_SHA_256_PLUS, "SCRAM-SHA-256-PLUS", "scram-sha-256-plus", true, false, true,
@@ -19,25 +21,12 @@ const struct sasl_mech sasl_mechs[SASL_MECH_COUNT] = {
     {SASL_MECH_LOGIN, "LOGIN", "login", true, true, false, false, false, sasl_login_step},
 };
 
-/* ASCII letters without case, never by the locale's rules: su and sudo run PAM in their caller's
- * locale, and in a Turkish one strncasecmp("plain", "PLAIN") is not 0 (util.c's ascii_word_is
- * says the same; this directory is self-contained). */
-static bool same_nocase(const char *a, const char *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char x = a[i] >= 'A' && a[i] <= 'Z' ? (char)(a[i] - 'A' + 'a') : a[i];
-        char y = b[i] >= 'A' && b[i] <= 'Z' ? (char)(b[i] - 'A' + 'a') : b[i];
-        if (x != y)
-            return false;
-    }
-    return true;
-}
-
 const struct sasl_mech *sasl_mech_by_name(const char *name, size_t len)
 {
     for (size_t i = 0; i < SASL_MECH_COUNT; i++) {
         const struct sasl_mech *m = &sasl_mechs[i];
-        if (strlen(m->name) == len && same_nocase(m->name, name, len))
+        /* Never the locale's rules: su runs PAM in its caller's (util.h). */
+        if (strlen(m->name) == len && ascii_same_nocase(m->name, name, len))
             return m;
     }
     return NULL;
