@@ -4,14 +4,12 @@
  * lock that says so lives here with the state it guards, and config.c (the top) takes it around
  * each parse. The module's only mutable global besides the TLS context cache.
  *
- * The lock is waited for with a deadline (CONFIG_LOCK_WAIT_MS) on CLOCK_MONOTONIC
- * (pthread_mutex_clocklock, glibc 2.30+): a parse is CPU work on at most CONFIG_MAX_BYTES, so a
- * lock still held after the bound belongs to a thread that is stuck, or to a thread of the parent
- * that held it when this process forked (the child's copy is never released). Not
- * pthread_mutex_timedlock: its CLOCK_REALTIME deadline moves when anyone sets the wall clock,
- * which would turn the bound into an instant failure or into hours of waiting. Either way a
- * timeout only ever refuses the load (CONFIG_EBUSY, PAM_SERVICE_ERR in the module), never skips
- * the lock. */
+ * The lock is waited for with a deadline (CONFIG_LOCK_WAIT_MS) by the monotonic clock
+ * (mutex_lock_within, util.h, which says why neither pthread_mutex_clocklock nor
+ * pthread_mutex_timedlock): a parse is CPU work on at most CONFIG_MAX_BYTES, so a lock still held
+ * after the bound belongs to a thread that is stuck, or to a thread of the parent that held it
+ * when this process forked (the child's copy is never released). A timeout only ever refuses the
+ * load (CONFIG_EBUSY, PAM_SERVICE_ERR in the module), never skips the lock. */
 #include "config_internal.h"
 
 #include <errno.h>

@@ -52,17 +52,20 @@ int64_t deadline_min(int64_t a, int64_t b)
 
 int mutex_lock_within(pthread_mutex_t *m, int wait_ms)
 {
-    struct timespec deadline;
+    int64_t deadline = clock_now_ms() + wait_ms;
+    long pause_ns = 50000;
 
-    if (clock_gettime(CLOCK_MONOTONIC, &deadline) != 0)
-        return errno != 0 ? errno : EINVAL;
-    deadline.tv_sec += wait_ms / 1000;
-    deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
+    for (;;) {
+        struct timespec pause = {0, pause_ns};
+        int rc = pthread_mutex_trylock(m);
+        if (rc != EBUSY)
+            return rc;
+        if (clock_now_ms() >= deadline)
+            return ETIMEDOUT;
+        nanosleep(&pause, NULL); /* woken early by a signal: it only tries again sooner */
+        if (pause_ns < 1000000)
+            pause_ns *= 2;
     }
-    return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &deadline);
 }
 
 void secret_wipe(void *p, size_t len)

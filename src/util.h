@@ -40,9 +40,12 @@ int deadline_left_ms(int64_t deadline_ms);
 /* The earlier of two deadlines. */
 int64_t deadline_min(int64_t a, int64_t b);
 
-/* Lock m, waiting at most wait_ms on CLOCK_MONOTONIC (pthread_mutex_clocklock: a deadline on
- * CLOCK_REALTIME would move whenever someone sets the wall clock). 0, ETIMEDOUT, or another
- * error number (the clock could not be read, the lock is broken): the lock is then not held. */
+/* Lock m, waiting at most wait_ms by the monotonic clock: 0, ETIMEDOUT (the lock is then not
+ * held), or another error of pthread_mutex_trylock. It tries, then tries again after a short,
+ * growing pause (50 us to 1 ms): the locks it serves are held for microseconds (the TLS cache) or
+ * a parse's milliseconds (the config). Not pthread_mutex_clocklock, which ThreadSanitizer does
+ * not know (it then takes every unlock for one of an unlocked mutex), nor
+ * pthread_mutex_timedlock, whose CLOCK_REALTIME deadline moves whenever the wall clock is set. */
 int mutex_lock_within(pthread_mutex_t *m, int wait_ms);
 
 /* Overwrite memory in a way the compiler may not elide. */
