@@ -30,8 +30,6 @@ void imap_caps_parse(const char *list, size_t len, struct imap_caps *caps)
             caps->starttls = true;
         else if (ascii_word_is(w, n, "LOGINDISABLED"))
             caps->logindisabled = true;
-        else if (ascii_word_is(w, n, "AUTH=PLAIN"))
-            caps->auth_plain = true;
         if (n > 5 && ascii_same_nocase(w, "AUTH=", 5)) {
             const struct sasl_mech *m = sasl_mech_by_name(w + 5, n - 5);
             if (m != NULL)

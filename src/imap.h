@@ -14,7 +14,6 @@ struct imap_caps {
     bool known;
     bool starttls;
     bool logindisabled;
-    bool auth_plain;
     unsigned sasl_mechs; /* AUTH=... of the mechanism table (src/sasl/), bit 1 << id */
     bool sasl_plus;      /* some AUTH=...-PLUS is offered (SCRAM's channel binding flag) */
     bool sasl_ir;

@@ -110,8 +110,6 @@ void pop3_capa_line(const char *line, size_t len, struct pop3_caps *caps)
         start = i;
         while (i < len && line[i] != ' ')
             i++;
-        if (ascii_word_is(line + start, i - start, "PLAIN"))
-            caps->sasl_plain = true;
         const struct sasl_mech *m = sasl_mech_by_name(line + start, i - start);
         if (m != NULL)
             caps->sasl_mechs |= 1u << m->id;

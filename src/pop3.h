@@ -30,7 +30,6 @@ struct pop3_caps {
     bool known; /* a CAPA listing was read (set by the reader, not pop3_capa_line) */
     bool user;
     bool stls;
-    bool sasl_plain;
     unsigned sasl_mechs; /* the SASL line's mechanisms of the table (src/sasl/), bit 1 << id */
     bool sasl_plus;      /* some ...-PLUS is offered (SCRAM's channel binding flag) */
 };

@@ -3,6 +3,7 @@
 
 #include "check.h"
 #include "pop3.h"
+#include "sasl/mech.h"
 #include "verdict.h"
 
 #define S(x) x, strlen(x)
@@ -82,16 +83,16 @@ static void test_capa(void)
     struct pop3_caps c = {0};
 
     pop3_capa_line(S("TOP"), &c);
-    CHECK(!c.user && !c.stls && !c.sasl_plain);
+    CHECK(!c.user && !c.stls && !((c.sasl_mechs & (1u << SASL_MECH_PLAIN)) != 0));
     pop3_capa_line(S("SASL LOGIN PLAIN"), &c);
-    CHECK(c.sasl_plain);
+    CHECK((c.sasl_mechs & (1u << SASL_MECH_PLAIN)) != 0);
     pop3_capa_line(S("STLS"), &c);
     CHECK(c.stls);
     pop3_capa_line(S("user"), &c);
     CHECK(c.user);
     c = (struct pop3_caps){0};
     pop3_capa_line(S("SASL PLAINX XPLAIN"), &c);
-    CHECK(!c.sasl_plain);
+    CHECK(!((c.sasl_mechs & (1u << SASL_MECH_PLAIN)) != 0));
     pop3_capa_line(S("USERS"), &c);
     CHECK(!c.user);
 }
