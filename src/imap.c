@@ -626,61 +626,39 @@ static void plan_now(const struct imap_session *is, bool caps_known, struct logi
     plan_login(is->t, &o, &u, p);
 }
 
-/* One entry of the plan; *fell: it ended before the password went whole, so the next entry may
- * be tried. */
-static enum proto_result run_entry(struct imap_session *is, const struct plan_entry *e, bool *fell)
+/* One entry of the plan (plan_run_fn); the client address goes out in front of the plan's first
+ * command unless it already went (pipelined). */
+static enum proto_result run_entry(void *ctx, const struct login_plan *p, unsigned i, bool *fell)
 {
+    struct imap_session *is = ctx;
+    const struct plan_entry *e = &p->e[i];
     struct imap_reply r;
-    enum proto_result pr;
+    enum proto_result pr = i == 0 ? forward_client_ip(is, is->caps.id) : PROTO_OK;
 
     *fell = false;
+    if (pr != PROTO_OK)
+        return pr;
     if (e->method == PLAN_IMAP_AUTHENTICATE)
         return authenticate_with(is, e->mech, fell);
     pr = send_login(is, &r);
     return pr == PROTO_OK ? judge(is, "LOGIN", &r) : pr;
 }
 
-/* The plan's entries from entry from on: to the next one only while none has had the whole
- * password (MECHANISMS in pam_mailauth.conf(5)), and what a fallback cost goes into the outcome
- * (the walk logs it, as for APOP). The client address goes out in front of the first command
- * unless it already went (pipelined). */
+/* The plan's entries from entry from on, by the one fallback rule (plan_walk_run). */
 static enum proto_result walk_plan(struct imap_session *is, const struct login_plan *p,
                                    unsigned from, struct plan_walk *w)
 {
-    enum proto_result pr = PROTO_EINSECURE;
-
-    if (from == 0 && p->left_out[0] != '\0')
-        log_msg(is->log, LOG_WARNING, "%s %s: %s", is->out->address, is->t->label, p->left_out);
-    if (from >= p->n) {
-        errbuf_set(&is->out->reason, "%s; password not sent", p->none);
-        return PROTO_EINSECURE;
-    }
-    for (unsigned i = from; i < p->n; i++) {
-        const struct plan_entry *e = &p->e[i];
-        bool fell = false;
-        pr = i == 0 ? forward_client_ip(is, is->caps.id) : PROTO_OK;
-        plan_walk_try(w, e, is->out, is->log, is->t->label, clock_now_ms());
-        if (pr == PROTO_OK)
-            pr = run_entry(is, e, &fell);
-        if (pr == PROTO_OK)
-            plan_walk_accepted(w, is->out);
-        if (pr == PROTO_OK || !fell)
-            return pr;
-        plan_walk_failed(w, e);
-    }
-    return pr;
+    return plan_walk_run(w, p, from, run_entry, is, is->out, is->log, is->t->label);
 }
 
-/* True when the connection is over TLS from STARTTLS and the plan starts with LOGIN pipelined
- * behind the capability re-query (plan.c decides). */
-static bool plan_pipelines(const struct imap_session *is)
+/* True when the connection is over TLS from STARTTLS and the plan, made into p before the new
+ * capabilities are known, starts with LOGIN pipelined behind their re-query (plan.c decides). */
+static bool plan_pipelines(const struct imap_session *is, struct login_plan *p)
 {
-    struct login_plan p;
-
     if (is->t->tls != TLS_MODE_STARTTLS)
         return false;
-    plan_now(is, false, &p);
-    return p.n > 0 && p.e[0].pipelined;
+    plan_now(is, false, p);
+    return p->n > 0 && p->e[0].pipelined;
 }
 
 /* The pipelined LOGIN was refused under LOGINDISABLED and the plan has nothing after it: no
@@ -708,18 +686,16 @@ static enum proto_result login_not_taken(struct imap_session *is, const struct l
  * login goes on with the plan's next entry (AUTHENTICATE PLAIN) or, if none, no answer
  * (PROTO_EINSECURE). Whether to send ID can only be judged from the capabilities seen before
  * TLS; its reply never decides anything (read_pipelined). */
-static enum proto_result pipelined_login(struct imap_session *is)
+static enum proto_result pipelined_login(struct imap_session *is, struct login_plan *p)
 {
     struct imap_reply r;
-    struct login_plan p;
     struct plan_walk w = {0};
     bool id_before_tls = is->caps.id;
     enum proto_result pr = pipeline(is, PIPELINED_CAPABILITY, NULL);
 
     if (pr == PROTO_OK)
         pr = forward_client_ip(is, id_before_tls);
-    plan_now(is, false, &p);
-    plan_walk_try(&w, &p.e[0], is->out, is->log, is->t->label, clock_now_ms());
+    plan_walk_try(&w, &p->e[0], is->out, is->log, is->t->label, clock_now_ms());
     if (pr == PROTO_OK)
         pr = send_login(is, &r);
     if (pr == PROTO_EAUTHFAIL && is->tls_caps.known && is->tls_caps.logindisabled) {
@@ -734,16 +710,16 @@ static enum proto_result pipelined_login(struct imap_session *is)
     if (pr != PROTO_OK)
         return pr;
     is->caps = is->tls_caps;
-    plan_now(is, true, &p);
-    if (!p.e[0].refusal_no_verdict || r.status == IMAP_ST_OK)
+    plan_now(is, true, p);
+    if (!p->e[0].refusal_no_verdict || r.status == IMAP_ST_OK)
         return judge(is, "LOGIN", &r);
     log_debug(is->log,
               "%s %s: LOGIN not taken and the server lists LOGINDISABLED after TLS; "
               "no verdict from it",
               is->out->address, is->t->label);
-    if (p.n < 2)
-        return login_not_taken(is, &p, &r);
-    return walk_plan(is, &p, 1, &w);
+    if (p->n < 2)
+        return login_not_taken(is, p, &r);
+    return walk_plan(is, p, 1, &w);
 }
 
 static enum proto_result login(struct imap_session *is)
@@ -765,8 +741,8 @@ static enum proto_result login(struct imap_session *is)
      * keeps a login that could not be finished from starting at all (no user name in clear). */
     if (!stream_may_send_credentials(is->s, &is->out->reason))
         return PROTO_EINSECURE;
-    if (plan_pipelines(is))
-        return pipelined_login(is);
+    if (plan_pipelines(is, &p))
+        return pipelined_login(is, &p);
     if (is->t->tls == TLS_MODE_STARTTLS || !is->caps.known)
         pr = ask_capabilities(is);
     if (pr != PROTO_OK)

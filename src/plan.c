@@ -219,6 +219,31 @@ void plan_walk_failed(struct plan_walk *w, const struct plan_entry *e)
              e->mech != NULL ? e->mech->name : e->name);
 }
 
+enum proto_result plan_walk_run(struct plan_walk *w, const struct login_plan *p, unsigned from,
+                                plan_run_fn run, void *ctx, struct login_outcome *o,
+                                const struct logger *log, const char *label)
+{
+    enum proto_result r = PROTO_EINSECURE;
+
+    if (from == 0 && p->left_out[0] != '\0')
+        log_msg(log, LOG_WARNING, "%s %s: %s", o->address, label, p->left_out);
+    if (from >= p->n) {
+        errbuf_set(&o->reason, "%s; password not sent", p->none);
+        return PROTO_EINSECURE;
+    }
+    for (unsigned i = from; i < p->n; i++) {
+        bool fell = false;
+        plan_walk_try(w, &p->e[i], o, log, label, clock_now_ms());
+        r = run(ctx, p, i, &fell);
+        if (r == PROTO_OK)
+            plan_walk_accepted(w, o);
+        if (r == PROTO_OK || !fell)
+            return r;
+        plan_walk_failed(w, &p->e[i]);
+    }
+    return r;
+}
+
 void plan_walk_accepted(const struct plan_walk *w, struct login_outcome *o)
 {
     long ms = (long)(w->last_try_ms - w->started_ms) + w->extra_ms;

@@ -123,4 +123,18 @@ void plan_walk_failed(struct plan_walk *w, const struct plan_entry *e);
  * cost (fallback_from, fallback_wasted_ms, fallback_advice). */
 void plan_walk_accepted(const struct plan_walk *w, struct login_outcome *o);
 
+/* Run entry i of p for a protocol; *fell: it ended without a verdict on the password by the
+ * entry's rule (plan.h: before the password went whole; APOP refused under apop = auto), so the
+ * next entry may be tried. */
+typedef enum proto_result (*plan_run_fn)(void *ctx, const struct login_plan *p, unsigned i,
+                                         bool *fell);
+
+/* The one fallback rule, for imap.c and pop3.c: p's entries from entry from on, each run by run,
+ * on to the next only when it fell; what a fallback cost goes into o (the walk logs it, auth.c).
+ * From the start, a -PLUS mechanism the plan left out is logged at LOG_WARNING; an empty plan
+ * sends nothing (PROTO_EINSECURE, o->reason says why). */
+enum proto_result plan_walk_run(struct plan_walk *w, const struct login_plan *p, unsigned from,
+                                plan_run_fn run, void *ctx, struct login_outcome *o,
+                                const struct logger *log, const char *label);
+
 #endif

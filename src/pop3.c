@@ -506,10 +506,16 @@ static bool apop_falls_back(struct pop3_session *ps, const struct login_plan *p,
     return true;
 }
 
-/* One entry of the plan; *fell: the next entry may be tried. */
-static enum proto_result run_entry(struct pop3_session *ps, const struct login_plan *p, unsigned i,
-                                   const struct pop3_caps *caps, bool *fell)
+/* One entry of the plan (plan_run_fn). */
+struct pop3_run {
+    struct pop3_session *ps;
+    const struct pop3_caps *caps;
+};
+
+static enum proto_result run_entry(void *ctx, const struct login_plan *p, unsigned i, bool *fell)
 {
+    struct pop3_run *run = ctx;
+    struct pop3_session *ps = run->ps;
     const struct plan_entry *e = &p->e[i];
     enum proto_result r;
 
@@ -522,36 +528,8 @@ static enum proto_result run_entry(struct pop3_session *ps, const struct login_p
     case PLAN_POP3_USER_PASS:
         return try_user_pass(ps, ps->walk.failed > 0);
     default:
-        return try_auth(ps, e->mech, caps, fell);
+        return try_auth(ps, e->mech, run->caps, fell);
     }
-}
-
-/* The plan's entries in order: on to the next one only on the entry's rule (plan.h: a SASL
- * mechanism that ended before the password went whole, APOP refused under apop = auto). What a
- * fallback cost goes into the outcome; the walk logs it (auth.c). */
-static enum proto_result walk_plan(struct pop3_session *ps, const struct login_plan *p,
-                                   const struct pop3_caps *caps)
-{
-    enum proto_result r = PROTO_EINSECURE;
-
-    if (p->left_out[0] != '\0')
-        log_msg(ps->log, LOG_WARNING, "%s %s: %s", ps->out->address, ps->t->label, p->left_out);
-    if (p->n == 0) {
-        errbuf_set(&ps->out->reason, "%s; password not sent", p->none);
-        return PROTO_EINSECURE;
-    }
-    for (unsigned i = 0; i < p->n; i++) {
-        const struct plan_entry *e = &p->e[i];
-        bool fell;
-        plan_walk_try(&ps->walk, e, ps->out, ps->log, ps->t->label, clock_now_ms());
-        r = run_entry(ps, p, i, caps, &fell);
-        if (r == PROTO_OK)
-            plan_walk_accepted(&ps->walk, ps->out);
-        if (r == PROTO_OK || !fell)
-            return r;
-        plan_walk_failed(&ps->walk, e);
-    }
-    return r;
 }
 
 /* With mechanisms = ..., CAPA over the channel the password will travel on first: the plan
@@ -568,7 +546,8 @@ static enum proto_result login(struct pop3_session *ps)
     if (ps->t->n_mechanisms > 0 && (r = read_capa(ps, &caps)) != PROTO_OK)
         return r;
     plan_now(ps, &caps, &p);
-    return walk_plan(ps, &p, &caps);
+    return plan_walk_run(&ps->walk, &p, 0, run_entry, &(struct pop3_run){.ps = ps, .caps = &caps},
+                         ps->out, ps->log, ps->t->label);
 }
 
 enum proto_result pop3_login(const struct login_target *t, const struct login_creds *c,
