@@ -56,7 +56,7 @@ const char *policy_user_domain(const char *mapped)
 static int in_list(char *const *list, size_t n, const char *s, size_t len)
 {
     for (size_t i = 0; i < n; i++) {
-        if (strlen(list[i]) == len && ascii_same_nocase(list[i], s, len))
+        if (ascii_word_is(s, len, list[i]))
             return 1;
     }
     return 0;

@@ -127,11 +127,7 @@ bool ascii_same_nocase(const char *a, const char *b, size_t n)
 
 bool ascii_word_is(const char *p, size_t n, const char *w)
 {
-    size_t i = 0;
-
-    while (i < n && w[i] != '\0' && ascii_lower(p[i]) == ascii_lower(w[i]))
-        i++;
-    return i == n && w[i] == '\0';
+    return strlen(w) == n && ascii_same_nocase(p, w, n);
 }
 
 int fd_write_all(int fd, const char *p, size_t len)

@@ -26,7 +26,7 @@ const struct sasl_mech *sasl_mech_by_name(const char *name, size_t len)
     for (size_t i = 0; i < SASL_MECH_COUNT; i++) {
         const struct sasl_mech *m = &sasl_mechs[i];
         /* Never the locale's rules: su runs PAM in its caller's (util.h). */
-        if (strlen(m->name) == len && ascii_same_nocase(m->name, name, len))
+        if (ascii_word_is(name, len, m->name))
             return m;
     }
     return NULL;
