@@ -45,14 +45,14 @@ enum sasl_end {
     SASL_END_FAILED, /* the exchange failed (result and out->reason say how) */
 };
 
-/* Run mechanism m for c. Returns PROTO_OK with *end == SASL_END_FINAL when the server's final
- * reply was read (judge it, then proto_accept); any other result with *end saying whether a
- * next mechanism may be tried (SASL_END_UNUSABLE) or not. */
 /* Why a -PLUS mechanism cannot run over s (no TLS; TLS 1.2 without the extended master secret),
  * or NULL when the channel can be bound: what the plan (plan_offer.cb_unbindable) and
  * sasl_exchange_run both go by. */
 const char *sasl_channel_unbindable(const struct stream *s);
 
+/* Run mechanism m for c. Returns PROTO_OK with *end == SASL_END_FINAL when the server's final
+ * reply was read (judge it, then proto_accept); any other result with *end saying whether a
+ * next mechanism may be tried (SASL_END_UNUSABLE) or not. */
 enum proto_result sasl_exchange_run(const struct sasl_exchange *x, const struct sasl_mech *m,
                                     const struct login_creds *c, enum sasl_end *end);
 
