@@ -4,37 +4,29 @@
 #include <stdio.h>
 #include <string.h>
 
+#define SASL_FALLBACK_ADVICE                                                                       \
+    "leave the refused mechanism out of mechanisms for this server, or store passwords it can use"
+
 /* The non-SASL methods and the SASL commands: the one place their names are written. */
 static const struct {
-    enum plan_method method;
     const char *name;
     const char *advice; /* what stops a fallback from this method costing time */
 } methods[] = {
-    {PLAN_IMAP_LOGIN, "LOGIN", NULL},
-    {PLAN_IMAP_AUTHENTICATE, "AUTHENTICATE",
-     "leave the refused mechanism out of mechanisms for this server, or store passwords it can "
-     "use"},
-    {PLAN_POP3_APOP, "APOP", "set apop = never for this server"},
-    {PLAN_POP3_USER_PASS, "USER/PASS", NULL},
-    {PLAN_POP3_AUTH, "AUTH",
-     "leave the refused mechanism out of mechanisms for this server, or store passwords it can "
-     "use"},
+    [PLAN_IMAP_LOGIN] = {"LOGIN", NULL},
+    [PLAN_IMAP_AUTHENTICATE] = {"AUTHENTICATE", SASL_FALLBACK_ADVICE},
+    [PLAN_POP3_APOP] = {"APOP", "set apop = never for this server"},
+    [PLAN_POP3_USER_PASS] = {"USER/PASS", NULL},
+    [PLAN_POP3_AUTH] = {"AUTH", SASL_FALLBACK_ADVICE},
 };
 
 const char *plan_method_name(enum plan_method m)
 {
-    for (size_t i = 0; i < MA_ARRAY_LEN(methods); i++)
-        if (methods[i].method == m)
-            return methods[i].name;
-    return "?";
+    return (size_t)m < MA_ARRAY_LEN(methods) ? methods[m].name : "?";
 }
 
 const char *plan_fallback_advice(enum plan_method m)
 {
-    for (size_t i = 0; i < MA_ARRAY_LEN(methods); i++)
-        if (methods[i].method == m)
-            return methods[i].advice;
-    return NULL;
+    return (size_t)m < MA_ARRAY_LEN(methods) ? methods[m].advice : NULL;
 }
 
 const char *plan_when_text(enum plan_when w)
@@ -110,6 +102,8 @@ static void plan_configured(const struct login_target *t, const struct plan_offe
                 : "server lists no SASL mechanisms (no CAPA), so none of the configured ones";
 }
 
+static const char no_login_no_plain[] = "server has LOGINDISABLED and does not offer AUTH=PLAIN";
+
 static void plan_imap(const struct login_target *t, const struct plan_offer *o,
                       const struct plan_user *u, struct login_plan *p)
 {
@@ -125,7 +119,7 @@ static void plan_imap(const struct login_target *t, const struct plan_offer *o,
             return;
         e->refusal_no_verdict = true;
         if (!plain) {
-            p->none = "server has LOGINDISABLED and does not offer AUTH=PLAIN";
+            p->none = no_login_no_plain;
             return;
         }
         e = add(p, PLAN_IMAP_AUTHENTICATE, mech_by_id(SASL_MECH_PLAIN),
@@ -142,7 +136,7 @@ static void plan_imap(const struct login_target *t, const struct plan_offer *o,
         add(p, PLAN_IMAP_AUTHENTICATE, mech_by_id(SASL_MECH_PLAIN),
             "the server lists LOGINDISABLED and offers AUTH=PLAIN");
     else
-        p->none = "server has LOGINDISABLED and does not offer AUTH=PLAIN";
+        p->none = no_login_no_plain;
 }
 
 static void plan_pop3(const struct login_target *t, const struct plan_offer *o,
