@@ -559,14 +559,12 @@ static void json_login(enum mailauth_result r, const struct mailauth_report *rep
     json_key_str("source", mailauth_source_name(rep->source),
                  strlen(mailauth_source_name(rep->source)), true);
     json_key_str("reason", rep->reason, strlen(rep->reason), true);
-    if (rep->mechanism[0] != '\0')
+    if (rep->mechanism[0] != '\0') {
         json_key_str("mechanism", rep->mechanism, strlen(rep->mechanism), true);
-    else
-        printf(",\"mechanism\":null");
-    if (rep->mechanism[0] != '\0')
         printf(",\"server_proved\":%s", rep->proof == PROOF_VERIFIED ? "true" : "false");
-    else
-        printf(",\"server_proved\":null");
+    } else {
+        printf(",\"mechanism\":null,\"server_proved\":null");
+    }
     json_key_str("server_proof", proof, strlen(proof), true);
     if (rep->fallback_from[0] != '\0')
         json_key_str("fallback_from", rep->fallback_from, strlen(rep->fallback_from), true);
