@@ -17,7 +17,7 @@ import pytest
 
 import dovecot
 import netns
-from fakeserver import FakeServer, ScriptError, tls_server_context
+from fakeserver import FakeServer, ScriptError, tag_of, tls_server_context
 from helpers import config, hosts, scaled, server
 
 PW = "s3cret"
@@ -29,10 +29,6 @@ CAPS = "IMAP4rev1 LITERAL+ ID AUTH=PLAIN"
 def fake_cfg(pki, fake, protocol, tls="none", extra="", head="", host=None, cleartext=None):
     return config(pki, server("fake", protocol, hosts(host or fake.host), fake.port, tls,
                               extra=extra, cleartext=cleartext), head=head)
-
-
-def tag_of(line):
-    return line.split(b" ", 1)[0].decode()
 
 
 def debug_lines(result):
@@ -178,12 +174,7 @@ def starttls_script(pki, seen, post_caps, login_reply="{tag} OK in", after=None)
     ctx = tls_server_context(pki["server_cert"], pki["server_key"])
 
     def script(conn):
-        conn.line("* OK [CAPABILITY IMAP4rev1 ID STARTTLS LOGINDISABLED] fake")
-        line = conn.readline()
-        if line is None or not line.upper().endswith(b"STARTTLS"):
-            raise ScriptError("expected STARTTLS, got %r" % line)
-        conn.line(tag_of(line) + " OK begin TLS")
-        conn.start_tls(ctx)
+        conn.imap_starttls("* OK [CAPABILITY IMAP4rev1 ID STARTTLS LOGINDISABLED] fake", ctx)
         lines = conn.one_write()
         seen.extend(lines)
         out = []

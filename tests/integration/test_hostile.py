@@ -25,7 +25,7 @@ import pytest
 
 import netns
 import pamrun
-from fakeserver import FakeServer, tls_server_context
+from fakeserver import FakeServer, tag_of, tls_server_context
 from helpers import (config, hosts, privileged_listener, scaled, server,
                      unprivileged_port_start)
 
@@ -66,10 +66,6 @@ def never_sent(fake, password=PW):
 def finished(fake):
     """The script ran to its end: a failure there would mean the case tested nothing."""
     assert not fake.errors, fake.errors
-
-
-def tag_of(line):
-    return line.split(b" ", 1)[0].decode()
 
 
 def fragments(secret, k=4):

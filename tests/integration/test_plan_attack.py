@@ -9,7 +9,7 @@ import base64
 
 import pytest
 
-from fakeserver import FakeServer, ScriptError, tls_server_context
+from fakeserver import FakeServer, ScriptError, tag_of, tls_server_context
 from helpers import config, hosts, scaled, server
 
 PW = "s3cret"
@@ -18,10 +18,6 @@ PW = "s3cret"
 def fake_cfg(pki, fake, protocol, tls="none", extra="", host=None):
     return config(pki, server("fake", protocol, hosts(host or fake.host), fake.port, tls,
                               extra=extra), timeout=scaled(3), connect_timeout=scaled(1))
-
-
-def tag_of(line):
-    return line.split(b" ", 1)[0].decode()
 
 
 def send_quietly(conn, data):
@@ -37,12 +33,7 @@ def starttls_pipelined(pki, post_caps, login_answer, after=None):
     ctx = tls_server_context(pki["server_cert"], pki["server_key"])
 
     def script(conn):
-        conn.line("* OK [CAPABILITY IMAP4rev1 STARTTLS] fake")
-        line = conn.readline()
-        if line is None or not line.upper().endswith(b"STARTTLS"):
-            raise ScriptError("expected STARTTLS, got %r" % line)
-        conn.line(tag_of(line) + " OK begin TLS")
-        conn.start_tls(ctx)
+        conn.imap_starttls("* OK [CAPABILITY IMAP4rev1 STARTTLS] fake", ctx)
         lines = conn.one_write()
         if len(lines) != 2 or b" LOGIN " not in lines[1]:
             raise ScriptError("expected CAPABILITY and LOGIN in one write, got %r" % lines)
@@ -225,10 +216,7 @@ def test_pipelined_login_ok_before_capability_reply_is_no_success(pam, pki):
     ctx = tls_server_context(pki["server_cert"], pki["server_key"])
 
     def script(conn):
-        conn.line("* OK [CAPABILITY IMAP4rev1 STARTTLS] fake")
-        line = conn.readline()
-        conn.line(tag_of(line) + " OK begin TLS")
-        conn.start_tls(ctx)
+        conn.imap_starttls("* OK [CAPABILITY IMAP4rev1 STARTTLS] fake", ctx)
         lines = conn.one_write()
         conn.send("%s OK in\r\n* CAPABILITY IMAP4rev1\r\n%s OK done\r\n"
                   % (tag_of(lines[-1]), tag_of(lines[0])))

@@ -28,6 +28,11 @@ def scaled(seconds):
     return seconds * SCALE
 
 
+def tag_of(line):
+    """The tag of an IMAP command line (bytes), as text."""
+    return line.split(b" ", 1)[0].decode()
+
+
 class ScriptError(AssertionError):
     """The client did not do what the script expected."""
 
@@ -92,6 +97,16 @@ class Conn:
             raise ScriptError("the client sent nothing")
         raw, _, self.buf = self.buf.rpartition(b"\r\n")
         return raw.split(b"\r\n") if raw else []
+
+    def imap_starttls(self, greeting, ctx):
+        """Greet with greeting, take the client's STARTTLS (any tag), answer OK and start TLS
+        with ctx."""
+        self.line(greeting)
+        line = self.readline()
+        if line is None or not line.upper().endswith(b"STARTTLS"):
+            raise ScriptError("expected STARTTLS, got %r" % line)
+        self.line(tag_of(line) + " OK begin TLS")
+        self.start_tls(ctx)
 
     def expect(self, prefix):
         got = self.readline()
