@@ -131,15 +131,6 @@ def logins(dv, user, since=0):
     return dv.log_since(since).count("Login: user=<%s>" % user)
 
 
-def wait_for_log(dv, needle, since=0, timeout=10.0):
-    end = time.monotonic() + scaled(timeout)
-    while time.monotonic() < end:
-        if needle in dv.log_since(since):
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def barrier(dv, pam, since):
     """Make sure every line Dovecot would log for what happened before is in its log: log in
     another user (no cache section) and wait for that line, which comes after them."""
@@ -147,7 +138,7 @@ def barrier(dv, pam, since):
                 config_path=pam.write_config(config(None, dv_imap(dv), ca=False),
                                              name="barrier.conf"))
     assert r.code == "PAM_SUCCESS", r
-    assert wait_for_log(dv, "Login: user=<erin>", since), dv.log_since(since)
+    assert dv.wait_log("Login: user=<erin>", since), dv.log_since(since)
 
 
 def private_dovecot(workdir, pki, users):
@@ -218,7 +209,7 @@ def test_ttl_second_login_does_not_reach_dovecot(pam, dv, pki, cache_dir):
     r = pam.run(cfg, "alice", "s3cret")
     assert r.code == "PAM_SUCCESS", r
     assert "server=dv" in final_line(r)[1]
-    assert wait_for_log(dv, "Login: user=<alice>", start), dv.log_since(start)
+    assert dv.wait_log("Login: user=<alice>", start), dv.log_since(start)
     assert len(records(cache_dir)) == 1
 
     mark = dv.log_size()
@@ -236,7 +227,7 @@ def test_ttl_second_login_does_not_reach_dovecot(pam, dv, pki, cache_dir):
     assert "the password differs from the one confirmed" in r.log_text(), r
     assert "a server refused a password other than the cached one; entry kept" in r.log_text()
     assert "user=alice result=refused server=dv" in final_line(r)[1]
-    assert wait_for_log(dv, "alice", mark), dv.log_since(mark)
+    assert dv.wait_log("alice", mark), dv.log_since(mark)
     # the entry is kept, its counter shows the mismatch, and it still answers
     assert failures(record_of(cache_dir, "alice")) == 1
     r = pam.run(cfg, "alice", "s3cret")
@@ -256,7 +247,7 @@ def test_ttl_expired_goes_to_dovecot_and_hits_do_not_extend(pam, dv, pki, cache_
     mark = dv.log_size()
     r = pam.run(cfg, "alice", "s3cret")
     assert r.code == "PAM_SUCCESS" and "server=dv" in final_line(r)[1], r
-    assert wait_for_log(dv, "Login: user=<alice>", mark)
+    assert dv.wait_log("Login: user=<alice>", mark)
     # the server's yes renewed the record with a fresh salt
     after = read_record(path)
     assert int(after["confirmed"]) >= int(time.time()) - 5
@@ -604,7 +595,7 @@ def test_hostile_store_is_ignored(pam, dv, pki, cache_dir, damage, logged):
     assert r.code == "PAM_AUTH_ERR", r           # never a wrong yes: Dovecot was asked
     assert logged in r.log_text(), r
     assert "source=cache" not in r.log_text()
-    assert wait_for_log(dv, "alice", mark)
+    assert dv.wait_log("alice", mark)
     # and the right password still works, through the server
     r = pam.run(cfg, "alice", "s3cret")
     assert r.code == "PAM_SUCCESS" and "server=dv" in final_line(r)[1], r

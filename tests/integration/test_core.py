@@ -26,7 +26,7 @@ def test_pop3_apop(pam, dv, pki):
     cfg = config(pki, server("dv", "pop3", hosts("127.0.0.1"), dv.ports["pop3"]))
     r = pam.run(cfg, "alice", "s3cret")
     assert r.code == "PAM_SUCCESS", r
-    assert "method=APOP" in dv.log_since(off)
+    assert dv.wait_log("method=APOP", off), dv.log_since(off)
 
 
 def test_pop3_user_pass_when_no_apop_offered(pam, dv_noapop, pki):
@@ -36,7 +36,7 @@ def test_pop3_user_pass_when_no_apop_offered(pam, dv_noapop, pki):
     assert r.code == "PAM_SUCCESS", r
     assert "C: dv APOP" not in r.log_text()
     assert "C: dv USER alice" in r.log_text()
-    assert "method=PLAIN" in dv_noapop.log_since(off)
+    assert dv_noapop.wait_log("method=PLAIN", off), dv_noapop.log_since(off)
 
 
 def test_pop3_apop_never_uses_user_pass(pam, dv, pki):
@@ -45,7 +45,7 @@ def test_pop3_apop_never_uses_user_pass(pam, dv, pki):
                              extra="  apop = never\n"))
     r = pam.run(cfg, "alice", "s3cret")
     assert r.code == "PAM_SUCCESS", r
-    assert "method=PLAIN" in dv.log_since(off)
+    assert dv.wait_log("method=PLAIN", off), dv.log_since(off)
 
 
 def test_pop3_wrong_password_falls_back_then_refuses(pam, dv, pki):

@@ -6,6 +6,8 @@ import socket
 import subprocess
 import time
 
+from fakeserver import scaled
+
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
 
@@ -216,3 +218,14 @@ class Dovecot:
 
     def log_since(self, offset):
         return self.log().encode("utf-8", "replace")[offset:].decode("utf-8", "replace")
+
+    def wait_log(self, needle, since=0, timeout=10.0):
+        """True once needle is in the log after offset since: Dovecot writes its log lines
+        after it answered the client, so a line may come a moment after the login ended. False
+        after timeout seconds (scaled)."""
+        end = time.monotonic() + scaled(timeout)
+        while time.monotonic() < end:
+            if needle in self.log_since(since):
+                return True
+            time.sleep(0.05)
+        return False
